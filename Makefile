@@ -1,0 +1,36 @@
+# `make demo`: set up .venv and reproduce the 2017 notebook; `make test`: linters and tests.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# A persistent XLA compilation cache makes the second `make demo` start warm.
+export DEEPLINEAR_JAX_CACHE ?= $(CURDIR)/.cache/jax
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(BIN)/deeplinear reproduce
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+bench: $(VENV)/.installed
+	$(BIN)/python benchmarks/bench_reproduce.py
+
+clean:
+	rm -rf $(VENV) .cache runs
