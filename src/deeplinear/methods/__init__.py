@@ -1,0 +1,32 @@
+"""Optimizers behind one interface, and the registry of their names."""
+
+from __future__ import annotations
+
+import difflib
+
+from ..errors import UsageError
+from ._base import AbstractMethod as AbstractMethod
+from ._optax import GD as GD
+from ._optax import Adam as Adam
+from ._optax import AbstractOptaxMethod as AbstractOptaxMethod
+from ._seed_lm import SeedLM as SeedLM
+from ._seed_lm import min_norm_gauss_newton_step as min_norm_gauss_newton_step
+from ._tf1 import TF1GD as TF1GD
+from ._tf1 import TF1Adam as TF1Adam
+
+METHODS: dict[str, type[AbstractMethod]] = {m.name: m for m in (GD, Adam, TF1GD, TF1Adam, SeedLM)}
+
+
+def make_method(name: str, **hyperparameters) -> AbstractMethod:
+    """The method registered as ``name`` with the given hyperparameters."""
+    if name not in METHODS:
+        close = difflib.get_close_matches(name, METHODS, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"choose one of {', '.join(METHODS)}"
+        raise UsageError(f"unknown method {name!r}: {hint}")
+    cls = METHODS[name]
+    fields = {f for f in cls.__dataclass_fields__}
+    unknown = sorted(set(hyperparameters) - fields)
+    if unknown:
+        expected = ", ".join(sorted(fields)) or "none"
+        raise UsageError(f"{name}: unknown hyperparameter {unknown[0]!r} (it takes: {expected})")
+    return cls(**hyperparameters)

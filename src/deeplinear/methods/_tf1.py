@@ -1,0 +1,104 @@
+"""The notebook's optimizers exactly as TensorFlow 1 ran them.
+
+TF1 keeps hyperparameters as float32 constants cast to float64 (``lr = float(np.float32(lr))``)
+and accumulates Adam's β-powers in float32. Its Adam update is::
+
+    m ← m + (g − m)(1 − β1);   v ← v + (g² − v)(1 − β2)
+    w ← w − lr · sqrt(1 − β2ᵗ)/(1 − β1ᵗ) · m / (sqrt(v) + ε)
+
+i.e. ε is added to sqrt(v), not to the bias-corrected sqrt(v̂) as in optax. Without these details
+the curves drift from TF's by 4e-9 to 8e-5 relative over 3000 steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import numpy as np
+import optax
+
+from .._backend import jax, jnp
+from ._base import check_range
+from ._optax import AbstractOptaxMethod
+
+
+def float32_rounded(value):
+    """``value`` rounded through float32 and back, as TF1 casts its Python-float constants."""
+    return jnp.asarray(value).astype(jnp.float32).astype(jnp.float64)
+
+
+class ScaleByTF1AdamState(NamedTuple):
+    mu: optax.Updates
+    nu: optax.Updates
+    beta1_power: jax.Array  # float32, β1ᵗ
+    beta2_power: jax.Array  # float32, β2ᵗ
+
+
+def scale_by_tf1_adam(b1: float, b2: float, eps: float) -> optax.GradientTransformation:
+    """TF1's Adam direction ``sqrt(1 − β2ᵗ)/(1 − β1ᵗ) · m / (sqrt(v) + ε)``, float32 hyperparameters."""
+    b1_32, b2_32 = np.float32(b1), np.float32(b2)
+    b1_64, b2_64, eps_64 = float(b1_32), float(b2_32), float(np.float32(eps))
+
+    def init_fn(params):
+        zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+        return ScaleByTF1AdamState(zeros, zeros, jnp.float32(b1_32), jnp.float32(b2_32))
+
+    def update_fn(updates, state, params=None):
+        del params
+        mu = jax.tree_util.tree_map(lambda m, g: m + (g - m) * (1 - b1_64), state.mu, updates)
+        nu = jax.tree_util.tree_map(lambda v, g: v + (g * g - v) * (1 - b2_64), state.nu, updates)
+        p1 = state.beta1_power.astype(jnp.float64)
+        p2 = state.beta2_power.astype(jnp.float64)
+        correction = jnp.sqrt(1 - p2) / (1 - p1)
+        direction = jax.tree_util.tree_map(
+            lambda m, v: (m * correction) / (jnp.sqrt(v) + eps_64), mu, nu
+        )
+        powers = (state.beta1_power * b1_32, state.beta2_power * b2_32)
+        return direction, ScaleByTF1AdamState(mu, nu, *powers)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+@dataclasses.dataclass(frozen=True)
+class TF1GD(AbstractOptaxMethod):
+    """TF1's ``GradientDescentOptimizer``: W ← W − fl32(η) ∇f(W)."""
+
+    name = "tf1-gd"
+    label = "GD"
+    description = "gradient descent as TF1 ran it (float32 learning rate)"
+    reference = "tf.compat.v1.train.GradientDescentOptimizer"
+
+    def learning_rate_used(self, learning_rate):
+        return float32_rounded(learning_rate)
+
+    def transformation(self, learning_rate):
+        return optax.sgd(learning_rate)
+
+
+@dataclasses.dataclass(frozen=True)
+class TF1Adam(AbstractOptaxMethod):
+    """TF1's ``AdamOptimizer`` (ε outside the bias correction, float32 hyperparameters)."""
+
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+
+    name = "tf1-adam"
+    label = "ADAM"
+    description = "Adam as TF1 ran it (ε convention, float32 hyperparameters and β-powers)"
+    reference = "tf.compat.v1.train.AdamOptimizer; Kingma & Ba 2015"
+
+    def __post_init__(self):
+        check_range(self.name, "b1", self.b1, 0, 1)
+        check_range(self.name, "b2", self.b2, 0, 1)
+        check_range(self.name, "eps", self.eps, 0)
+
+    def learning_rate_used(self, learning_rate):
+        return float32_rounded(learning_rate)
+
+    def transformation(self, learning_rate):
+        return optax.chain(
+            scale_by_tf1_adam(self.b1, self.b2, self.eps),
+            optax.scale_by_learning_rate(learning_rate),
+        )

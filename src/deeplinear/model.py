@@ -1,0 +1,23 @@
+"""The deep linear network: weights (W1, …, WL), W1 on the output side, Ŷ = W1 W2 ⋯ WL X."""
+
+from __future__ import annotations
+
+from functools import reduce
+
+from ._backend import jax, jnp
+
+
+def end_to_end(weights) -> jax.Array:
+    """The product W1 W2 ⋯ WL (output × input)."""
+    return reduce(jnp.matmul, weights)
+
+
+def gradient_norm(grads) -> jax.Array:
+    """sqrt of the sum of squared gradient entries over all layers (the notebook's magnitude)."""
+    return jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree_util.tree_leaves(grads)))
+
+
+def layer_shapes(input: int, hidden: tuple[int, ...], output: int) -> list[tuple[int, int]]:
+    """Shapes of W1 … WL for widths output ← hidden[0] ← … ← hidden[-1] ← input."""
+    widths = [output, *hidden, input]
+    return [(widths[i], widths[i + 1]) for i in range(len(widths) - 1)]

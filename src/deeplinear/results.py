@@ -1,0 +1,137 @@
+"""The tidy results table: one row per (run, recorded step), written as Parquet.
+
+Columns: ``run_id`` (unique), ``run`` (legend label), ``method``, ``variant``, ``learning_rate``
+(nominal), ``seed``, ``step`` (updates applied; 0 = initial weights), ``loss`` (sum of squares,
+no ½), ``grad_norm``, ``loss_notebook`` (the notebook's buggy LM loss), ``seconds`` (wall time
+since the run's batch started, compile excluded), ``compile_seconds`` and ``batch_size`` (runs
+that shared one compiled program and its wall time). Provenance goes in the file's metadata under
+the key ``deeplinear`` as JSON.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .rundir import write_atomic
+from .runner import Curve
+
+SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("run", pa.string()),
+        ("method", pa.string()),
+        ("variant", pa.string()),
+        ("learning_rate", pa.float64()),
+        ("seed", pa.int64()),
+        ("step", pa.int64()),
+        ("loss", pa.float64()),
+        ("grad_norm", pa.float64()),
+        ("loss_notebook", pa.float64()),
+        ("seconds", pa.float64()),
+        ("compile_seconds", pa.float64()),
+        ("batch_size", pa.int64()),
+    ]
+)
+METADATA_KEY = b"deeplinear"
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What identifies a run in the table."""
+
+    run_id: str
+    run: str
+    method: str
+    learning_rate: float
+    seed: int
+    variant: str = ""
+    compile_seconds: float = 0.0
+    batch_size: int = 1
+
+
+def curves_table(runs: list[tuple[RunInfo, Curve]]) -> pa.Table:
+    """Stack runs into the tidy table (one row per run and recorded step)."""
+    ids = [info.run_id for info, _ in runs]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"run_id values must be unique, got {ids}")
+    columns: dict[str, list[np.ndarray]] = {name: [] for name in SCHEMA.names}
+    for info, curve in runs:
+        rows = len(curve.steps)
+        for name in ("run_id", "run", "method", "variant", "learning_rate", "seed"):
+            columns[name].append(np.full(rows, getattr(info, name), dtype=object))
+        columns["compile_seconds"].append(np.full(rows, info.compile_seconds))
+        columns["batch_size"].append(np.full(rows, info.batch_size))
+        columns["step"].append(np.asarray(curve.steps))
+        for name in ("loss", "grad_norm", "loss_notebook", "seconds"):
+            columns[name].append(np.asarray(getattr(curve, name), dtype=np.float64))
+    arrays = [
+        pa.array(np.concatenate(columns[f.name]) if runs else [], type=f.type) for f in SCHEMA
+    ]
+    return pa.Table.from_arrays(arrays, schema=SCHEMA)
+
+
+def provenance(command: list[str] | None = None, **extra) -> dict:
+    """Package versions, git revision, platform, time and command line, for the file metadata."""
+    versions = {}
+    for package in ("deeplinear", "jax", "jaxlib", "optax", "numpy", "scipy", "pyarrow"):
+        try:
+            versions[package] = importlib_metadata.version(package)
+        except importlib_metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "versions": versions,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "git_revision": _git_revision(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": command if command is not None else sys.argv,
+        **extra,
+    }
+
+
+def _git_revision() -> str | None:
+    source = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def write_table(table: pa.Table, path, metadata: dict) -> None:
+    """Write ``table`` to ``path`` atomically, with ``metadata`` as JSON in the file's metadata."""
+    table = table.replace_schema_metadata({METADATA_KEY: json.dumps(metadata).encode()})
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    write_atomic(path, buffer.getvalue())
+
+
+def read_table(path) -> tuple[pa.Table, dict]:
+    """The table at ``path`` and its deeplinear metadata."""
+    table = pq.read_table(path)
+    raw = (table.schema.metadata or {}).get(METADATA_KEY, b"{}")
+    return table, json.loads(raw)
+
+
+def run_series(table: pa.Table) -> dict[str, dict[str, np.ndarray]]:
+    """Each run's columns as NumPy arrays, keyed by ``run_id``, in table order."""
+    columns = {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
+    ids = columns["run_id"]
+    return {
+        run_id: {name: values[ids == run_id] for name, values in columns.items()}
+        for run_id in dict.fromkeys(ids)
+    }

@@ -1,0 +1,147 @@
+"""The compiled training loop: a batch of runs that share shapes, one program for all of them.
+
+``run`` starts every member of the batch from the same weights, with one learning rate each
+(``vmap``), and advances them with ``lax.scan`` in chunks of steps. Per recorded step it keeps the
+loss (measured *before* the update of that step, so row ``step = s`` holds the loss after ``s``
+updates), the gradient norm and the notebook's LM loss. Wall time is measured per chunk, after
+compilation, which is timed apart. A run that produces a non-finite loss has diverged: its rows
+end at that step, as the notebook stopped there.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._backend import jax, jnp
+from .errors import UsageError
+from .model import gradient_norm
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One run's recorded series; ``steps[i]`` updates had been applied at row ``i``."""
+
+    steps: np.ndarray
+    loss: np.ndarray
+    grad_norm: np.ndarray
+    loss_notebook: np.ndarray
+    seconds: np.ndarray  # wall time since the start of the batch, compile time excluded
+
+    @property
+    def diverged_at(self) -> int | None:
+        """The step of the first non-finite loss, or None."""
+        return None if np.isfinite(self.loss[-1]) else int(self.steps[-1])
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """The curves of a batch, its final weights (batched) and its timings in seconds."""
+
+    curves: list[Curve]
+    final_weights: tuple
+    compile_seconds: float
+    run_seconds: float
+
+
+def _record(objective, weights):
+    loss, grads = jax.value_and_grad(objective.loss)(weights)
+    metrics = jnp.stack([loss, gradient_norm(grads), objective.notebook_loss(weights)])
+    return loss, grads, metrics
+
+
+def _make_chunk(method, record_every: int, records: int):
+    """A function advancing one run by ``records · record_every`` steps, recording each block."""
+
+    def block(carry, _):
+        weights, state, objective = carry
+        loss, grads, metrics = _record(objective, weights)
+        weights, state = method.step(weights, state, objective, loss, grads)
+
+        def plain_step(inner, _):
+            w, s = inner
+            value, g = jax.value_and_grad(objective.loss)(w)
+            return method.step(w, s, objective, value, g), None
+
+        (weights, state), _ = jax.lax.scan(plain_step, (weights, state), None, record_every - 1)
+        return (weights, state, objective), metrics
+
+    def chunk(weights, state, objective):
+        (weights, state, _), metrics = jax.lax.scan(
+            block, (weights, state, objective), None, records
+        )
+        end = _record(objective, weights)[2]
+        return weights, state, metrics, end
+
+    return jax.vmap(chunk, in_axes=(0, 0, None))
+
+
+def run(
+    method,
+    objective,
+    weights,
+    learning_rates,
+    steps: int,
+    *,
+    record_every: int = 1,
+    chunk_steps: int = 1000,
+    progress: Callable[[int, int], None] | None = None,
+) -> BatchResult:
+    """Run ``method`` from ``weights`` once per learning rate for ``steps`` updates."""
+    if steps < 1:
+        raise UsageError(f"steps must be a positive integer, got {steps!r}")
+    if record_every < 1 or steps % record_every:
+        raise UsageError(f"record_every must divide steps ({steps}), got {record_every!r}")
+    rates = jnp.asarray(np.asarray(learning_rates, dtype=np.float64).reshape(-1))
+    batch = rates.shape[0]
+    weights = tuple(jnp.asarray(w, dtype=jnp.float64) for w in weights)
+    state = jax.vmap(lambda lr: method.init(weights, objective, lr))(rates)
+    current = tuple(jnp.broadcast_to(w, (batch, *w.shape)) for w in weights)
+
+    total_records = steps // record_every
+    per_chunk = max(1, min(total_records, chunk_steps // record_every))
+    sizes = [per_chunk] * (total_records // per_chunk)
+    if total_records % per_chunk:
+        sizes.append(total_records % per_chunk)
+
+    compiled: dict[int, Callable] = {}
+    compile_seconds = 0.0
+    pieces, times = [], [0.0]
+    end_metrics = None
+    done = 0
+    for size in sizes:
+        if size not in compiled:
+            start = time.perf_counter()
+            chunk = jax.jit(_make_chunk(method, record_every, size))
+            compiled[size] = chunk.lower(current, state, objective).compile()
+            compile_seconds += time.perf_counter() - start
+        start = time.perf_counter()
+        current, state, metrics, end_metrics = compiled[size](current, state, objective)
+        metrics = np.asarray(metrics)  # blocks until the chunk is done
+        times.append(times[-1] + time.perf_counter() - start)
+        pieces.append(metrics)
+        done += size
+        if progress:
+            progress(done * record_every, steps)
+        if np.all(np.any(~np.isfinite(metrics[:, :, 0]), axis=1)) or done == total_records:
+            break
+
+    metrics = np.concatenate([*pieces, np.asarray(end_metrics)[:, None, :]], axis=1)
+    if done < total_records:  # every run diverged: the end record is past the last chunk
+        metrics = metrics[:, :-1]
+    seconds = np.concatenate(
+        [np.linspace(t0, t1, size, endpoint=False) for t0, t1, size in zip(times, times[1:], sizes)]
+        + [[times[-1]]]
+    )[: metrics.shape[1]]
+    recorded_steps = np.arange(metrics.shape[1]) * record_every
+    curves = [_curve(recorded_steps, metrics[b], seconds) for b in range(batch)]
+    return BatchResult(curves, current, compile_seconds, times[-1])
+
+
+def _curve(steps, metrics, seconds) -> Curve:
+    bad = np.flatnonzero(~np.isfinite(metrics[:, 0]))
+    stop = bad[0] + 1 if bad.size else len(steps)
+    return Curve(steps[:stop], *(metrics[:stop, i] for i in range(3)), seconds[:stop])
