@@ -20,9 +20,9 @@ from .results import run_series  # noqa: E402
 from .rundir import write_atomic  # noqa: E402
 
 
-def _style(series) -> dict:
+def _style(series, index: int) -> dict:
     method, label = series["method"][0], series["run"][0]
-    style: dict = {"lw": 1.5}
+    style: dict = {"lw": 1.5, "color": f"C{index % 10}"}
     if "adam" in method:
         style["ls"] = "--"
     if label == "LM step=0.05":
@@ -34,9 +34,10 @@ def _style(series) -> dict:
 
 def _panel_pair(runs, title: str, upto: int | None, floor: float | None):
     fig, (ax_loss, ax_grad) = plt.subplots(2, 1, figsize=(12, 9), sharex=True)
-    for series in runs:
+    fig.subplots_adjust(left=0.08, right=0.98, top=0.95, bottom=0.07, hspace=0.08)
+    for index, series in runs:
         steps, loss, grad = series["step"], series["loss"], series["grad_norm"]
-        label, style = series["run"][0], _style(series)
+        label, style = series["run"][0], _style(series, index)
         if not np.isfinite(loss[-1]):
             ax_loss.semilogy(
                 steps[:1], loss[:1], marker="x", ms=10, mew=2, ls="none",
@@ -55,8 +56,8 @@ def _panel_pair(runs, title: str, upto: int | None, floor: float | None):
     ax_loss.set_title(title)
     for ax in (ax_loss, ax_grad):
         ax.grid(True, which="major", alpha=0.3)
+        ax.minorticks_off()
         ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
     return fig
 
 
@@ -72,11 +73,11 @@ def notebook_figures(
     table, out_dir: Path, *, seed: int, condition_number: float, floor: float | None = None
 ) -> list[Path]:
     """Write ``figure1_gd_adam.png`` and ``figure2_with_lm.png`` into ``out_dir``."""
-    runs = list(run_series(table).values())
-    first_order = [r for r in runs if r["method"][0] != "seed-lm"]
+    runs = list(enumerate(run_series(table).values()))  # index fixes each run's colour
+    first_order = [(i, r) for i, r in runs if r["method"][0] != "seed-lm"]
     head = f"seed {seed}: W1·W2·X ≈ A·X, true κ(A) = {condition_number:.3g} (the notebook said 1e5)"
     fig1 = _panel_pair(first_order, f"GD and Adam, 3000 steps — {head}", None, None)
     fig2 = _panel_pair(runs, f"First 190 steps with LM — {head}", 190, floor)
     fig2.axes[0].set_xlim(0, 190)
-    fig2.axes[0].set_yticks(10.0 ** np.linspace(-28, 6, 18))
+    fig2.axes[0].set_yticks(10.0 ** np.arange(-28, 7, 4))
     return [_save(fig1, out_dir / "figure1_gd_adam.png"), _save(fig2, out_dir / "figure2_with_lm.png")]
