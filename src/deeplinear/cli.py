@@ -23,11 +23,9 @@ def _seed(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--seed must be a non-negative integer, got {text!r}"
-        ) from None
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}") from None
     if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"--seed must be in 0 … 2**32−1, got {value}")
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer below 2**32, got {value}")
     return value
 
 
@@ -55,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _reproduce(args) -> int:
     from . import rundir
-    from .reproduce import default_out, experiment_identity
+    from .experiment import default_out, experiment_identity
 
     out = args.out or str(default_out(args.seed))
     # Claim the directory before the heavy imports: a bad --out fails fast.

@@ -13,11 +13,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from .results import run_series  # noqa: E402
-from .rundir import write_atomic  # noqa: E402
+from .results import run_series
+from .rundir import write_atomic
 
 
 def _style(series, index: int) -> dict:
@@ -80,4 +80,7 @@ def notebook_figures(
     fig2 = _panel_pair(runs, f"First 190 steps with LM — {head}", 190, floor)
     fig2.axes[0].set_xlim(0, 190)
     fig2.axes[0].set_yticks(10.0 ** np.arange(-28, 7, 4))
-    return [_save(fig1, out_dir / "figure1_gd_adam.png"), _save(fig2, out_dir / "figure2_with_lm.png")]
+    return [
+        _save(fig1, out_dir / "figure1_gd_adam.png"),
+        _save(fig2, out_dir / "figure2_with_lm.png"),
+    ]

@@ -101,7 +101,7 @@ def notebook_problem(
         from ._backend import jax
 
         keys = jax.random.split(jax.random.key(seed), 4)
-        normal = lambda k, s: np.asarray(jax.random.normal(k, s, dtype=np.float64))  # noqa: E731
+        normal = lambda k, s: np.asarray(jax.random.normal(k, s, dtype=np.float64))
         W1 = normal(keys[0], shapes["W1"])
         W2 = normal(keys[1], shapes["W2"])
         A = scale * np.asarray(jax.random.uniform(keys[2], shapes["A"], dtype=np.float64))

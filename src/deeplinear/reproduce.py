@@ -18,18 +18,20 @@ import numpy as np
 import pyarrow as pa
 
 from . import notebook, plots, rundir, runner
-from .errors import UsageError
+from .experiment import (
+    ADAM_RATES,
+    FIRST_ORDER_STEPS,
+    GD_RATES,
+    LM_FIDELITY_FLOOR,
+    LM_RATES,
+    LM_STEPS,
+    default_out,
+    experiment_identity,
+    validate,
+)
 from .methods import make_method
 from .problem import Problem, notebook_problem
 from .results import RunInfo, curves_table, provenance, run_series, write_table
-
-GD_RATES = (1e-6, 1e-5, 1e-4, 1e-3)
-ADAM_RATES = (1e-5, 1e-4, 1e-3, 1e-2)
-LM_RATES = (0.05, 0.2)
-FIRST_ORDER_STEPS = 3000
-LM_STEPS = 200
-RCOND_CHOICES = ("modern", "2017", "both")
-LM_FIDELITY_FLOOR = 1e-12  # LM is compared only while loss > this × the initial loss
 
 
 @dataclass
@@ -48,24 +50,6 @@ class Reproduction:
         return run_series(self.table)
 
 
-def default_out(seed: int) -> Path:
-    return Path("runs") / f"reproduce-seed{seed}"
-
-
-def experiment_identity(seed: int, rcond: str) -> dict:
-    """What makes two reproductions the same experiment (stored in ``experiment.json``)."""
-    return {"experiment": "reproduce", "seed": seed, "rcond": rcond}
-
-
-def validate(seed, rcond: str) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise UsageError(f"--seed must be a non-negative integer, got {seed!r}")
-    if seed >= 2**32:
-        raise UsageError(f"--seed must be below 2**32 (NumPy's legacy seeding), got {seed}")
-    if rcond not in RCOND_CHOICES:
-        raise UsageError(f"--rcond must be one of {', '.join(RCOND_CHOICES)}, got {rcond!r}")
-
-
 def reproduce(
     seed: int = 0,
     out: str | Path | None = None,
@@ -77,7 +61,7 @@ def reproduce(
     progress: Callable[[str], None] | None = None,
     command: list[str] | None = None,
 ) -> Reproduction:
-    """Run the notebook's experiment for ``seed``; write results to ``out`` unless ``write=False``."""
+    """Run the notebook's experiment for ``seed``; write to ``out`` unless ``write=False``."""
     validate(seed, rcond)
     say = progress or (lambda message: None)
     out_dir = None

@@ -129,7 +129,9 @@ def read_table(path) -> tuple[pa.Table, dict]:
 
 def run_series(table: pa.Table) -> dict[str, dict[str, np.ndarray]]:
     """Each run's columns as NumPy arrays, keyed by ``run_id``, in table order."""
-    columns = {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
+    columns = {
+        name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names
+    }
     ids = columns["run_id"]
     return {
         run_id: {name: values[ids == run_id] for name, values in columns.items()}

@@ -32,7 +32,9 @@ def claim(directory: str | os.PathLike, experiment: dict, force: bool = False) -
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         reason = error.strerror or str(error)
-        raise UsageError(f"--out {path} cannot be created ({reason}): choose another --out") from None
+        raise UsageError(
+            f"--out {path} cannot be created ({reason}): choose another --out"
+        ) from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise UsageError(f"--out {path} is not writable: choose another --out")
     manifest = path / MANIFEST

@@ -79,6 +79,18 @@ def _make_chunk(method, record_every: int, records: int):
     return jax.vmap(chunk, in_axes=(0, 0, None))
 
 
+_PROGRAMS: dict = {}  # compiled chunks, by method, record_every, length and argument shapes
+
+
+def _compiled_chunk(method, record_every: int, records: int, args) -> Callable:
+    leaves, tree = jax.tree_util.tree_flatten(args)
+    key = (method, record_every, records, tree, tuple((x.shape, x.dtype) for x in leaves))
+    if key not in _PROGRAMS:
+        chunk = jax.jit(_make_chunk(method, record_every, records))
+        _PROGRAMS[key] = chunk.lower(*args).compile()
+    return _PROGRAMS[key]
+
+
 def run(
     method,
     objective,
@@ -107,19 +119,16 @@ def run(
     if total_records % per_chunk:
         sizes.append(total_records % per_chunk)
 
-    compiled: dict[int, Callable] = {}
     compile_seconds = 0.0
     pieces, times = [], [0.0]
     end_metrics = None
     done = 0
     for size in sizes:
-        if size not in compiled:
-            start = time.perf_counter()
-            chunk = jax.jit(_make_chunk(method, record_every, size))
-            compiled[size] = chunk.lower(current, state, objective).compile()
-            compile_seconds += time.perf_counter() - start
         start = time.perf_counter()
-        current, state, metrics, end_metrics = compiled[size](current, state, objective)
+        program = _compiled_chunk(method, record_every, size, (current, state, objective))
+        compile_seconds += time.perf_counter() - start
+        start = time.perf_counter()
+        current, state, metrics, end_metrics = program(current, state, objective)
         metrics = np.asarray(metrics)  # blocks until the chunk is done
         times.append(times[-1] + time.perf_counter() - start)
         pieces.append(metrics)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .reproduce import LM_FIDELITY_FLOOR, Reproduction
+from .experiment import LM_FIDELITY_FLOOR
+from .reproduce import Reproduction
 
 
 def _fmt(x) -> str:
@@ -81,7 +82,8 @@ def summary_lines(reproduction: Reproduction) -> list[str]:
     lines = [
         f"deeplinear reproduce — seed {reproduction.seed}: A is {problem.A.shape[0]}×"
         f"{problem.A.shape[1]}, n = {problem.X.shape[1]} samples",
-        "singular values of A: " + " ".join(f"{v:.3g}" for v in s)
+        "singular values of A: "
+        + " ".join(f"{v:.3g}" for v in s)
         + f";  true κ(A) = {problem.condition_number:.3g}",
         "",
         *run_table(reproduction),

@@ -7,8 +7,8 @@ import difflib
 from ..errors import UsageError
 from ._base import AbstractMethod as AbstractMethod
 from ._optax import GD as GD
-from ._optax import Adam as Adam
 from ._optax import AbstractOptaxMethod as AbstractOptaxMethod
+from ._optax import Adam as Adam
 from ._seed_lm import SeedLM as SeedLM
 from ._seed_lm import min_norm_gauss_newton_step as min_norm_gauss_newton_step
 from ._tf1 import TF1GD as TF1GD

@@ -35,8 +35,9 @@ class AbstractMethod(abc.ABC):
     def init(self, weights: PyTree, objective, learning_rate) -> PyTree: ...
 
     @abc.abstractmethod
-    def step(self, weights: PyTree, state: PyTree, objective, loss, grads) -> tuple[PyTree, PyTree]:
-        ...
+    def step(
+        self, weights: PyTree, state: PyTree, objective, loss, grads
+    ) -> tuple[PyTree, PyTree]: ...
 
     def hyperparameters(self) -> dict[str, Any]:
         """The method's hyperparameters (its dataclass fields) as a plain dict."""

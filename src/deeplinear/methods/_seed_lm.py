@@ -29,8 +29,7 @@ def gauge_residual(weights, delta) -> jax.Array:
     """``W_iᵀ δW_i − δW_{i+1} W_{i+1}ᵀ`` for each junction: zero iff δ ⊥ the gauge directions.
 
     The gauge (W_i G, G⁻¹ W_{i+1}) leaves W1 ⋯ WL unchanged; its tangent directions
-    (W_i G, −G W_{i+1}) are the Jacobian's null space when every hidden width is at most
-    min(input, output) and the layers have full rank.
+    (W_i G, −G W_{i+1}) span the Jacobian's null space when ``gauge_is_null_space``.
     """
     return jnp.concatenate(
         [
@@ -41,9 +40,17 @@ def gauge_residual(weights, delta) -> jax.Array:
 
 
 def gauge_is_null_space(weights) -> bool:
-    """True when the Jacobian's null space is the gauge alone (hidden widths ≤ min(in, out))."""
-    outer = min(weights[0].shape[0], weights[-1].shape[1])
-    return all(w.shape[1] <= outer for w in weights[:-1])
+    """True when, at generic full-rank layers, the Jacobian's null space is the gauge alone.
+
+    With widths d_out = h_0, h_1, …, h_L = d_in and r = min h_i, the product map has rank
+    r (d_out + d_in − r); its null space has the gauge's dimension Σ_{0<i<L} h_i² exactly when
+    Σ h_i h_{i+1} − r (d_out + d_in − r) equals it (e.g. depth 2 with h ≤ min(d_in, d_out)).
+    """
+    widths = [weights[0].shape[0], *(w.shape[1] for w in weights)]
+    r = min(widths)
+    params = sum(a * b for a, b in zip(widths, widths[1:]))
+    null = params - r * (widths[0] + widths[-1] - r)
+    return null == sum(h * h for h in widths[1:-1])
 
 
 def min_norm_gauss_newton_step(weights, objective, solver: str = "auto", rcond=None):

@@ -36,7 +36,7 @@ class ScaleByTF1AdamState(NamedTuple):
 
 
 def scale_by_tf1_adam(b1: float, b2: float, eps: float) -> optax.GradientTransformation:
-    """TF1's Adam direction ``sqrt(1 − β2ᵗ)/(1 − β1ᵗ) · m / (sqrt(v) + ε)``, float32 hyperparameters."""
+    """TF1's Adam direction ``sqrt(1 − β2ᵗ)/(1 − β1ᵗ) · m / (sqrt(v) + ε)`` (float32 constants)."""
     b1_32, b2_32 = np.float32(b1), np.float32(b2)
     b1_64, b2_64, eps_64 = float(b1_32), float(b2_32), float(np.float32(eps))
 

@@ -1,0 +1,130 @@
+"""The command line as a user meets it: bad input, directories, a full run, Ctrl-C."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from deeplinear.results import read_table
+
+CLI = [sys.executable, "-m", "deeplinear.cli"]
+
+
+def cli(*args, cwd=None, timeout=300):
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=cwd, timeout=timeout)
+
+
+def assert_usage_error(result, *words):
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["reproduce", "--seed", "-1"], ["--seed", "non-negative"]),
+        (["reproduce", "--seed", "abc"], ["--seed", "'abc'"]),
+        (["reproduce", "--seed", str(2**32)], ["--seed"]),
+        (["reproduce", "--rcond", "1999"], ["--rcond", "modern"]),
+        (["reproduce", "--frobnicate"], ["--frobnicate", "--help"]),
+        (["launch"], ["launch"]),
+        ([], ["command"]),
+    ],
+)
+def test_bad_arguments_fail_in_one_line(args, words):
+    assert_usage_error(cli(*args), *words)
+
+
+def test_bad_arguments_do_not_import_jax():
+    code = (
+        "import sys\nfrom deeplinear.cli import main\n"
+        "assert main(['reproduce', '--seed', 'abc']) == 2\n"
+        "assert main(['reproduce', '--out', '/proc/no/such']) == 2\n"
+        "print('jax' in sys.modules, 'matplotlib' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "False False", out.stderr
+
+
+def test_out_is_a_file(tmp_path):
+    target = tmp_path / "file.txt"
+    target.write_text("mine")
+    assert_usage_error(cli("reproduce", "--out", str(target)), "is a file", "--out")
+    assert target.read_text() == "mine"
+
+
+def test_out_cannot_be_created(tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    assert_usage_error(cli("reproduce", "--out", str(blocker / "sub")), "cannot be created")
+
+
+def test_out_holding_other_files_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("keep me")
+    assert_usage_error(cli("reproduce", "--out", str(tmp_path)), "--force")
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+
+
+def test_full_run_then_rerun_then_a_different_experiment(tmp_path):
+    out = tmp_path / "r"
+    first = cli("reproduce", "--out", str(out))
+    assert first.returncode == 0, first.stderr
+    assert "κ(A) = 12.7" in first.stdout
+    assert "GD is slow, not stuck" in first.stdout
+    files = sorted(p.name for p in out.iterdir())
+    assert files == [
+        "curves.parquet",
+        "experiment.json",
+        "figure1_gd_adam.png",
+        "figure2_with_lm.png",
+    ]
+    table, meta = read_table(out / "curves.parquet")
+    assert meta["experiment"] == {"experiment": "reproduce", "seed": 0, "rcond": "modern"}
+    assert meta["problem"]["condition_number"] == pytest.approx(12.669, rel=1e-3)
+    assert set(table.column("run").to_pylist()) >= {
+        "GD step=1e-05",
+        "ADAM step=0.01",
+        "LM step=0.2",
+    }
+    assert table.num_rows == 2 * 3001 + 8 + 6 + 4 * 3001 + 2 * 201
+
+    again = cli("reproduce", "--out", str(out))  # the same experiment replaces its own results
+    assert again.returncode == 0, again.stderr
+
+    other = cli("reproduce", "--out", str(out), "--seed", "1")
+    assert_usage_error(other, "different experiment", "--force")
+    assert json.loads((out / "experiment.json").read_text())["seed"] == 0
+
+    forced = cli("reproduce", "--out", str(out), "--seed", "1", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert json.loads((out / "experiment.json").read_text())["seed"] == 1
+
+
+def test_ctrl_c_leaves_no_half_written_file(tmp_path):
+    out = tmp_path / "r"
+    proc = subprocess.Popen(
+        [*CLI, "reproduce", "--out", str(out), "--rcond", "2017"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # wait until the 2017 LM runs (seconds of NumPy work)
+        line = proc.stderr.readline()
+        if "2017 setting" in line or not line:
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert sorted(os.listdir(out)) == ["experiment.json"]  # nothing half-written
+    rerun = cli("reproduce", "--out", str(out), "--rcond", "2017")
+    assert rerun.returncode == 0, rerun.stderr

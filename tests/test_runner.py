@@ -1,0 +1,69 @@
+"""The compiled loop: rows, chunking, recording and divergence."""
+
+import numpy as np
+import pytest
+
+from deeplinear import runner
+from deeplinear.errors import UsageError
+from deeplinear.methods import make_method
+from deeplinear.problem import NotebookDims, notebook_problem
+
+DIMS = NotebookDims(4, 3, 5, 30)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    problem, weights = notebook_problem(1, DIMS)
+    return problem.objective(), weights
+
+
+def test_rows_cover_steps_zero_to_n(setup):
+    objective, weights = setup
+    result = runner.run(make_method("gd"), objective, weights, [1e-4, 2e-4], 50)
+    assert len(result.curves) == 2
+    for curve in result.curves:
+        np.testing.assert_array_equal(curve.steps, np.arange(51))
+        assert curve.diverged_at is None
+        assert np.all(np.diff(curve.seconds) >= 0)
+    assert result.curves[0].loss[0] == result.curves[1].loss[0]
+    assert result.compile_seconds > 0 and result.run_seconds > 0
+
+
+def test_chunking_does_not_change_results(setup):
+    objective, weights = setup
+    method = make_method("adam")
+    whole = runner.run(method, objective, weights, [1e-2], 60, chunk_steps=1000).curves[0]
+    parts = runner.run(method, objective, weights, [1e-2], 60, chunk_steps=25).curves[0]
+    np.testing.assert_array_equal(whole.loss, parts.loss)
+    np.testing.assert_array_equal(whole.grad_norm, parts.grad_norm)
+
+
+def test_record_every_keeps_every_kth_step(setup):
+    objective, weights = setup
+    method = make_method("gd")
+    every = runner.run(method, objective, weights, [1e-4], 60).curves[0]
+    sparse = runner.run(method, objective, weights, [1e-4], 60, record_every=10).curves[0]
+    np.testing.assert_array_equal(sparse.steps, np.arange(0, 61, 10))
+    np.testing.assert_allclose(sparse.loss, every.loss[::10], rtol=1e-13)
+
+
+def test_divergence_ends_the_run_at_the_first_non_finite_loss(setup):
+    objective, weights = setup
+    result = runner.run(make_method("gd"), objective, weights, [1e-4, 10.0], 100, chunk_steps=20)
+    stable, diverged = result.curves
+    assert stable.diverged_at is None and len(stable.steps) == 101
+    assert diverged.diverged_at is not None and diverged.diverged_at < 20
+    assert not np.isfinite(diverged.loss[-1]) and np.all(np.isfinite(diverged.loss[:-1]))
+
+
+def test_all_diverged_stops_early(setup):
+    objective, weights = setup
+    result = runner.run(make_method("gd"), objective, weights, [10.0], 10_000, chunk_steps=100)
+    assert result.curves[0].diverged_at < 100
+
+
+@pytest.mark.parametrize("kwargs", [{"steps": 0}, {"steps": 10, "record_every": 3}])
+def test_bad_lengths(setup, kwargs):
+    objective, weights = setup
+    with pytest.raises(UsageError):
+        runner.run(make_method("gd"), objective, weights, [1e-3], **kwargs)
