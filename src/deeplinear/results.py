@@ -61,25 +61,27 @@ class RunInfo:
     batch_size: int = 1
 
 
+PER_RUN = ("run_id", "run", "method", "variant", "learning_rate", "seed", "compile_seconds",
+           "batch_size")  # fmt: skip
+PER_STEP = ("step", "loss", "grad_norm", "loss_notebook", "seconds")
+
+
 def curves_table(runs: list[tuple[RunInfo, Curve]]) -> pa.Table:
     """Stack runs into the tidy table (one row per run and recorded step)."""
     ids = [info.run_id for info, _ in runs]
     if len(set(ids)) != len(ids):
         raise ValueError(f"run_id values must be unique, got {ids}")
-    columns: dict[str, list[np.ndarray]] = {name: [] for name in SCHEMA.names}
-    for info, curve in runs:
-        rows = len(curve.steps)
-        for name in ("run_id", "run", "method", "variant", "learning_rate", "seed"):
-            columns[name].append(np.full(rows, getattr(info, name), dtype=object))
-        columns["compile_seconds"].append(np.full(rows, info.compile_seconds))
-        columns["batch_size"].append(np.full(rows, info.batch_size))
-        columns["step"].append(np.asarray(curve.steps))
-        for name in ("loss", "grad_norm", "loss_notebook", "seconds"):
-            columns[name].append(np.asarray(getattr(curve, name), dtype=np.float64))
-    arrays = [
-        pa.array(np.concatenate(columns[f.name]) if runs else [], type=f.type) for f in SCHEMA
-    ]
-    return pa.Table.from_arrays(arrays, schema=SCHEMA)
+    owner = pa.array(np.repeat(np.arange(len(runs)), [len(c.steps) for _, c in runs]))
+    columns = {}
+    for name in PER_RUN:  # one value per run, repeated over its rows
+        values = pa.array([getattr(info, name) for info, _ in runs], type=SCHEMA.field(name).type)
+        columns[name] = values.take(owner)
+    for name in PER_STEP:
+        parts = [
+            np.asarray(getattr(curve, name if name != "step" else "steps")) for _, curve in runs
+        ]
+        columns[name] = pa.array(np.concatenate(parts) if parts else [], SCHEMA.field(name).type)
+    return pa.Table.from_arrays([columns[name] for name in SCHEMA.names], schema=SCHEMA)
 
 
 def provenance(command: list[str] | None = None, **extra) -> dict:

@@ -79,16 +79,27 @@ def _make_chunk(method, record_every: int, records: int):
     return jax.vmap(chunk, in_axes=(0, 0, None))
 
 
-_PROGRAMS: dict = {}  # compiled chunks, by method, record_every, length and argument shapes
+_PROGRAMS: dict = {}  # compiled programs, by function, method, options and argument shapes
 
 
-def _compiled_chunk(method, record_every: int, records: int, args) -> Callable:
+def _compiled(make, method, args, *options) -> Callable:
+    """``jit(make(method, *options))`` compiled for ``args``' shapes, once per process."""
     leaves, tree = jax.tree_util.tree_flatten(args)
-    key = (method, record_every, records, tree, tuple((x.shape, x.dtype) for x in leaves))
+    key = (make, method, options, tree, tuple((x.shape, x.dtype) for x in leaves))
     if key not in _PROGRAMS:
-        chunk = jax.jit(_make_chunk(method, record_every, records))
-        _PROGRAMS[key] = chunk.lower(*args).compile()
+        _PROGRAMS[key] = jax.jit(make(method, *options)).lower(*args).compile()
     return _PROGRAMS[key]
+
+
+def _start(method):
+    """Initial batched weights and states, one per learning rate."""
+
+    def start(weights, objective, rates):
+        state = jax.vmap(lambda lr: method.init(weights, objective, lr))(rates)
+        batched = tuple(jnp.broadcast_to(w, (rates.shape[0], *w.shape)) for w in weights)
+        return batched, state
+
+    return start
 
 
 def run(
@@ -107,11 +118,14 @@ def run(
         raise UsageError(f"steps must be a positive integer, got {steps!r}")
     if record_every < 1 or steps % record_every:
         raise UsageError(f"record_every must divide steps ({steps}), got {record_every!r}")
-    rates = jnp.asarray(np.asarray(learning_rates, dtype=np.float64).reshape(-1))
+    rates = np.asarray(learning_rates, dtype=np.float64).reshape(-1)
     batch = rates.shape[0]
     weights = tuple(jnp.asarray(w, dtype=jnp.float64) for w in weights)
-    state = jax.vmap(lambda lr: method.init(weights, objective, lr))(rates)
-    current = tuple(jnp.broadcast_to(w, (batch, *w.shape)) for w in weights)
+    start = time.perf_counter()
+    current, state = _compiled(_start, method, (weights, objective, rates))(
+        weights, objective, rates
+    )
+    compile_seconds = time.perf_counter() - start
 
     total_records = steps // record_every
     per_chunk = max(1, min(total_records, chunk_steps // record_every))
@@ -119,13 +133,12 @@ def run(
     if total_records % per_chunk:
         sizes.append(total_records % per_chunk)
 
-    compile_seconds = 0.0
     pieces, times = [], [0.0]
     end_metrics = None
     done = 0
     for size in sizes:
         start = time.perf_counter()
-        program = _compiled_chunk(method, record_every, size, (current, state, objective))
+        program = _compiled(_make_chunk, method, (current, state, objective), record_every, size)
         compile_seconds += time.perf_counter() - start
         start = time.perf_counter()
         current, state, metrics, end_metrics = program(current, state, objective)
