@@ -99,8 +99,8 @@ def main() -> None:
     print(f"   NumPy port of the notebook (same runs)          : {port:7.2f} s")
     print(f"   speed-up over the NumPy port: cold ×{port / cold:.1f}, warm ×{port / warm:.1f}")
     lo, hi = TF_NOTEBOOK_SECONDS
-    print(f"   vs the TF notebook's {lo:.0f}–{hi:.0f} s (NOTES.md, not measured here): "
-          f"cold ×{lo / cold:.1f}–{hi / cold:.1f}, warm ×{lo / warm:.1f}–{hi / warm:.1f}")  # fmt: skip
+    print(f"   vs the TF notebook's {lo:.0f}–{hi:.0f} s (NOTES.md, not measured here):")
+    print(f"   cold ×{lo / cold:.1f}–{hi / cold:.1f}, warm ×{lo / warm:.1f}–{hi / warm:.1f}")
 
     print("\n2. one LM step at the notebook's size (6/6/10)")
     print(f"   {'n':>7} {'Kronecker + lstsq':>20} {'structured (scan)':>20} {'ratio':>8}")
