@@ -48,7 +48,118 @@ def _parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--force", action="store_true", help="replace a different experiment in --out")
     rep.add_argument("--check", action="store_true", help="also run the notebook in plain NumPy")
+    run = commands.add_parser(
+        "run",
+        help="run the experiment a TOML run file describes",
+        description="Run every method of a run file; write curves.parquet (with diagnostics), "
+        "gn_spectrum.parquet, the final states and a copy of the run file into --out.",
+    )
+    run.add_argument("config", help="the run file (TOML), e.g. examples/seed.toml")
+    run.add_argument("--out", help="results directory (default runs/<run file name>)")
+    run.add_argument("--force", action="store_true", help="replace a different experiment in --out")
+    exp = commands.add_parser(
+        "explain",
+        help="verdicts for the runs in a results directory",
+        description="Classify each run (converged, converging linearly, sublinear, stalled, "
+        "oscillating, diverged), estimate when it reaches --target, and say how.",
+    )
+    exp.add_argument("directory", help="a directory written by 'deeplinear run'")
+    exp.add_argument(
+        "--target",
+        type=_positive_float,
+        default=1e-10,
+        help="target loss relative to the initial loss (default 1e-10)",
+    )
+    exp.add_argument(
+        "--budget",
+        type=_positive_int,
+        default=1_000_000,
+        help="most steps to continue each run to measure the ETA (default 1e6; 0: "
+        "extrapolate only)",
+    )
+    exp.add_argument("--no-figures", action="store_true", help="print the verdicts only")
+    commands.add_parser("methods", help="list every method with its hyperparameters")
     return parser
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {value}")
+    return value
+
+
+def _run(args) -> int:
+    from pathlib import Path
+
+    from ._backend import enable_compilation_cache
+    from .config import load
+    from .rundir import claim
+    from .runfile import execute, experiment_identity
+
+    config = load(args.config)
+    out = args.out or str(Path("runs") / Path(args.config).stem)
+    claim(out, experiment_identity(config), args.force)
+    enable_compilation_cache()
+    result = execute(
+        config,
+        out,
+        force=True,
+        progress=lambda message: print(message, file=sys.stderr, flush=True),
+        command=["deeplinear", *sys.argv[1:]],
+    )
+    from .summary import run_table
+
+    problem = result.setup.problem
+    print(
+        f"{config.name or args.config}: {problem.name}, widths {result.setup.widths}, "
+        f"true κ(A) = {problem.condition_number:.3g}"
+    )
+    print("\n".join(run_table(result.table)))
+    print(
+        f"\nwrote {out}/curves.parquet, gn_spectrum.parquet, state/; next: deeplinear explain {out}"
+    )
+    return 0
+
+
+def _explain(args) -> int:
+    from ._backend import enable_compilation_cache
+    from .explain import explain
+
+    enable_compilation_cache()
+    result = explain(
+        args.directory, target=args.target, budget_steps=args.budget, figures=not args.no_figures
+    )
+    print("\n".join(result.lines()))
+    print("\nwrote " + ", ".join(str(p) for p in result.files))
+    return 0
+
+
+def _methods(args) -> int:
+    import dataclasses
+
+    from .methods import METHODS
+
+    for name, cls in METHODS.items():
+        fields = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls)) or "—"
+        print(
+            f"{name:<10} {cls.description}\n{'':<10} hyperparameters: learning_rate, {fields}"
+            f"\n{'':<10} reference: {cls.reference}"
+        )
+    return 0
 
 
 def _reproduce(args) -> int:
@@ -80,7 +191,8 @@ def _reproduce(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
-        return {"reproduce": _reproduce}[args.command](args)
+        commands = {"reproduce": _reproduce, "run": _run, "explain": _explain, "methods": _methods}
+        return commands[args.command](args)
     except UsageError as error:
         print(f"deeplinear: error: {error}", file=sys.stderr)
         return EXIT_USAGE

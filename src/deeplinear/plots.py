@@ -49,10 +49,15 @@ def _panel_pair(runs, title: str, upto: int | None, floor: float | None):
         label, style = series["run"][0], _style(series, index)
         if not np.isfinite(loss[-1]):
             ax_loss.semilogy(
-                steps[:1], loss[:1], marker="x", ms=10, mew=2, ls="none",
+                steps[:1],
+                loss[:1],
+                marker="x",
+                ms=10,
+                mew=2,
+                ls="none",
                 label=f"(diverged at step {steps[-1]}) {label}",
                 **{k: v for k, v in style.items() if k != "ls"},
-            )  # fmt: skip
+            )
             continue
         keep = steps <= upto if upto is not None else slice(None)
         ax_loss.semilogy(steps[keep], loss[keep], label=label, **style)
@@ -93,4 +98,118 @@ def notebook_figures(
     return [
         _save(fig1, out_dir / "figure1_gd_adam.png"),
         _save(fig2, out_dir / "figure2_with_lm.png"),
+    ]
+
+
+def _grid(count: int, title: str):
+    cols = min(4, max(1, count))
+    rows = -(-count // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    fig.suptitle(title)
+    fig.subplots_adjust(left=0.07, right=0.98, top=0.9, bottom=0.09, hspace=0.45, wspace=0.3)
+    for ax in axes.flat[count:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:count])
+
+
+def _log_axes(ax):
+    ax.set_yscale("log")
+    ax.minorticks_off()
+    ax.yaxis.set_major_formatter(FuncFormatter(_decade))
+    ax.grid(True, alpha=0.3)
+
+
+def mode_figure(series: dict, comparison: dict, out: Path) -> Path:
+    """1 − (fraction learned) of each target mode against steps, one panel per run."""
+    runs = [(k, v) for k, v in series.items() if "mode_learned" in v]
+    fig, axes = _grid(len(runs), "How much of each target singular mode is still missing")
+    for ax, (run_id, data) in zip(axes, runs):
+        missing = np.abs(1 - data["mode_learned"])
+        for i in range(missing.shape[1]):
+            ax.plot(
+                data["step"],
+                np.maximum(missing[:, i], 1e-17),
+                lw=1.2,
+                color=f"C{i % 10}",
+                label=f"mode {i + 1}",
+            )
+        theory_run = comparison.get("runs", {}).get(run_id)
+        if theory_run is not None:
+            predicted = np.abs(1 - theory_run["predicted_learned"])
+            ax.plot(data["step"], np.maximum(predicted, 1e-17), "k:", lw=1.0)
+            ax.plot([], [], "k:", label="exact GD recursion")
+        _log_axes(ax)
+        ax.set_title(data["run"][0], fontsize=9)
+        ax.set_xlabel("step")
+        if ax is axes[0]:
+            ax.set_ylabel("|1 − u_iᵀ W v_i / s_i|")
+            ax.legend(fontsize=6, loc="lower left")
+    return _save(fig, out)
+
+
+def prediction_figure(series: dict, continuations: dict, verdicts, floor: float, out: Path) -> Path:
+    """The recorded loss (relative), its continuation, the target and the verdict's ETA range."""
+    fig, axes = _grid(len(series), "Loss relative to its initial value, with the continuation")
+    by_run = {v.run: v for v in verdicts}
+    for ax, (run_id, data) in zip(axes, series.items()):
+        initial = data["loss"][0]
+        ax.plot(data["step"], data["loss"] / initial, color="C0", lw=1.4, label="recorded")
+        extra = continuations.get(run_id)
+        if extra is not None and extra.steps:
+            ax.plot(
+                np.concatenate(extra.steps),
+                np.concatenate(extra.loss) / initial,
+                color="C1",
+                lw=1.0,
+                ls="--",
+                label="continued",
+            )
+        verdict = by_run.get(run_id)
+        if verdict is not None:
+            ax.axhline(verdict.target, color="0.4", lw=0.8, ls=":", label="target")
+            if verdict.eta_steps is not None and np.isfinite(verdict.eta_steps[1]):
+                last = data["step"][-1]
+                ax.axvspan(
+                    last + verdict.eta_steps[0],
+                    max(last + verdict.eta_steps[1], last + verdict.eta_steps[0] + 1),
+                    color="C2",
+                    alpha=0.25,
+                    label="ETA range",
+                )
+            ax.set_title(f"{data['run'][0]}: {verdict.kind}", fontsize=9)
+        ax.axhline(floor / initial, color="0.6", lw=0.8, ls="-.", label="round-off floor")
+        _log_axes(ax)
+        ax.set_ylim(top=min(ax.get_ylim()[1], 1e12))  # diverged runs would swamp the scale
+        ax.set_xlabel("step")
+        if ax is axes[0]:
+            ax.legend(fontsize=6, loc="lower left")
+    return _save(fig, out)
+
+
+def spectrum_figure(spectra: dict, out: Path) -> Path:
+    """Non-zero Gauss-Newton eigenvalues at each checkpoint, one panel per run."""
+    fig, axes = _grid(max(1, len(spectra)), "Gauss-Newton spectrum (2JᵀJ) at checkpoints")
+    if not spectra:
+        axes[0].text(0.5, 0.5, "no checkpoints recorded", ha="center", transform=axes[0].transAxes)
+    for ax, (run_id, rows) in zip(axes, spectra.items()):
+        for step, eig in zip(rows["step"], rows["eigenvalues"]):
+            ax.scatter(np.full(len(eig), max(step, 1)), eig, s=4, color="C0")
+        ax.plot(np.maximum(rows["step"], 1), rows["lambda_min"], "C3.-", lw=1, label="λ_min⁺")
+        ax.plot(np.maximum(rows["step"], 1), rows["lambda_max"], "C2.-", lw=1, label="λ_max")
+        ax.set_xscale("log")
+        _log_axes(ax)
+        ax.set_title(run_id, fontsize=8)
+        ax.set_xlabel("step (log; 0 shown at 1)")
+        if ax is axes[0]:
+            ax.legend(fontsize=6)
+    return _save(fig, out)
+
+
+def explain_figures(
+    series, spectra, continuations, verdicts, comparison, out_dir: Path, floor: float
+) -> list[Path]:
+    return [
+        mode_figure(series, comparison, out_dir / "modes.png"),
+        prediction_figure(series, continuations, verdicts, floor, out_dir / "prediction.png"),
+        spectrum_figure(spectra, out_dir / "gn_spectrum.png"),
     ]

@@ -47,11 +47,22 @@ class Problem:
     A: np.ndarray
     X: np.ndarray | None = None
     Y: np.ndarray | None = None
+    U: np.ndarray | None = None  # singular vectors and values of A, when known exactly
+    V: np.ndarray | None = None
+    s: np.ndarray | None = None
 
     @property
     def singular_values(self) -> np.ndarray:
         """Singular values of A, largest first."""
         return np.linalg.svd(self.A, compute_uv=False)
+
+    def modes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(U, s, V) of A's non-zero singular modes: A = U diag(s) Vᵀ."""
+        if self.U is not None:
+            return self.U, self.s, self.V
+        U, s, Vt = np.linalg.svd(self.A, full_matrices=False)
+        r = self.rank
+        return U[:, :r], s[:r], Vt[:r].T
 
     @property
     def rank(self) -> int:
@@ -110,3 +121,81 @@ def notebook_problem(
         raise UsageError(f"generator must be 'numpy' or 'jax', got {generator!r}")
     Y = A.dot(X)
     return Problem(name=f"notebook-seed{seed}", A=A, X=X, Y=Y), (W1, W2)
+
+
+def singular_values(
+    rank: int, condition_number: float = 1.0, law="geometric", largest: float = 1.0
+) -> np.ndarray:
+    """``rank`` singular values from ``largest`` down to ``largest / condition_number``.
+
+    ``law``: "geometric" (s_i = s_1 κ^{-(i-1)/(r-1)}), "linear" (evenly spaced), or a list of
+    values (then ``condition_number`` and ``largest`` are ignored).
+    """
+    if not isinstance(law, str):
+        values = np.asarray(law, dtype=np.float64)
+        if values.ndim != 1 or values.size != rank:
+            raise UsageError(f"problem.singular_values must be a list of {rank} numbers")
+        if not np.all(np.isfinite(values)) or np.any(values <= 0):
+            raise UsageError("problem.singular_values must be finite and positive")
+        return np.sort(values)[::-1]
+    if not np.isfinite(condition_number) or condition_number < 1:
+        raise UsageError(f"problem.condition_number must be ≥ 1, got {condition_number!r}")
+    if not np.isfinite(largest) or largest <= 0:
+        raise UsageError(f"problem.largest_singular_value must be > 0, got {largest!r}")
+    if rank == 1:
+        return np.array([largest])
+    if law == "geometric":
+        return largest * condition_number ** (-np.arange(rank) / (rank - 1))
+    if law == "linear":
+        return np.linspace(largest, largest / condition_number, rank)
+    raise UsageError(f"problem.law must be 'geometric', 'linear' or a list, got {law!r}")
+
+
+def random_orthonormal(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
+    """A Haar-random ``rows × cols`` matrix with orthonormal columns."""
+    q, r = np.linalg.qr(rng.standard_normal((rows, cols)))
+    return q * np.sign(np.diag(r))
+
+
+def spectral_problem(
+    input: int,
+    output: int,
+    values: np.ndarray,
+    *,
+    rng: np.random.Generator,
+    vectors: str = "random",
+    samples: int | None = None,
+    whiten: bool = False,
+    noise: float = 0.0,
+    name: str = "spectral",
+) -> Problem:
+    """A = U diag(values) Vᵀ with exactly these singular values, and optionally data.
+
+    ``vectors``: "random" (Haar) or "identity" (U, V the leading coordinate vectors).
+    ``samples=None`` gives the population loss; otherwise X has n Gaussian columns, exactly
+    whitened (X Xᵀ = n I) if ``whiten``, and Y = A X + noise · E with E standard Gaussian.
+    """
+    rank = len(values)
+    if rank > min(input, output):
+        raise UsageError(
+            f"problem.rank must be ≤ min(input, output) = {min(input, output)}, got {rank}"
+        )
+    if vectors == "random":
+        U, V = random_orthonormal(rng, output, rank), random_orthonormal(rng, input, rank)
+    elif vectors == "identity":
+        U, V = np.eye(output)[:, :rank], np.eye(input)[:, :rank]
+    else:
+        raise UsageError(f"problem.vectors must be 'random' or 'identity', got {vectors!r}")
+    A = (U * values) @ V.T
+    if samples is None:
+        return Problem(name, A, U=U, V=V, s=np.asarray(values, dtype=np.float64))
+    X = rng.standard_normal((input, samples))
+    if whiten:
+        if samples < input:
+            raise UsageError(f"problem.samples must be ≥ input ({input}) to whiten, got {samples}")
+        evals, evecs = np.linalg.eigh(X @ X.T)
+        X = np.sqrt(samples) * (evecs / np.sqrt(evals)) @ evecs.T @ X
+    Y = A @ X
+    if noise:
+        Y = Y + noise * rng.standard_normal(Y.shape)
+    return Problem(name, A, X, Y, U=U, V=V, s=np.asarray(values, dtype=np.float64))

@@ -81,7 +81,29 @@ def curves_table(runs: list[tuple[RunInfo, Curve]]) -> pa.Table:
             np.asarray(getattr(curve, name if name != "step" else "steps")) for _, curve in runs
         ]
         columns[name] = pa.array(np.concatenate(parts) if parts else [], SCHEMA.field(name).type)
-    return pa.Table.from_arrays([columns[name] for name in SCHEMA.names], schema=SCHEMA)
+    table = pa.Table.from_arrays([columns[name] for name in SCHEMA.names], schema=SCHEMA)
+    rows = [len(curve.steps) for _, curve in runs]
+    for name in sorted({key for _, curve in runs for key in curve.extras}):
+        parts = [curve.extras.get(name) for _, curve in runs]
+        table = table.append_column(name, _list_column(parts, rows))
+    return table
+
+
+def _list_column(parts, rows) -> pa.Array:
+    """Per-row vectors (e.g. one value per mode) as an Arrow list column; missing runs are null."""
+    values, offsets, valid = [], [0], []
+    for part, n in zip(parts, rows):
+        if part is None:
+            offsets += [offsets[-1]] * n
+            valid += [False] * n
+            continue
+        part = np.asarray(part, dtype=np.float64).reshape(n, -1)
+        values.append(part.ravel())
+        offsets += (offsets[-1] + part.shape[1] * np.arange(1, n + 1)).tolist()
+        valid += [True] * n
+    flat = pa.array(np.concatenate(values) if values else [], pa.float64())
+    mask = pa.array(~np.asarray(valid, dtype=bool))
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), flat, mask=mask)
 
 
 def provenance(command: list[str] | None = None, **extra) -> dict:
@@ -130,12 +152,25 @@ def read_table(path) -> tuple[pa.Table, dict]:
 
 
 def run_series(table: pa.Table) -> dict[str, dict[str, np.ndarray]]:
-    """Each run's columns as NumPy arrays, keyed by ``run_id``, in table order."""
-    columns = {
-        name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names
-    }
+    """Each run's columns as NumPy arrays, keyed by ``run_id``, in table order.
+
+    List columns (diagnostics with one value per mode or layer) become 2-d arrays.
+    """
+    columns = {name: _to_numpy(table.column(name)) for name in table.column_names}
     ids = columns["run_id"]
     return {
         run_id: {name: values[ids == run_id] for name, values in columns.items()}
         for run_id in dict.fromkeys(ids)
     }
+
+
+def _to_numpy(column: pa.ChunkedArray) -> np.ndarray:
+    if not pa.types.is_list(column.type):
+        return column.to_numpy(zero_copy_only=False)
+    column = column.combine_chunks()
+    if column.null_count == 0:
+        values = column.flatten().to_numpy(zero_copy_only=False)
+        return values.reshape(len(column), -1) if len(column) else values.reshape(0, 0)
+    rows = column.to_pylist()
+    width = next((len(v) for v in rows if v is not None), 0)
+    return np.array([v if v is not None else [np.nan] * width for v in rows], dtype=np.float64)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -23,13 +23,17 @@ from .model import gradient_norm
 
 @dataclass(frozen=True)
 class Curve:
-    """One run's recorded series; ``steps[i]`` updates had been applied at row ``i``."""
+    """One run's recorded series; ``steps[i]`` updates had been applied at row ``i``.
+
+    ``extras`` holds what a probe measured at the same rows (arrays with a leading row axis).
+    """
 
     steps: np.ndarray
     loss: np.ndarray
     grad_norm: np.ndarray
     loss_notebook: np.ndarray
     seconds: np.ndarray  # wall time since the start of the batch, compile time excluded
+    extras: dict = field(default_factory=dict)
 
     @property
     def diverged_at(self) -> int | None:
@@ -39,44 +43,45 @@ class Curve:
 
 @dataclass(frozen=True)
 class BatchResult:
-    """The curves of a batch, its final weights (batched) and its timings in seconds."""
+    """The curves of a batch, its final weights and states (batched), and timings in seconds."""
 
     curves: list[Curve]
     final_weights: tuple
+    final_state: object
     compile_seconds: float
     run_seconds: float
 
 
-def _record(objective, weights):
+def _record(objective, probe, weights, keep_weights: bool):
     loss, grads = jax.value_and_grad(objective.loss)(weights)
     metrics = jnp.stack([loss, gradient_norm(grads), objective.notebook_loss(weights)])
-    return loss, grads, metrics
+    extras = {} if probe is None else dict(probe.measure(weights))
+    if keep_weights:
+        extras["weights"] = weights
+    return loss, grads, (metrics, extras)
 
 
-def _make_chunk(method, record_every: int, records: int):
+def _make_chunk(method, record_every: int, records: int, keep_weights: bool):
     """A function advancing one run by ``records · record_every`` steps, recording each block."""
 
-    def block(carry, _):
-        weights, state, objective = carry
-        loss, grads, metrics = _record(objective, weights)
-        weights, state = method.step(weights, state, objective, loss, grads)
-
-        def plain_step(inner, _):
-            w, s = inner
+    def chunk(weights, state, objective, probe):
+        def plain_step(carry, _):
+            w, s = carry
             value, g = jax.value_and_grad(objective.loss)(w)
             return method.step(w, s, objective, value, g), None
 
-        (weights, state), _ = jax.lax.scan(plain_step, (weights, state), None, record_every - 1)
-        return (weights, state, objective), metrics
+        def block(carry, _):
+            weights, state = carry
+            loss, grads, record = _record(objective, probe, weights, keep_weights)
+            carry = method.step(weights, state, objective, loss, grads)
+            carry, _ = jax.lax.scan(plain_step, carry, None, record_every - 1)
+            return carry, record
 
-    def chunk(weights, state, objective):
-        (weights, state, _), metrics = jax.lax.scan(
-            block, (weights, state, objective), None, records
-        )
-        end = _record(objective, weights)[2]
-        return weights, state, metrics, end
+        (weights, state), records_ = jax.lax.scan(block, (weights, state), None, records)
+        end = _record(objective, probe, weights, keep_weights)[2]
+        return weights, state, records_, end
 
-    return jax.vmap(chunk, in_axes=(0, 0, None))
+    return jax.vmap(chunk, in_axes=(0, 0, None, None))
 
 
 _PROGRAMS: dict = {}  # compiled programs, by function, method, options and argument shapes
@@ -102,6 +107,13 @@ def _start(method):
     return start
 
 
+def start_state(method, objective, weights, learning_rates) -> tuple[tuple, object]:
+    """Batched initial weights and method states, one per learning rate."""
+    rates = np.asarray(learning_rates, dtype=np.float64).reshape(-1)
+    weights = tuple(jnp.asarray(w, dtype=jnp.float64) for w in weights)
+    return _compiled(_start, method, (weights, objective, rates))(weights, objective, rates)
+
+
 def run(
     method,
     objective,
@@ -111,21 +123,33 @@ def run(
     *,
     record_every: int = 1,
     chunk_steps: int = 1000,
+    probe=None,
+    keep_weights: bool = False,
+    state=None,
+    first_step: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> BatchResult:
-    """Run ``method`` from ``weights`` once per learning rate for ``steps`` updates."""
-    if steps < 1:
+    """Run ``method`` from ``weights`` once per learning rate for ``steps`` updates.
+
+    ``probe`` (a pytree with ``measure(weights) -> dict``) adds measurements to every record;
+    ``keep_weights`` records the weights too. To continue a batch, pass its batched
+    ``final_weights`` as ``weights`` with its ``final_state`` as ``state`` and the steps done as
+    ``first_step``.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1:
         raise UsageError(f"steps must be a positive integer, got {steps!r}")
     if record_every < 1 or steps % record_every:
         raise UsageError(f"record_every must divide steps ({steps}), got {record_every!r}")
     rates = np.asarray(learning_rates, dtype=np.float64).reshape(-1)
     batch = rates.shape[0]
     weights = tuple(jnp.asarray(w, dtype=jnp.float64) for w in weights)
-    start = time.perf_counter()
-    current, state = _compiled(_start, method, (weights, objective, rates))(
-        weights, objective, rates
-    )
-    compile_seconds = time.perf_counter() - start
+    compile_seconds = 0.0
+    if state is None:
+        start = time.perf_counter()
+        current, state = start_state(method, objective, weights, rates)
+        compile_seconds += time.perf_counter() - start
+    else:
+        current = weights
 
     total_records = steps // record_every
     per_chunk = max(1, min(total_records, chunk_steps // record_every))
@@ -134,36 +158,41 @@ def run(
         sizes.append(total_records % per_chunk)
 
     pieces, times = [], [0.0]
-    end_metrics = None
+    end = None
     done = 0
     for size in sizes:
         start = time.perf_counter()
-        program = _compiled(_make_chunk, method, (current, state, objective), record_every, size)
+        args = (current, state, objective, probe)
+        program = _compiled(_make_chunk, method, args, record_every, size, keep_weights)
         compile_seconds += time.perf_counter() - start
         start = time.perf_counter()
-        current, state, metrics, end_metrics = program(current, state, objective)
-        metrics = np.asarray(metrics)  # blocks until the chunk is done
+        current, state, records, end = program(*args)
+        records = jax.tree_util.tree_map(np.asarray, records)  # waits for the chunk
         times.append(times[-1] + time.perf_counter() - start)
-        pieces.append(metrics)
+        pieces.append(records)
         done += size
         if progress:
             progress(done * record_every, steps)
-        if np.all(np.any(~np.isfinite(metrics[:, :, 0]), axis=1)) or done == total_records:
+        if np.all(np.any(~np.isfinite(records[0][:, :, 0]), axis=1)) or done == total_records:
             break
 
-    metrics = np.concatenate([*pieces, np.asarray(end_metrics)[:, None, :]], axis=1)
-    if done < total_records:  # every run diverged: the end record is past the last chunk
-        metrics = metrics[:, :-1]
+    end = jax.tree_util.tree_map(lambda x: np.asarray(x)[:, None], end)
+    if done == total_records:
+        pieces.append(end)  # the record after the last update
+    metrics, extras = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs, axis=1), *pieces)
     seconds = np.concatenate(
         [np.linspace(t0, t1, size, endpoint=False) for t0, t1, size in zip(times, times[1:], sizes)]
         + [[times[-1]]]
     )[: metrics.shape[1]]
-    recorded_steps = np.arange(metrics.shape[1]) * record_every
-    curves = [_curve(recorded_steps, metrics[b], seconds) for b in range(batch)]
-    return BatchResult(curves, current, compile_seconds, times[-1])
+    recorded_steps = first_step + np.arange(metrics.shape[1]) * record_every
+    curves = [_curve(recorded_steps, metrics, seconds, extras, b) for b in range(batch)]
+    return BatchResult(curves, current, state, compile_seconds, times[-1])
 
 
-def _curve(steps, metrics, seconds) -> Curve:
+def _curve(steps, metrics, seconds, extras, member: int) -> Curve:
+    """Batch member ``member``'s rows, ending at its first non-finite loss."""
+    metrics = metrics[member]
     bad = np.flatnonzero(~np.isfinite(metrics[:, 0]))
     stop = bad[0] + 1 if bad.size else len(steps)
-    return Curve(steps[:stop], *(metrics[:stop, i] for i in range(3)), seconds[:stop])
+    kept = jax.tree_util.tree_map(lambda x: x[member, :stop], extras)
+    return Curve(steps[:stop], *(metrics[:stop, i] for i in range(3)), seconds[:stop], kept)

@@ -7,15 +7,17 @@ import numpy as np
 
 from .experiment import LM_FIDELITY_FLOOR
 from .reproduce import Reproduction
+from .results import run_series
 
 
 def _fmt(x) -> str:
     return "—" if x is None else f"{x:.3e}"
 
 
-def run_table(reproduction: Reproduction) -> list[str]:
+def run_table(table) -> list[str]:
+    """Per run: final and best loss, the step it diverged at, and its batch's wall time."""
     lines = [f"{'run':<24}{'final loss':>12}{'best loss':>12}{'diverged at':>13}{'time (s)':>10}"]
-    for series in reproduction.runs.values():
+    for series in run_series(table).values():
         loss = series["loss"]
         finite = loss[np.isfinite(loss)]
         diverged = None if np.isfinite(loss[-1]) else int(series["step"][-1])
@@ -86,7 +88,7 @@ def summary_lines(reproduction: Reproduction) -> list[str]:
         + " ".join(f"{v:.3g}" for v in s)
         + f";  true κ(A) = {problem.condition_number:.3g}",
         "",
-        *run_table(reproduction),
+        *run_table(reproduction.table),
         "(time: wall seconds of the run's batch, compile excluded; batched runs share it)",
         "",
         "Where the notebook misleads:",
