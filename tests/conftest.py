@@ -16,7 +16,7 @@ def reference():
 
 @pytest.fixture(scope="session")
 def seed0():
-    """``reproduce(0)`` in memory, with both LM settings."""
+    """``reproduce(0)`` in memory (modern LM setting)."""
     from deeplinear.reproduce import reproduce
 
-    return reproduce(0, write=False, rcond="both")
+    return reproduce(0, write=False)

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -128,3 +129,51 @@ def test_ctrl_c_leaves_no_half_written_file(tmp_path):
     assert sorted(os.listdir(out)) == ["experiment.json"]  # nothing half-written
     rerun = cli("reproduce", "--out", str(out), "--rcond", "2017")
     assert rerun.returncode == 0, rerun.stderr
+
+
+def test_run_then_explain(tmp_path):
+    out = tmp_path / "seed"
+    ran = cli("run", "examples/seed.toml", "--out", str(out))
+    assert ran.returncode == 0, ran.stderr
+    assert "true κ(A) = 12.7" in ran.stdout
+    for name in ("config.toml", "curves.parquet", "gn_spectrum.parquet", "experiment.json"):
+        assert (out / name).is_file(), name
+    explained = cli("explain", str(out), "--target", "1e-8", "--budget", "300000")
+    assert explained.returncode == 0, explained.stderr
+    lines = explained.stdout
+    assert "seed0/tf1-gd/1e-05: converging linearly — slow, not stuck" in lines
+    assert "seed0/tf1-gd/0.0001: diverged at step 7" in lines
+    assert "seed0/seed-lm/0.2: converged to round-off" in lines
+    verdicts = json.loads((out / "verdicts.json").read_text())
+    assert len(verdicts["verdicts"]) == 10
+    for figure in ("modes.png", "prediction.png", "gn_spectrum.png"):
+        assert (out / figure).stat().st_size > 10_000
+
+
+def test_methods_lists_every_method():
+    listed = cli("methods")
+    assert listed.returncode == 0
+    for name in ("gd", "adam", "tf1-gd", "tf1-adam", "seed-lm"):
+        assert f"\n{name} " in "\n" + listed.stdout
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["run", "no/such/file.toml"], ["does not exist"]),
+        (["explain", "no/such/dir"], ["not a results directory"]),
+        (["explain", ".", "--target", "abc"], ["--target"]),
+        (["explain", ".", "--budget", "-5"], ["--budget"]),
+    ],
+)
+def test_run_and_explain_bad_arguments(args, words):
+    assert_usage_error(cli(*args), *words)
+
+
+def test_run_file_errors_name_the_field(tmp_path):
+    bad = tmp_path / "bad.toml"
+    text = Path("examples/seed.toml").read_text().replace("samples = 1000", "samples = 0")
+    bad.write_text(text)
+    assert_usage_error(cli("run", str(bad), "--out", str(tmp_path / "o")), "problem.samples")
+    bad.write_text(text.replace("samples = 0", "samples = 1000\ncolour = 1"))
+    assert_usage_error(cli("run", str(bad), "--out", str(tmp_path / "o")), "problem.colour")

@@ -10,7 +10,8 @@ way to continue the run), ``judge`` classifies the run as
 - **stalled** — the last half of the record decreased the loss by less than 0.1 %;
 - **converging linearly** — log-loss falls at a stable rate (the rates fitted on the last 10 %,
   25 % and 50 % of the record agree within ×2);
-- **sublinear** — the fitted rate keeps falling (loss ~ t^(−p)).
+- **sublinear** — the fitted rate keeps falling: the rate on the last 10 % is under half that
+  on the last 50 %, or log-loss is fitted better by a line in log t (loss ~ t^(−p)) than in t.
 
 The **ETA** to a target (relative to the initial loss) is a *range*, and the verdict says how it
 was obtained: *measured* (the run was continued until it got there), or *extrapolated* from the
@@ -103,10 +104,21 @@ def classify(steps, loss, floor: float) -> tuple[str, dict]:
     fits = window_rates(steps, loss)
     speeds = [-np.log(r) for r, _, _ in fits]  # larger = faster
     info = {"fits": fits}
-    if speeds[-1] > 0 and speeds[0] < 0.5 * speeds[-1]:
-        exponent = -np.polyfit(np.log(np.maximum(steps[-half:], 1)), tail, 1)[0]
+    t = steps[-half:].astype(np.float64)
+    log_t = np.log(np.maximum(t, 1))
+    linear_misfit = _misfit(t, tail)
+    power_misfit = _misfit(log_t, tail)
+    slowing = speeds[-1] > 0 and speeds[0] < 0.5 * speeds[-1]
+    if slowing or (linear_misfit > 1e-8 and power_misfit < 0.5 * linear_misfit):
+        exponent = -np.polyfit(log_t, tail, 1)[0]
         return "sublinear", {**info, "exponent": float(exponent)}
     return "converging linearly", info
+
+
+def _misfit(x, y) -> float:
+    """RMS residual of the least-squares line through (x, y)."""
+    coefficients = np.polyfit(x, y, 1)
+    return float(np.sqrt(np.mean((np.polyval(coefficients, x) - y) ** 2)))
 
 
 def judge(
