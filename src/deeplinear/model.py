@@ -21,3 +21,18 @@ def layer_shapes(input: int, hidden: tuple[int, ...], output: int) -> list[tuple
     """Shapes of W1 … WL for widths output ← hidden[0] ← … ← hidden[-1] ← input."""
     widths = [output, *hidden, input]
     return [(widths[i], widths[i + 1]) for i in range(len(widths) - 1)]
+
+
+def partial_products(weights) -> tuple[list, list]:
+    """``lefts[i] = W1 ⋯ W_{i-1}`` and ``rights[i] = W_{i+1} ⋯ W_L`` (None for an empty product).
+
+    The gradient of f(W1 ⋯ WL) with respect to W_i is ``leftsᵢᵀ ∇_W f rightsᵢᵀ``.
+    """
+    depth = len(weights)
+    lefts: list = [None] * depth
+    rights: list = [None] * depth
+    for i in range(1, depth):
+        lefts[i] = weights[0] if i == 1 else lefts[i - 1] @ weights[i - 1]
+    for i in range(depth - 2, -1, -1):
+        rights[i] = weights[-1] if i == depth - 2 else weights[i + 1] @ rights[i + 1]
+    return lefts, rights

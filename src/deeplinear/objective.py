@@ -6,7 +6,8 @@ Every loss here is ``f(W) = ‖W Lᵀ − T‖²_F + r0`` for the end-to-end map
   factorisation Xᵀ = Q R, ``L = R``, ``T = Y Q`` and ``r0 = ‖Y − Y Q Qᵀ‖²_F``, the part of Y no
   linear map reaches. For Y = A X computed in floating point r0 is the round-off floor (~1e-27 at
   the notebook's size).
-- population loss ``‖W − A‖²_F``: ``L = I``, ``T = A``, ``r0 = 0``.
+- population loss ``‖W − A‖²_F``: ``L = I`` (stored as ``None``, so no product with an identity
+  is ever formed), ``T = A``, ``r0 = 0``.
 
 This form is exact and free of the cancellation that ``tr(W S Wᵀ) − 2 tr(W Cᵀ) + ‖Y‖²`` suffers
 near zero loss, and its Gauss-Newton matrices equal those of the full sample residual.
@@ -25,7 +26,7 @@ from .model import end_to_end
 class Objective(NamedTuple):
     """``f(W) = ‖W Lᵀ − T‖²_F + r0``; a pytree of arrays, so it can be batched with ``vmap``."""
 
-    factor: jax.Array  # L, k × input
+    factor: jax.Array | None  # L, k × input; None means the identity (population loss)
     target: jax.Array  # T, output × k
     floor: jax.Array  # r0, scalar
     input_sum: jax.Array  # X 1 (NaN for a population loss)
@@ -52,13 +53,19 @@ class Objective(NamedTuple):
         """The population loss ‖W − A‖²_F (inputs x ~ N(0, I))."""
         A = np.asarray(A, dtype=np.float64)
         nan = jnp.asarray(np.nan)
-        return cls(
-            jnp.eye(A.shape[1]), jnp.asarray(A), jnp.asarray(0.0), jnp.full(A.shape[1], nan), nan
-        )
+        return cls(None, jnp.asarray(A), jnp.asarray(0.0), jnp.full(A.shape[1], nan), nan)
+
+    def apply_factor(self, M) -> jax.Array:
+        """M Lᵀ (M itself for the population loss)."""
+        return M if self.factor is None else M @ self.factor.T
+
+    def covariance(self) -> jax.Array | None:
+        """S = Lᵀ L, the input second moment (X Xᵀ for samples); None for the identity."""
+        return None if self.factor is None else self.factor.T @ self.factor
 
     def residual(self, weights) -> jax.Array:
         """The reduced residual W Lᵀ − T (output × k)."""
-        return end_to_end(weights) @ self.factor.T - self.target
+        return self.apply_factor(end_to_end(weights)) - self.target
 
     def loss(self, weights) -> jax.Array:
         """The sum of squared errors, without ½."""

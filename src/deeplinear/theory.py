@@ -27,6 +27,8 @@ from scipy.integrate import solve_ivp
 
 def whitening_constant(objective, rtol: float = 1e-12) -> float | None:
     """c if Lᵀ L = c I for the factor L (the decoupled theory is then exact), else None."""
+    if objective.factor is None:
+        return 1.0
     L = np.asarray(objective.factor)
     gram = L.T @ L
     c = float(np.trace(gram) / gram.shape[0])

@@ -7,14 +7,43 @@ import difflib
 from ..errors import UsageError
 from ._base import AbstractMethod as AbstractMethod
 from ._optax import GD as GD
+from ._optax import LBFGS as LBFGS
 from ._optax import AbstractOptaxMethod as AbstractOptaxMethod
+from ._optax import Adagrad as Adagrad
 from ._optax import Adam as Adam
+from ._optax import AdamW as AdamW
+from ._optax import Momentum as Momentum
+from ._optax import Muon as Muon
+from ._optax import Nesterov as Nesterov
+from ._optax import RMSProp as RMSProp
 from ._seed_lm import SeedLM as SeedLM
 from ._seed_lm import min_norm_gauss_newton_step as min_norm_gauss_newton_step
+from ._structured import ALS as ALS
+from ._structured import NaturalGradient as NaturalGradient
+from ._structured import PrecGD as PrecGD
+from ._structured import ScaledGD as ScaledGD
 from ._tf1 import TF1GD as TF1GD
 from ._tf1 import TF1Adam as TF1Adam
 
-METHODS: dict[str, type[AbstractMethod]] = {m.name: m for m in (GD, Adam, TF1GD, TF1Adam, SeedLM)}
+_ALL = (
+    GD,
+    Momentum,
+    Nesterov,
+    Adam,
+    AdamW,
+    RMSProp,
+    Adagrad,
+    LBFGS,
+    Muon,
+    TF1GD,
+    TF1Adam,
+    SeedLM,
+    ScaledGD,
+    PrecGD,
+    NaturalGradient,
+    ALS,
+)
+METHODS: dict[str, type[AbstractMethod]] = {m.name: m for m in _ALL}
 
 
 def make_method(name: str, **hyperparameters) -> AbstractMethod:

@@ -11,12 +11,41 @@ import dataclasses
 
 import optax
 
+from ..errors import UsageError
 from ._base import AbstractMethod, check_range
+
+SCHEDULES = ("constant", "cosine", "exponential")
 
 
 @dataclasses.dataclass(frozen=True)
 class AbstractOptaxMethod(AbstractMethod):
-    """A method defined by an optax ``GradientTransformation`` factory of the learning rate."""
+    """A method defined by an optax ``GradientTransformation`` factory of the learning rate.
+
+    Every such method takes a learning-rate schedule from optax: ``constant``; ``cosine``, which
+    decays η to ``decay_factor``·η over ``decay_steps`` (then holds it); or ``exponential``, which
+    multiplies η by ``decay_factor`` every ``decay_steps`` (smoothly).
+    """
+
+    schedule: str = "constant"
+    decay_steps: int = 1000
+    decay_factor: float = 0.01
+
+    def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise UsageError(
+                f"{self.name}.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
+            )
+        if (
+            isinstance(self.decay_steps, bool)
+            or not isinstance(self.decay_steps, int)
+            or (self.decay_steps < 1)
+        ):
+            raise UsageError(f"{self.name}.decay_steps must be a positive integer")
+        check_range(self.name, "decay_factor", self.decay_factor, 0, low_open=True)
+        self.check()
+
+    def check(self) -> None:
+        """Range checks of the method's own hyperparameters (one-line UsageError)."""
 
     @abc.abstractmethod
     def transformation(self, learning_rate) -> optax.GradientTransformation: ...
@@ -25,15 +54,27 @@ class AbstractOptaxMethod(AbstractMethod):
         """The learning rate as the optimizer applies it (TF1 variants round it)."""
         return learning_rate
 
+    def _scheduled(self, learning_rate) -> optax.GradientTransformation:
+        base = self.transformation(learning_rate)
+        if self.schedule == "constant":
+            return base
+        if self.schedule == "cosine":
+            factor = optax.cosine_decay_schedule(1.0, self.decay_steps, alpha=self.decay_factor)
+        else:
+            factor = optax.exponential_decay(1.0, self.decay_steps, self.decay_factor)
+        return optax.chain(base, optax.scale_by_schedule(factor))
+
     def _injected(self, learning_rate) -> optax.GradientTransformation:
-        return optax.inject_hyperparams(self.transformation)(learning_rate=learning_rate)
+        return optax.inject_hyperparams(self._scheduled)(learning_rate=learning_rate)
 
     def init(self, weights, objective, learning_rate):
         return self._injected(self.learning_rate_used(learning_rate)).init(weights)
 
     def step(self, weights, state, objective, loss, grads):
         # The learning rate given here is a placeholder: the one stored in ``state`` is used.
-        updates, state = self._injected(0.0).update(grads, state, weights)
+        updates, state = self._injected(0.0).update(
+            grads, state, weights, value=loss, grad=grads, value_fn=objective.loss
+        )
         return optax.apply_updates(weights, updates), state
 
 
@@ -63,10 +104,168 @@ class Adam(AbstractOptaxMethod):
     description = "Adam (optax.adam)"
     reference = "Kingma & Ba 2015, arXiv:1412.6980"
 
-    def __post_init__(self):
-        check_range(self.name, "b1", self.b1, 0, 1)
-        check_range(self.name, "b2", self.b2, 0, 1)
-        check_range(self.name, "eps", self.eps, 0)
+    def check(self):
+        check_adam(self)
 
     def transformation(self, learning_rate):
         return optax.adam(learning_rate, b1=self.b1, b2=self.b2, eps=self.eps)
+
+
+def check_adam(method) -> None:
+    check_range(method.name, "b1", method.b1, 0, 1)
+    check_range(method.name, "b2", method.b2, 0, 1)
+    check_range(method.name, "eps", method.eps, 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Momentum(AbstractOptaxMethod):
+    """Heavy ball: v ← β v + ∇f, W ← W − η v."""
+
+    momentum: float = 0.9
+
+    name = "momentum"
+    label = "MOMENTUM"
+    description = "gradient descent with heavy-ball momentum (optax.sgd)"
+    reference = "Polyak 1964"
+
+    def check(self):
+        check_range(self.name, "momentum", self.momentum, 0, 1)
+
+    def transformation(self, learning_rate):
+        return optax.sgd(learning_rate, momentum=self.momentum)
+
+
+@dataclasses.dataclass(frozen=True)
+class Nesterov(Momentum):
+    """Nesterov's accelerated gradient (optax's formulation)."""
+
+    name = "nesterov"
+    label = "NESTEROV"
+    description = "Nesterov accelerated gradient (optax.sgd, nesterov=True)"
+    reference = "Nesterov 1983; Sutskever et al. 2013"
+
+    def transformation(self, learning_rate):
+        return optax.sgd(learning_rate, momentum=self.momentum, nesterov=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class AdamW(AbstractOptaxMethod):
+    """Adam with decoupled weight decay; the decay moves the minimum, so the loss floors above 0."""
+
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 1e-4
+
+    name = "adamw"
+    label = "ADAMW"
+    description = "Adam with decoupled weight decay (optax.adamw); the decay biases the minimum"
+    reference = "Loshchilov & Hutter 2019, arXiv:1711.05101"
+
+    def check(self):
+        check_adam(self)
+        check_range(self.name, "weight_decay", self.weight_decay, 0)
+
+    def transformation(self, learning_rate):
+        return optax.adamw(
+            learning_rate, b1=self.b1, b2=self.b2, eps=self.eps, weight_decay=self.weight_decay
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class RMSProp(AbstractOptaxMethod):
+    """W ← W − η ∇f / sqrt(ν + ε), ν the running mean of ∇f²."""
+
+    decay: float = 0.9
+    eps: float = 1e-8
+
+    name = "rmsprop"
+    label = "RMSPROP"
+    description = "RMSProp (optax.rmsprop)"
+    reference = "Tieleman & Hinton 2012"
+
+    def check(self):
+        check_range(self.name, "decay", self.decay, 0, 1)
+        check_range(self.name, "eps", self.eps, 0)
+
+    def transformation(self, learning_rate):
+        return optax.rmsprop(learning_rate, decay=self.decay, eps=self.eps)
+
+
+@dataclasses.dataclass(frozen=True)
+class Adagrad(AbstractOptaxMethod):
+    """W ← W − η ∇f / sqrt(Σ ∇f² + ε)."""
+
+    initial_accumulator_value: float = 0.1
+    eps: float = 1e-7
+
+    name = "adagrad"
+    label = "ADAGRAD"
+    description = "Adagrad (optax.adagrad)"
+    reference = "Duchi, Hazan & Singer 2011"
+
+    def check(self):
+        check_range(self.name, "initial_accumulator_value", self.initial_accumulator_value, 0)
+        check_range(self.name, "eps", self.eps, 0)
+
+    def transformation(self, learning_rate):
+        return optax.adagrad(learning_rate, self.initial_accumulator_value, self.eps)
+
+
+@dataclasses.dataclass(frozen=True)
+class LBFGS(AbstractOptaxMethod):
+    """L-BFGS with optax's zoom line search; η scales the first trial step (1 is the default)."""
+
+    memory_size: int = 10
+
+    name = "lbfgs"
+    label = "LBFGS"
+    description = "L-BFGS with a zoom line search (optax.lbfgs)"
+    reference = "Liu & Nocedal 1989; Nocedal & Wright 2006, alg. 7.5"
+
+    def check(self):
+        if (
+            isinstance(self.memory_size, bool)
+            or not isinstance(self.memory_size, int)
+            or (self.memory_size < 1)
+        ):
+            raise UsageError("lbfgs.memory_size must be a positive integer")
+        if self.schedule != "constant":
+            raise UsageError("lbfgs.schedule must be 'constant': its line search sets the step")
+
+    def transformation(self, learning_rate):
+        return optax.lbfgs(learning_rate, memory_size=self.memory_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class Muon(AbstractOptaxMethod):
+    """Momentum orthogonalized by Newton-Schulz iterations, per weight matrix.
+
+    Weight decay is off by default: with it the minimum moves and exact convergence is
+    impossible. With a constant step Muon cannot converge exactly either (its update has a fixed
+    spectral size): use a decaying schedule.
+    """
+
+    beta: float = 0.95
+    ns_steps: int = 5
+    weight_decay: float = 0.0
+
+    name = "muon"
+    label = "MUON"
+    description = "Muon: orthogonalized momentum (optax.contrib.muon); needs a decaying schedule"
+    reference = "Jordan et al. 2024; optax.contrib.muon"
+
+    def check(self):
+        check_range(self.name, "beta", self.beta, 0, 1)
+        check_range(self.name, "weight_decay", self.weight_decay, 0)
+        if (
+            isinstance(self.ns_steps, bool)
+            or not isinstance(self.ns_steps, int)
+            or (self.ns_steps < 1)
+        ):
+            raise UsageError("muon.ns_steps must be a positive integer")
+
+    def transformation(self, learning_rate):
+        return optax.contrib.muon(
+            learning_rate, ns_steps=self.ns_steps, beta=self.beta, weight_decay=self.weight_decay
+        )

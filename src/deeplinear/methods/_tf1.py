@@ -19,8 +19,7 @@ import numpy as np
 import optax
 
 from .._backend import jax, jnp
-from ._base import check_range
-from ._optax import AbstractOptaxMethod
+from ._optax import AbstractOptaxMethod, check_adam
 
 
 def float32_rounded(value):
@@ -89,10 +88,8 @@ class TF1Adam(AbstractOptaxMethod):
     description = "Adam as TF1 ran it (ε convention, float32 hyperparameters and β-powers)"
     reference = "tf.compat.v1.train.AdamOptimizer; Kingma & Ba 2015"
 
-    def __post_init__(self):
-        check_range(self.name, "b1", self.b1, 0, 1)
-        check_range(self.name, "b2", self.b2, 0, 1)
-        check_range(self.name, "eps", self.eps, 0)
+    def check(self):
+        check_adam(self)
 
     def learning_rate_used(self, learning_rate):
         return float32_rounded(learning_rate)

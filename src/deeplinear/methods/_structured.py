@@ -1,0 +1,160 @@
+"""Preconditioned first-order methods and alternating least squares, exploiting the product
+structure W = W1 ⋯ WL. With P_i = W1 ⋯ W_{i−1}, Q_i = W_{i+1} ⋯ WL and S = Lᵀ L the input second
+moment (I for the population loss), the Gauss-Newton block of layer i is (Q_i S Q_iᵀ) ⊗ (P_iᵀ P_i).
+
+- ``scaled-gd`` (Tong, Ma & Chi 2021): W_i ← W_i − η (P_iᵀP_i)⁻¹ ∇_i (Q_iQ_iᵀ)⁻¹; for depth 2,
+  W1 ← W1 − η ∇₁ (W2W2ᵀ)⁻¹ and W2 ← W2 − η (W1ᵀW1)⁻¹ ∇₂. Its rate does not depend on κ(A).
+- ``precgd`` (Zhang, Fattahi & Zhang 2021): ScaledGD with the Grams damped by λ = c·sqrt(f/s̄)
+  (s̄ = tr S / d_in), which keeps it linear when the rank is over-specified.
+- ``natural-gradient``: the exact per-layer Gauss-Newton blocks, W_i ← W_i − (η/2)
+  (P_iᵀP_i)⁻¹ ∇_i (Q_i S Q_iᵀ)⁻¹ (the ½ because f has no ½); η = 1 is the exact Gauss-Newton step
+  of each layer with the others fixed. It equals ScaledGD only when S ∝ I.
+- ``als``: one sweep of exact least squares per layer, W_i ← P_i⁺ T (Q_i Lᵀ)⁺ (minimum norm), in
+  order; η < 1 moves only part of the way.
+
+Identity factors (P_1, Q_L and S for the population loss) are never formed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .._backend import jnp
+from ..model import partial_products
+from ._base import AbstractMethod, check_range
+
+
+def _damped(M, absolute=0.0, relative=0.0):
+    """M + (absolute + relative · mean eigenvalue) I."""
+    n = M.shape[0]
+    return M + (absolute + relative * jnp.trace(M) / n) * jnp.eye(n, dtype=M.dtype)
+
+
+def _precondition(g, left, right):
+    """left⁻¹ g right⁻¹ for symmetric positive definite left and right (None = identity)."""
+    if left is not None:
+        g = jnp.linalg.solve(left, g)
+    if right is not None:
+        g = jnp.linalg.solve(right, g.T).T
+    return g
+
+
+@dataclasses.dataclass(frozen=True)
+class AbstractLayerPreconditioned(AbstractMethod):
+    """W_i ← W_i − η · scale · left_i⁻¹ ∇_i right_i⁻¹ with per-layer Gram preconditioners."""
+
+    scale = 1.0
+
+    def grams(self, weights, objective, loss) -> list[tuple]:
+        raise NotImplementedError
+
+    def init(self, weights, objective, learning_rate):
+        return jnp.asarray(learning_rate, dtype=jnp.float64)
+
+    def step(self, weights, state, objective, loss, grads):
+        new = tuple(
+            w - state * self.scale * _precondition(g, left, right)
+            for w, g, (left, right) in zip(weights, grads, self.grams(weights, objective, loss))
+        )
+        return new, state
+
+
+@dataclasses.dataclass(frozen=True)
+class ScaledGD(AbstractLayerPreconditioned):
+    damping: float = 0.0  # relative to the mean eigenvalue of each Gram
+
+    name = "scaled-gd"
+    label = "ScaledGD"
+    description = "ScaledGD: gradients preconditioned by the other factors' Grams"
+    reference = "Tong, Ma & Chi, JMLR 2021 (arXiv:2005.08898)"
+
+    def __post_init__(self):
+        check_range(self.name, "damping", self.damping, 0)
+
+    def grams(self, weights, objective, loss):
+        lefts, rights = partial_products(weights)
+        return [
+            (None if p is None else _damped(p.T @ p, relative=self.damping),
+             None if q is None else _damped(q @ q.T, relative=self.damping))
+            for p, q in zip(lefts, rights)
+        ]  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class PrecGD(AbstractLayerPreconditioned):
+    damping: float = 1.0  # c in λ = c·sqrt(f / s̄)
+
+    name = "precgd"
+    label = "PrecGD"
+    description = "PrecGD: ScaledGD with Grams damped by sqrt(loss)"
+    reference = "Zhang, Fattahi & Zhang, NeurIPS 2021 (arXiv:2104.10790)"
+
+    def __post_init__(self):
+        check_range(self.name, "damping", self.damping, 0, low_open=True)
+
+    def grams(self, weights, objective, loss):
+        S = objective.covariance()
+        mean_variance = 1.0 if S is None else jnp.trace(S) / S.shape[0]
+        lam = self.damping * jnp.sqrt(jnp.maximum(loss - objective.floor, 0.0) / mean_variance)
+        lefts, rights = partial_products(weights)
+        return [
+            (None if p is None else _damped(p.T @ p, absolute=lam),
+             None if q is None else _damped(q @ q.T, absolute=lam))
+            for p, q in zip(lefts, rights)
+        ]  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class NaturalGradient(AbstractLayerPreconditioned):
+    damping: float = 0.0  # relative to the mean eigenvalue of each Kronecker factor
+
+    name = "natural-gradient"
+    label = "NG"
+    description = "natural gradient with the exact Kronecker-factored Gauss-Newton block per layer"
+    reference = "Amari 1998; Martens & Grosse 2015; Bernacchia, Lengyel & Hennequin 2018"
+    scale = 0.5
+
+    def __post_init__(self):
+        check_range(self.name, "damping", self.damping, 0)
+
+    def grams(self, weights, objective, loss):
+        S = objective.covariance()
+        lefts, rights = partial_products(weights)
+        out = []
+        for p, q in zip(lefts, rights):
+            if q is None:
+                right = None if S is None else _damped(S, relative=self.damping)
+            else:
+                qs = q if S is None else q @ S
+                right = _damped(qs @ q.T, relative=self.damping)
+            out.append((None if p is None else _damped(p.T @ p, relative=self.damping), right))
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class ALS(AbstractMethod):
+    """A sweep of exact (minimum-norm) least-squares solves, one layer at a time."""
+
+    name = "als"
+    label = "ALS"
+    description = "alternating least squares: each layer solved exactly in turn (one sweep/step)"
+    reference = "Golub & Van Loan; Jain, Netrapalli & Sanghavi 2013"
+
+    def init(self, weights, objective, learning_rate):
+        return jnp.asarray(learning_rate, dtype=jnp.float64)
+
+    def step(self, weights, state, objective, loss, grads):
+        weights = list(weights)
+        for i in range(len(weights)):
+            lefts, rights = partial_products(weights)
+            best = layer_least_squares(lefts[i], rights[i], objective)
+            weights[i] = weights[i] + state * (best - weights[i])
+        return tuple(weights), state
+
+
+def layer_least_squares(left, right, objective):
+    """argmin_W ‖P W Q Lᵀ − T‖ of minimum norm, P⁺ T (Q Lᵀ)⁺ (P, Q None = identity)."""
+    # the system z · (Q Lᵀ) = T, transposed: (L Qᵀ) zᵀ = Tᵀ; for the last layer Q = I
+    system = objective.factor if right is None else objective.apply_factor(right).T
+    z = objective.target if system is None else jnp.linalg.lstsq(system, objective.target.T)[0].T
+    return z if left is None else jnp.linalg.lstsq(left, z)[0]
