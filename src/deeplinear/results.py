@@ -85,7 +85,12 @@ def curves_table(runs: list[tuple[RunInfo, Curve]]) -> pa.Table:
     rows = [len(curve.steps) for _, curve in runs]
     for name in sorted({key for _, curve in runs for key in curve.extras}):
         parts = [curve.extras.get(name) for _, curve in runs]
-        table = table.append_column(name, _list_column(parts, rows))
+        if all(p is None or np.ndim(p) == 1 for p in parts):  # one number per row
+            values = [np.full(n, np.nan) if p is None else p for p, n in zip(parts, rows)]
+            column = pa.array(np.concatenate(values).astype(np.float64), pa.float64())
+        else:  # a vector per row (per mode, per layer)
+            column = _list_column(parts, rows)
+        table = table.append_column(name, column)
     return table
 
 

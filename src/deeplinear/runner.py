@@ -52,10 +52,11 @@ class BatchResult:
     run_seconds: float
 
 
-def _record(objective, probe, weights, keep_weights: bool):
+def _record(objective, probe, weights, keep_weights: bool, method, state):
     loss, grads = jax.value_and_grad(objective.loss)(weights)
     metrics = jnp.stack([loss, gradient_norm(grads), objective.notebook_loss(weights)])
     extras = {} if probe is None else dict(probe.measure(weights))
+    extras.update(method.record(state))
     if keep_weights:
         extras["weights"] = weights
     return loss, grads, (metrics, extras)
@@ -72,13 +73,13 @@ def _make_chunk(method, record_every: int, records: int, keep_weights: bool):
 
         def block(carry, _):
             weights, state = carry
-            loss, grads, record = _record(objective, probe, weights, keep_weights)
+            loss, grads, record = _record(objective, probe, weights, keep_weights, method, state)
             carry = method.step(weights, state, objective, loss, grads)
             carry, _ = jax.lax.scan(plain_step, carry, None, record_every - 1)
             return carry, record
 
         (weights, state), records_ = jax.lax.scan(block, (weights, state), None, records)
-        end = _record(objective, probe, weights, keep_weights)[2]
+        end = _record(objective, probe, weights, keep_weights, method, state)[2]
         return weights, state, records_, end
 
     return jax.vmap(chunk, in_axes=(0, 0, None, None))

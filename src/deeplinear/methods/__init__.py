@@ -6,6 +6,8 @@ import difflib
 
 from ..errors import UsageError
 from ._base import AbstractMethod as AbstractMethod
+from ._levenberg_marquardt import GaussNewtonCG as GaussNewtonCG
+from ._levenberg_marquardt import LevenbergMarquardt as LevenbergMarquardt
 from ._optax import GD as GD
 from ._optax import LBFGS as LBFGS
 from ._optax import AbstractOptaxMethod as AbstractOptaxMethod
@@ -42,6 +44,8 @@ _ALL = (
     PrecGD,
     NaturalGradient,
     ALS,
+    LevenbergMarquardt,
+    GaussNewtonCG,
 )
 METHODS: dict[str, type[AbstractMethod]] = {m.name: m for m in _ALL}
 

@@ -39,6 +39,10 @@ class AbstractMethod(abc.ABC):
         self, weights: PyTree, state: PyTree, objective, loss, grads
     ) -> tuple[PyTree, PyTree]: ...
 
+    def record(self, state: PyTree) -> dict:
+        """Per-record quantities of the method's own (e.g. LM's damping), recorded as columns."""
+        return {}
+
     def hyperparameters(self) -> dict[str, Any]:
         """The method's hyperparameters (its dataclass fields) as a plain dict."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
