@@ -15,8 +15,9 @@ complement (M = W2 S W2ᵀ + λI, S = LᵀL) leaves A δ2 K + λ δ2 = B with A 
 K = S − S W2ᵀ M⁻¹ W2 S, solved in the eigenbases of A and K. K is built without cancellation from
 the SVD of Z = W2 Lᵀ: K = Lᵀ[(I − VVᵀ) + V diag(λ/(σ² + λ)) Vᵀ]L. For the population loss
 (L = I) K is never formed: the solve costs O(d h²). Depth ≥ 3 uses the CG solver of ``gn-cg``
-with a tight tolerance. After each accepted depth-2 step the factors are rebalanced
-(W1ᵀW1 = W2W2ᵀ, same product) unless ``rebalance = false``.
+with a tight tolerance. After each accepted step the factors are rebalanced (W_iᵀW_i =
+W_{i+1}W_{i+1}ᵀ, same product) unless ``rebalance = false``: a gauge move that keeps the
+structured preconditioner of ``gn-cg`` exact.
 
 ``gn-cg`` solves the same system matrix-free for any depth by preconditioned conjugate gradients
 (lineax) on v ↦ Jᵀ(Jv) + λv built from ``jvp``/``vjp``. The preconditioner inverts each layer's
@@ -141,65 +142,105 @@ def remove_gauge(weights, delta):
     return _tree_add(delta, _gauge_map(weights, G), -1.0)
 
 
-def _kronecker_preconditioner(weights, objective, lam, structure):
-    """Approximate inverse of each layer's damped Gauss-Newton block, projected off the gauge."""
-    S = objective.covariance()
+def _mode_preconditioner(weights, objective, lam):
+    """An approximate inverse of JJᵀ + λI on residuals, diagonal in two orthonormal bases.
+
+    JJᵀ y = Σ_i (P_i P_iᵀ) y (Q̃_iᵀ Q̃_i) with Q̃_i = Q_i Lᵀ. In the bases U of range(W1 ⋯ W_{L−1})
+    and V of range(Q̃_1ᵀ), completed by their orthogonal complements, each term is replaced by its
+    diagonal (averaged over each complement). For depth 2 on the population loss this is JJᵀ
+    exactly; for balanced deeper factors on the population loss, too. The U⊥ × V⊥ block is where
+    JJᵀ is zero (range(J) does not reach it when the layers have full rank and equal ranges): Jᵀ
+    maps it to zero, so it is left out of the solve, rather than divided by λ and amplified.
+    Returns the preconditioner and the projection onto that block.
+    """
     lefts, rights = partial_products(weights)
-    factors = []
-    for p, q, w in zip(lefts, rights, weights):
-        left = jnp.eye(w.shape[0]) if p is None else p.T @ p
-        if q is None:
-            right = jnp.eye(w.shape[1]) if S is None else S
-        else:
-            right = (q if S is None else q @ S) @ q.T
-        mean_l = jnp.trace(left) / left.shape[0]
-        mean_r = jnp.trace(right) / right.shape[0]
-        pi = jnp.sqrt(mean_r / mean_l)
-        root = jnp.sqrt(lam)
-        factors.append(
-            (left + pi * root * jnp.eye(left.shape[0]), right + root / pi * jnp.eye(right.shape[0]))
-        )
+    U = jnp.linalg.svd(lefts[-1], full_matrices=False)[0]  # d_out × h_{L−1}
+    V = jnp.linalg.svd(objective.apply_factor(rights[0]), full_matrices=False)[2].T  # k × h_1
+    d_out, k = U.shape[0], V.shape[0]
 
-    def blocks(v):
-        return tuple(
-            jnp.linalg.solve(lf, jnp.linalg.solve(rf, x.T).T) for x, (lf, rf) in zip(v, factors)
-        )
+    def left_diag(p):  # diag of P Pᵀ on U, and its mean on U⊥
+        if p is None:
+            return jnp.ones(U.shape[1]), jnp.asarray(1.0)
+        on = jnp.sum((U.T @ p) ** 2, axis=1)
+        return on, (jnp.sum(p * p) - jnp.sum(on)) / max(d_out - U.shape[1], 1)
 
-    def apply(v):  # Π M Π: keeps CG off the gauge, where JᵀJ + λI is only λ
-        return remove_gauge(weights, blocks(remove_gauge(weights, v)))
+    def right_diag(q):  # diag of Q̃ᵀQ̃ on V, and its mean on V⊥
+        if q is None and objective.factor is None:
+            return jnp.ones(V.shape[1]), jnp.asarray(1.0)
+        qt = objective.factor.T if q is None else objective.apply_factor(q)
+        on = jnp.sum((qt @ V) ** 2, axis=0)
+        return on, (jnp.sum(qt * qt) - jnp.sum(on)) / max(k - V.shape[1], 1)
 
-    return lx.FunctionLinearOperator(apply, structure, lx.positive_semidefinite_tag)
+    d_uv = d_u_vperp = d_uperp_v = lam
+    for p, q in zip(lefts, rights):
+        (lu, lperp), (rv, rperp) = left_diag(p), right_diag(q)
+        d_uv = d_uv + lu[:, None] * rv[None, :]
+        d_u_vperp = d_u_vperp + lu * rperp
+        d_uperp_v = d_uperp_v + lperp * rv
+
+    def apply(y):
+        uy = U.T @ y  # h × k
+        a = uy @ V  # the U, V block
+        b = uy - a @ V.T  # the U, V⊥ block, in U coordinates
+        c = y @ V - U @ a  # the U⊥, V block, in V coordinates
+        inside = U @ ((a / d_uv) @ V.T + b / d_u_vperp[:, None])
+        return inside + (c / d_uperp_v[None, :]) @ V.T
+
+    def outside(y):  # the U⊥, V⊥ block, which range(J) does not reach
+        uy, yv = U.T @ y, y @ V
+        return y - U @ uy - yv @ V.T + U @ (uy @ V) @ V.T
+
+    structure = jax.ShapeDtypeStruct((d_out, k), U.dtype)
+    return lx.FunctionLinearOperator(apply, structure, lx.positive_semidefinite_tag), outside
 
 
 def cg_solve(weights, objective, lam, rtol: float, max_steps: int, precondition: bool = True):
-    """(JᵀJ + λI) δ = −Jᵀr by preconditioned CG (lineax); returns (δ, success, CG steps)."""
-    structure = jax.eval_shape(lambda: weights)
-    _, pullback = jax.vjp(objective.residual, weights)
-    r = objective.residual(weights)
-    rhs = jax.tree_util.tree_map(jnp.negative, pullback(r)[0])
+    """(JᵀJ + λI) δ = −Jᵀr, solved as δ = Jᵀy with (JJᵀ + λI) y = −r by preconditioned CG.
 
-    def normal(v):
-        return _tree_add(pullback(jacobian_product(weights, objective, v))[0], v, lam)
+    The residual-space form has no gauge null space to wander in; returns (δ, success, steps).
+    """
+    r, pullback = jax.vjp(objective.residual, weights)
 
+    def normal(y):
+        return jacobian_product(weights, objective, pullback(y)[0]) + lam * y
+
+    structure = jax.ShapeDtypeStruct(r.shape, r.dtype)
     operator = lx.FunctionLinearOperator(normal, structure, lx.positive_semidefinite_tag)
-    options = {}
-    if precondition:
-        options["preconditioner"] = _kronecker_preconditioner(weights, objective, lam, structure)
-    solution = lx.linear_solve(
-        operator, rhs, lx.CG(rtol=rtol, atol=0.0, max_steps=max_steps), options=options, throw=False
-    )
+    preconditioner, outside = _mode_preconditioner(weights, objective, lam)
+    options = {"preconditioner": preconditioner} if precondition else {}
+    solver = lx.CG(rtol=rtol, atol=0.0, max_steps=max_steps)
+    rhs = -(r - outside(r))
+    solution = lx.linear_solve(operator, rhs, solver, options=options, throw=False)
     ok = solution.result == lx.RESULTS.successful
-    return solution.value, ok, solution.stats["num_steps"]
+    delta = pullback(solution.value)[0]
+    return remove_gauge(weights, delta), ok, solution.stats["num_steps"]
 
 
 def rebalance(weights):
-    """Same product W1 W2, balanced factors: W1 = Q1 U √Σ, W2 = √Σ Vᵀ Q2ᵀ."""
-    W1, W2 = weights
-    Q1, R1 = jnp.linalg.qr(W1)
-    Q2, R2 = jnp.linalg.qr(W2.T)
-    U, s, Vt = jnp.linalg.svd(R1 @ R2.T)
-    root = jnp.sqrt(s)
-    return (Q1 @ (U * root), (root[:, None] * Vt) @ Q2.T)
+    """The same product W1 ⋯ WL, refactored balanced: W_iᵀW_i = W_{i+1}W_{i+1}ᵀ.
+
+    With W1 = Q1 R1 and W_Lᵀ = Q_L R_L, the core R1 W2 ⋯ W_{L−1} R_Lᵀ = U Σ Vᵀ (rank at most
+    k = min width) gives W1 = Q1 U Σ^{1/L} Eᵀ, W_i = E Σ^{1/L} Eᵀ, W_L = E Σ^{1/L} Vᵀ Q_Lᵀ, with E
+    the first k columns of the identity. It is a gauge move: the loss does not change.
+    """
+    depth = len(weights)
+    Q1, R1 = jnp.linalg.qr(weights[0])
+    QL, RL = jnp.linalg.qr(weights[-1].T)
+    core = R1
+    for w in weights[1:-1]:
+        core = core @ w
+    U, s, Vt = jnp.linalg.svd(core @ RL.T, full_matrices=False)
+    k = s.size
+    root = s ** (1.0 / depth)
+
+    def embed(h):  # E, h × k
+        return jnp.eye(h, k)
+
+    out = [Q1 @ (U * root) @ embed(weights[0].shape[1]).T]
+    for w in weights[1:-1]:
+        out.append(embed(w.shape[0]) @ (root[:, None] * embed(w.shape[1]).T))
+    out.append(embed(weights[-1].shape[0]) @ (root[:, None] * Vt) @ QL.T)
+    return tuple(out)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,15 +248,18 @@ class AbstractDampedGaussNewton(AbstractMethod):
     """Levenberg-Marquardt's damping loop around a solver of (JᵀJ + λI) δ = −Jᵀr."""
 
     damping: float = 1e-3  # τ: λ₀ = τ · max diag(JᵀJ)
+    rebalance: bool = True  # after each accepted step, refactor balanced (same product)
 
     def solve(self, weights, objective, lam):
         raise NotImplementedError
 
     def accepted(self, weights):
-        return weights
+        return rebalance(weights) if self.rebalance else weights
 
     def check(self):
         check_range(self.name, "damping", self.damping, 0, low_open=True)
+        if not isinstance(self.rebalance, bool):
+            raise UsageError(f"{self.name}.rebalance must be true or false, got {self.rebalance!r}")
 
     def __post_init__(self):
         self.check()
@@ -269,7 +313,6 @@ class AbstractDampedGaussNewton(AbstractMethod):
 
 @dataclasses.dataclass(frozen=True)
 class LevenbergMarquardt(AbstractDampedGaussNewton):
-    rebalance: bool = True
     cg_rtol: float = 1e-12  # depth ≥ 3 only
     cg_max_steps: int = 500
 
@@ -282,17 +325,12 @@ class LevenbergMarquardt(AbstractDampedGaussNewton):
 
     def check(self):
         super().check()
-        if not isinstance(self.rebalance, bool):
-            raise UsageError(f"lm.rebalance must be true or false, got {self.rebalance!r}")
         check_range(self.name, "cg_rtol", self.cg_rtol, 0, low_open=True)
 
     def solve(self, weights, objective, lam):
         if len(weights) == 2:
             return schur_solve(weights, objective, lam)
         return cg_solve(weights, objective, lam, self.cg_rtol, self.cg_max_steps)
-
-    def accepted(self, weights):
-        return rebalance(weights) if self.rebalance and len(weights) == 2 else weights
 
 
 @dataclasses.dataclass(frozen=True)
