@@ -143,6 +143,8 @@ def run(
         raise UsageError(f"record_every must divide steps ({steps}), got {record_every!r}")
     rates = np.asarray(learning_rates, dtype=np.float64).reshape(-1)
     batch = rates.shape[0]
+    if getattr(method, "out_of_loop", False):
+        return _out_of_loop(method, objective, weights, batch, steps, record_every)
     weights = tuple(jnp.asarray(w, dtype=jnp.float64) for w in weights)
     compile_seconds = 0.0
     if state is None:
@@ -197,3 +199,14 @@ def _curve(steps, metrics, seconds, extras, member: int) -> Curve:
     stop = bad[0] + 1 if bad.size else len(steps)
     kept = jax.tree_util.tree_map(lambda x: x[member, :stop], extras)
     return Curve(steps[:stop], *(metrics[:stop, i] for i in range(3)), seconds[:stop], kept)
+
+
+def _out_of_loop(method, objective, weights, batch: int, steps: int, record_every: int):
+    """Methods that run outside the compiled loop (SciPy): one run, repeated per batch member."""
+    start = time.perf_counter()
+    runs = [method.run_one(objective, weights, steps, record_every) for _ in range(batch)]
+    total = time.perf_counter() - start
+    curves = [curve for curve, _, _ in runs]
+    final = tuple(jnp.stack(layers) for layers in zip(*(w for _, w, _ in runs)))
+    run_seconds = max(seconds for _, _, seconds in runs)
+    return BatchResult(curves, final, None, max(0.0, total - sum(s for *_, s in runs)), run_seconds)

@@ -18,6 +18,11 @@ from ._optax import Momentum as Momentum
 from ._optax import Muon as Muon
 from ._optax import Nesterov as Nesterov
 from ._optax import RMSProp as RMSProp
+from ._peers import OptimistixDogleg as OptimistixDogleg
+from ._peers import OptimistixGN as OptimistixGN
+from ._peers import OptimistixLM as OptimistixLM
+from ._scipy import ScipyLM as ScipyLM
+from ._scipy import ScipyTRF as ScipyTRF
 from ._seed_lm import SeedLM as SeedLM
 from ._seed_lm import min_norm_gauss_newton_step as min_norm_gauss_newton_step
 from ._structured import ALS as ALS
@@ -46,6 +51,11 @@ _ALL = (
     ALS,
     LevenbergMarquardt,
     GaussNewtonCG,
+    OptimistixLM,
+    OptimistixGN,
+    OptimistixDogleg,
+    ScipyLM,
+    ScipyTRF,
 )
 METHODS: dict[str, type[AbstractMethod]] = {m.name: m for m in _ALL}
 

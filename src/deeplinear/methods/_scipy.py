@@ -1,0 +1,112 @@
+"""SciPy's ``least_squares`` as an out-of-loop reference with the same result columns.
+
+``scipy-lm`` is MINPACK's Levenberg-Marquardt, ``scipy-trf`` the trust-region reflective method;
+both get the exact Jacobian of the reduced residual from JAX (``jacfwd``, compiled once).
+MINPACK refuses fewer residuals than parameters, which the reduced residual has (60 < 96 at the
+notebook's size): the residual is padded with zero rows, which changes neither the problem nor
+the minimizer. Rows are recorded at every residual evaluation, so ``step`` counts evaluations.
+There is no learning rate (the one given is ignored). Compare end-to-end maps, not factors: the
+factors are only defined up to the gauge.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+from jax.flatten_util import ravel_pytree
+from scipy.optimize import least_squares
+
+from .._backend import jax, jnp
+from ..errors import UsageError
+from ..model import gradient_norm
+from ._base import AbstractMethod
+
+
+@dataclasses.dataclass(frozen=True)
+class AbstractScipyMethod(AbstractMethod):
+    """Runs outside the compiled loop: ``runner.run`` calls ``run_batch`` instead of ``step``."""
+
+    out_of_loop = True
+    scipy_method = "trf"
+
+    def init(self, weights, objective, learning_rate):
+        raise UsageError(f"{self.name} runs outside the compiled loop: use runner.run")
+
+    def step(self, weights, state, objective, loss, grads):
+        raise UsageError(f"{self.name} runs outside the compiled loop: use runner.run")
+
+    def run_one(self, objective, weights, steps: int, record_every: int = 1):
+        """One run: (curve arrays, final weights) with a row every ``record_every`` evaluations."""
+        from ..runner import Curve
+
+        weights = tuple(jnp.asarray(w, dtype=jnp.float64) for w in weights)
+        flat, unravel = ravel_pytree(weights)
+        rows = objective.target.size
+        pad = max(0, flat.size - rows) if self.scipy_method == "lm" else 0
+
+        def residual(v):
+            r = objective.residual(unravel(v)).ravel()
+            return jnp.concatenate([r, jnp.zeros(pad)]) if pad else r
+
+        fun = jax.jit(residual)
+        jac = jax.jit(jax.jacfwd(residual))
+        value_grad = jax.jit(jax.value_and_grad(lambda v: objective.loss(unravel(v))))
+        notebook = jax.jit(lambda v: objective.notebook_loss(unravel(v)))
+        fun(flat).block_until_ready(), jac(flat).block_until_ready()  # compile outside timing
+        value_grad(flat)
+        records, start = [], time.perf_counter()
+
+        def tracked(v):
+            out = np.asarray(fun(v))
+            records.append((np.array(v), time.perf_counter() - start))
+            return out
+
+        def evaluate(v):
+            loss, grad = value_grad(v)
+            return float(loss), float(gradient_norm(unravel(grad))), float(notebook(v))
+
+        records.append((np.asarray(flat), 0.0))
+        try:
+            result = least_squares(
+                tracked,
+                np.asarray(flat),
+                jac=lambda v: np.asarray(jac(v)),
+                method=self.scipy_method,
+                max_nfev=steps,
+                xtol=1e-15,
+                ftol=1e-15,
+                gtol=1e-15,
+            )
+            final = result.x
+        except ValueError as error:  # e.g. MINPACK's size checks
+            raise UsageError(f"{self.name}: scipy refused the problem ({error})") from None
+        kept = records[:: max(1, record_every)]
+        metrics = np.array([evaluate(v) for v, _ in kept])
+        curve = Curve(
+            np.arange(len(records))[:: max(1, record_every)],
+            metrics[:, 0],
+            metrics[:, 1],
+            metrics[:, 2],
+            np.array([t for _, t in kept]),
+        )
+        return curve, unravel(jnp.asarray(final)), records[-1][1]
+
+
+@dataclasses.dataclass(frozen=True)
+class ScipyLM(AbstractScipyMethod):
+    name = "scipy-lm"
+    label = "scipy-LM"
+    description = "scipy.optimize.least_squares(method='lm'), MINPACK, out of loop (lr ignored)"
+    reference = "Moré 1978 (MINPACK); scipy.optimize.least_squares"
+    scipy_method = "lm"
+
+
+@dataclasses.dataclass(frozen=True)
+class ScipyTRF(AbstractScipyMethod):
+    name = "scipy-trf"
+    label = "scipy-TRF"
+    description = "scipy.optimize.least_squares(method='trf'), out of loop (lr ignored)"
+    reference = "Branch, Coleman & Li 1999; scipy.optimize.least_squares"
+    scipy_method = "trf"
