@@ -23,6 +23,7 @@ import time
 
 import numpy as np
 
+from _timing import median_seconds
 from deeplinear import notebook
 from deeplinear._backend import jax, jnp
 from deeplinear.experiment import ADAM_RATES, FIRST_ORDER_STEPS, GD_RATES, LM_RATES, LM_STEPS
@@ -54,16 +55,6 @@ def time_numpy_port(seed: int = 0) -> float:
     for rate in LM_RATES:
         notebook.levenberg_marquardt(X, Y, W1, W2, rate, LM_STEPS, "modern")
     return time.perf_counter() - start
-
-
-def median_seconds(fn, repeats: int) -> float:
-    fn()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
 
 
 def structured_step_seconds(objective: Objective, weights, steps: int = 200) -> float:

@@ -149,3 +149,9 @@ def test_bad_npz_files(tmp_path, arrays, init, words):
 def test_missing_npz_file(tmp_path):
     with pytest.raises(UsageError, match="does not exist"):
         runfile.build(parse(NPZ, base_dir=tmp_path))
+
+
+@pytest.mark.parametrize("path", sorted(__import__("glob").glob("examples/*.toml")))
+def test_every_example_parses(path):
+    c = config.load(path)
+    assert c.methods

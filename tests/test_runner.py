@@ -62,8 +62,26 @@ def test_all_diverged_stops_early(setup):
     assert result.curves[0].diverged_at < 100
 
 
-@pytest.mark.parametrize("kwargs", [{"steps": 0}, {"steps": 10, "record_every": 3}])
-def test_bad_lengths(setup, kwargs):
+@pytest.mark.parametrize(
+    "rates, kwargs",
+    [
+        ([1e-3], {"steps": 0}),
+        ([1e-3], {"steps": 10, "record_every": 3}),
+        ([-1e-3], {"steps": 10}),
+        ([np.nan], {"steps": 10}),
+        ([], {"steps": 10}),
+    ],
+)
+def test_bad_arguments(setup, rates, kwargs):
     objective, weights = setup
     with pytest.raises(UsageError):
-        runner.run(make_method("gd"), objective, weights, [1e-3], **kwargs)
+        runner.run(make_method("gd"), objective, weights, rates, **kwargs)
+
+
+def test_flops_column_counts_steps_and_cg_iterations(setup):
+    objective, weights = setup
+    gd = runner.run(make_method("gd"), objective, weights, [1e-4], 10).curves[0]
+    flops = gd.extras["flops"]
+    assert flops[0] == 0 and np.allclose(np.diff(flops), flops[1])
+    cg = runner.run(make_method("gn-cg"), objective, weights, [1.0], 5).curves[0]
+    assert np.all(np.diff(cg.extras["flops"]) > 0) and cg.extras["cg_steps"][-1] > 0

@@ -109,11 +109,12 @@ def explain(
     for index, spec in enumerate(config.methods):
         method = make_method(spec.name, **spec.hyperparameters)
         state_file = directory / "state" / f"{index}.npz"
+        resumable = state_file.is_file() and not getattr(method, "out_of_loop", False)
         saved = (
             runfile.load_state(state_file, method, setup, spec.learning_rates)
-            if state_file.is_file()
+            if resumable
             else None
-        )
+        )  # out-of-loop peers (SciPy) cannot be continued: extrapolate
         for member, rate in enumerate(spec.learning_rates):
             run_id = runfile.run_id(config.seed, spec.name, rate, spec.hyperparameters)
             if run_id not in series:

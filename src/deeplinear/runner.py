@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._backend import jax, jnp
+from .cost import shapes_of, step_flops
 from .errors import UsageError
 from .model import gradient_norm
 
@@ -143,6 +144,8 @@ def run(
         raise UsageError(f"record_every must divide steps ({steps}), got {record_every!r}")
     rates = np.asarray(learning_rates, dtype=np.float64).reshape(-1)
     batch = rates.shape[0]
+    if batch == 0 or not np.all(np.isfinite(rates)) or np.any(rates <= 0):
+        raise UsageError(f"learning rates must be finite and > 0, got {rates.tolist()}")
     if getattr(method, "out_of_loop", False):
         return _out_of_loop(method, objective, weights, batch, steps, record_every)
     weights = tuple(jnp.asarray(w, dtype=jnp.float64) for w in weights)
@@ -189,7 +192,18 @@ def run(
     )[: metrics.shape[1]]
     recorded_steps = first_step + np.arange(metrics.shape[1]) * record_every
     curves = [_curve(recorded_steps, metrics, seconds, extras, b) for b in range(batch)]
+    for curve in curves:
+        curve.extras["flops"] = flops_column(method, weights, objective, curve)
     return BatchResult(curves, current, state, compile_seconds, times[-1])
+
+
+def flops_column(method, weights, objective, curve) -> np.ndarray:
+    """Cumulative analytic FLOPs at each row (``cost.step_flops``; CG iterations as recorded)."""
+    k = None if objective.factor is None else int(objective.factor.shape[0])
+    per_step, per_cg = step_flops(method, shapes_of(weights), k)
+    cg = curve.extras.get("cg_steps")
+    total = curve.steps.astype(np.float64) * per_step
+    return total if cg is None else total + np.asarray(cg, dtype=np.float64) * per_cg
 
 
 def _curve(steps, metrics, seconds, extras, member: int) -> Curve:
@@ -207,6 +221,8 @@ def _out_of_loop(method, objective, weights, batch: int, steps: int, record_ever
     runs = [method.run_one(objective, weights, steps, record_every) for _ in range(batch)]
     total = time.perf_counter() - start
     curves = [curve for curve, _, _ in runs]
+    for curve in curves:
+        curve.extras["flops"] = flops_column(method, weights, objective, curve)
     final = tuple(jnp.stack(layers) for layers in zip(*(w for _, w, _ in runs)))
     run_seconds = max(seconds for _, _, seconds in runs)
     return BatchResult(curves, final, None, max(0.0, total - sum(s for *_, s in runs)), run_seconds)

@@ -57,3 +57,9 @@ def check_range(method: str, field: str, value, low=None, high=None, *, low_open
         raise UsageError(f"{method}.{field} must be {bound} {low}, got {value!r}")
     if high is not None and value >= high:
         raise UsageError(f"{method}.{field} must be < {high}, got {value!r}")
+
+
+def check_count(method: str, field: str, value) -> None:
+    """Raise a one-line UsageError unless ``value`` is a positive integer."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UsageError(f"{method}.{field} must be a positive integer, got {value!r}")

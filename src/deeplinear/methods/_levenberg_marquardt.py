@@ -7,7 +7,8 @@ Each iteration solves the damped Gauss-Newton system for the reduced residual r 
 tries w + η δ, and keeps it if the loss fell. With the gain ratio ρ = actual / predicted
 reduction (predicted: ‖r‖² − ‖r + Jδ‖²), an accepted step sets λ ← λ·max(1/3, 1 − (2ρ − 1)³)
 and ν ← 2, a rejected one λ ← λν, ν ← 2ν (Nielsen 1999; Madsen, Nielsen & Tingleff 2004). A
-failed or ill-posed solve is a rejected step: the run never crashes, and the table counts it.
+solve that fails or produces no decrease is a rejected step: the run never crashes, and the table
+counts both (``rejected_steps``, ``failed_solves``).
 The damping also fixes the gauge: the minimum-norm solution of the undamped system is the limit.
 
 ``lm``, depth 2, solves the system **exactly** without forming JᵀJ: eliminating δ1 by a Schur
@@ -35,7 +36,7 @@ import lineax as lx
 from .._backend import jax, jnp
 from ..errors import UsageError
 from ..model import partial_products
-from ._base import AbstractMethod, check_range
+from ._base import AbstractMethod, check_count, check_range
 
 
 class LMState(NamedTuple):
@@ -287,7 +288,9 @@ class AbstractDampedGaussNewton(AbstractMethod):
         finite = jnp.isfinite(rho) & jnp.all(
             jnp.asarray([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(trial)])
         )
-        accept = ok & finite & (predicted > 0) & (actual > 0)
+        # the gain ratio is the safeguard: an unconverged CG solve that still lowers the loss
+        # as predicted is a good step (the table counts it among failed_solves all the same)
+        accept = finite & (predicted > 0) & (actual > 0)
         new = jax.tree_util.tree_map(
             lambda t, w: jnp.where(accept, t, w), self.accepted(trial), weights
         )
@@ -313,8 +316,8 @@ class AbstractDampedGaussNewton(AbstractMethod):
 
 @dataclasses.dataclass(frozen=True)
 class LevenbergMarquardt(AbstractDampedGaussNewton):
-    cg_rtol: float = 1e-12  # depth ≥ 3 only
-    cg_max_steps: int = 500
+    cg_rtol: float = 1e-8  # depth ≥ 3 only
+    cg_max_steps: int = 200
 
     name = "lm"
     label = "LM"
@@ -347,12 +350,7 @@ class GaussNewtonCG(AbstractDampedGaussNewton):
     def check(self):
         super().check()
         check_range(self.name, "cg_rtol", self.cg_rtol, 0, low_open=True)
-        if (
-            isinstance(self.cg_max_steps, bool)
-            or not isinstance(self.cg_max_steps, int)
-            or (self.cg_max_steps < 1)
-        ):
-            raise UsageError("gn-cg.cg_max_steps must be a positive integer")
+        check_count(self.name, "cg_max_steps", self.cg_max_steps)
 
     def solve(self, weights, objective, lam):
         return cg_solve(weights, objective, lam, self.cg_rtol, self.cg_max_steps, self.precondition)

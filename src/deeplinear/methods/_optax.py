@@ -12,7 +12,7 @@ import dataclasses
 import optax
 
 from ..errors import UsageError
-from ._base import AbstractMethod, check_range
+from ._base import AbstractMethod, check_count, check_range
 
 SCHEDULES = ("constant", "cosine", "exponential")
 
@@ -35,12 +35,7 @@ class AbstractOptaxMethod(AbstractMethod):
             raise UsageError(
                 f"{self.name}.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
             )
-        if (
-            isinstance(self.decay_steps, bool)
-            or not isinstance(self.decay_steps, int)
-            or (self.decay_steps < 1)
-        ):
-            raise UsageError(f"{self.name}.decay_steps must be a positive integer")
+        check_count(self.name, "decay_steps", self.decay_steps)
         check_range(self.name, "decay_factor", self.decay_factor, 0, low_open=True)
         self.check()
 
@@ -224,12 +219,7 @@ class LBFGS(AbstractOptaxMethod):
     reference = "Liu & Nocedal 1989; Nocedal & Wright 2006, alg. 7.5"
 
     def check(self):
-        if (
-            isinstance(self.memory_size, bool)
-            or not isinstance(self.memory_size, int)
-            or (self.memory_size < 1)
-        ):
-            raise UsageError("lbfgs.memory_size must be a positive integer")
+        check_count(self.name, "memory_size", self.memory_size)
         if self.schedule != "constant":
             raise UsageError("lbfgs.schedule must be 'constant': its line search sets the step")
 
@@ -258,12 +248,7 @@ class Muon(AbstractOptaxMethod):
     def check(self):
         check_range(self.name, "beta", self.beta, 0, 1)
         check_range(self.name, "weight_decay", self.weight_decay, 0)
-        if (
-            isinstance(self.ns_steps, bool)
-            or not isinstance(self.ns_steps, int)
-            or (self.ns_steps < 1)
-        ):
-            raise UsageError("muon.ns_steps must be a positive integer")
+        check_count(self.name, "ns_steps", self.ns_steps)
 
     def transformation(self, learning_rate):
         return optax.contrib.muon(
