@@ -160,7 +160,7 @@ def _print_row(label, objective, steps, losses, times, compile_seconds) -> None:
     )
 
 
-def part_scale(d: int, budget: float) -> None:
+def part_scale(d: int, budget: float, only: set[str] | None = None) -> None:
     print(f"scale: population loss, κ = 1e5, budget {budget:.0f} s per method, d = {d}")
     print(
         f"  {'method':<28}{'to 1e-10':>10}{'to 1e-20':>10}{'best':>10}{'steps':>8}{'compile':>9}"
@@ -174,6 +174,8 @@ def part_scale(d: int, budget: float) -> None:
         ("lm", 3, 1.0, 1),
     ]
     for name, depth, rate, chunk in rows:
+        if only and f"{name}:{depth}" not in only:
+            continue
         objective, weights = _scale_problem(d, depth)
         race = _race(name, objective, weights, rate, budget, chunk)
         _print_row(f"{name} (depth {depth})", objective, *race)
@@ -184,6 +186,8 @@ def part_scale(d: int, budget: float) -> None:
         "adam": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
     }
     for name, grid in grids.items():
+        if only and f"{name}:2" not in only:
+            continue
         best = None
         for rate in grid:  # a short tuning run each, then the best gets the full budget
             _, losses, _, _ = _race(name, objective, weights, rate, budget / len(grid) / 2, 200)
@@ -199,6 +203,7 @@ def main() -> None:
     parser.add_argument("--part", choices=("seed", "step", "scale", "all"), default="all")
     parser.add_argument("--budget", type=float, default=60.0)
     parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--only", help="scale rows to run, e.g. 'lm:2,gn-cg:3' (default: all)")
     args = parser.parse_args()
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__}, "
@@ -209,7 +214,7 @@ def main() -> None:
     if args.part in ("step", "all"):
         part_step()
     if args.part in ("scale", "all"):
-        part_scale(args.size, args.budget)
+        part_scale(args.size, args.budget, set(args.only.split(",")) if args.only else None)
 
 
 if __name__ == "__main__":
