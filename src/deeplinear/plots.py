@@ -104,9 +104,17 @@ def notebook_figures(
 def _grid(count: int, title: str):
     cols = min(4, max(1, count))
     rows = -(-count // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    height = 3.2 * rows + 0.6
+    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, height), squeeze=False)
     fig.suptitle(title)
-    fig.subplots_adjust(left=0.07, right=0.98, top=0.9, bottom=0.09, hspace=0.45, wspace=0.3)
+    fig.subplots_adjust(
+        left=0.1 if cols < 3 else 0.06,
+        right=0.98,
+        top=1 - 0.75 / height,
+        bottom=0.5 / height,
+        hspace=0.5,
+        wspace=0.3,
+    )
     for ax in axes.flat[count:]:
         ax.set_visible(False)
     return fig, list(axes.flat[:count])

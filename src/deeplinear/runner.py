@@ -147,7 +147,8 @@ def run(
     if batch == 0 or not np.all(np.isfinite(rates)) or np.any(rates <= 0):
         raise UsageError(f"learning rates must be finite and > 0, got {rates.tolist()}")
     if getattr(method, "out_of_loop", False):
-        return _out_of_loop(method, objective, weights, batch, steps, record_every)
+        args = (batch, steps, record_every, probe, keep_weights)
+        return _out_of_loop(method, objective, weights, *args)
     weights = tuple(jnp.asarray(w, dtype=jnp.float64) for w in weights)
     compile_seconds = 0.0
     if state is None:
@@ -215,10 +216,11 @@ def _curve(steps, metrics, seconds, extras, member: int) -> Curve:
     return Curve(steps[:stop], *(metrics[:stop, i] for i in range(3)), seconds[:stop], kept)
 
 
-def _out_of_loop(method, objective, weights, batch: int, steps: int, record_every: int):
+def _out_of_loop(method, objective, weights, batch, steps, record_every, probe, keep_weights):
     """Methods that run outside the compiled loop (SciPy): one run, repeated per batch member."""
     start = time.perf_counter()
-    runs = [method.run_one(objective, weights, steps, record_every) for _ in range(batch)]
+    args = (steps, record_every, probe, keep_weights)
+    runs = [method.run_one(objective, weights, *args) for _ in range(batch)]
     total = time.perf_counter() - start
     curves = [curve for curve, _, _ in runs]
     for curve in curves:

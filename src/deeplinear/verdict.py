@@ -27,7 +27,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 WINDOWS = (0.1, 0.25, 0.5)  # fractions of the record used for rate fits
-STOPPERS = ("converged", "oscillating", "stalled", "diverged")  # verdicts continuing won't change
+SLOW = ("converging linearly", "sublinear")  # still making progress: slow, not stuck
+STOPPERS = (
+    "converged",
+    "oscillating",
+    "stalled",
+    "diverged",
+    "too short",
+)  # verdicts continuing won't change
 
 
 @dataclass
@@ -58,9 +65,7 @@ def window_rates(steps: np.ndarray, loss: np.ndarray) -> list[tuple[float, int, 
     out = []
     n = len(steps)
     for fraction in WINDOWS:
-        k = max(4, round(fraction * n))
-        if k > n:
-            continue
+        k = min(n, max(4, round(fraction * n)))
         out.append((_fit_rate(steps[-k:], loss[-k:]), int(steps[-k]), int(steps[-1])))
     return out
 
@@ -91,6 +96,8 @@ def classify(steps, loss, floor: float) -> tuple[str, dict]:
     if loss[-1] <= 10 * floor:
         first = int(steps[np.argmax(loss <= 10 * floor)])
         return "converged", {"step": first}
+    if len(steps) < 4:
+        return "too short", {"rows": len(steps)}
     half = max(4, len(steps) // 2)
     tail = np.log(loss[-half:])
     diffs = np.diff(tail)
@@ -167,12 +174,22 @@ def judge(
         )
     if loss[-1] <= goal:
         first = int(steps[np.argmax(loss <= goal)])
+        also = "" if kind == "too short" else f" ({kind})"
+        head = f"reached {target:.0e} of the initial loss at step {first}{also}"
         return Verdict(
             run,
             kind,
-            f"{kind}; reached {target:.0e} of the initial loss at step {first}",
+            head,
             eta_steps=(0.0, 0.0),
             eta_method="recorded",
+            target=target,
+            evidence=evidence,
+        )
+    if kind == "too short":
+        return Verdict(
+            run,
+            kind,
+            f"too few records ({info['rows']}) to judge: record more often",
             target=target,
             evidence=evidence,
         )
@@ -225,8 +242,9 @@ def judge(
             if seconds_per_step is None:
                 seconds_per_step = getattr(extend, "seconds_per_step", None)
             seconds = None if seconds_per_step is None else tuple(e * seconds_per_step for e in eta)
+            verdict_words = f"{kind} — slow, not stuck" if kind in SLOW else kind
             head = (
-                f"{kind} — slow, not stuck; reaches {target:.0e} of the initial loss in "
+                f"{verdict_words}; reaches {target:.0e} of the initial loss in "
                 f"{_fmt_range(*eta)} more steps{_seconds_text(seconds)} (measured)"
             )
             return Verdict(

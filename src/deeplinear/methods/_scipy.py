@@ -37,8 +37,11 @@ class AbstractScipyMethod(AbstractMethod):
     def step(self, weights, state, objective, loss, grads):
         raise UsageError(f"{self.name} runs outside the compiled loop: use runner.run")
 
-    def run_one(self, objective, weights, steps: int, record_every: int = 1):
-        """One run: (curve arrays, final weights) with a row every ``record_every`` evaluations."""
+    def run_one(self, objective, weights, steps, record_every=1, probe=None, keep_weights=False):
+        """One run: (curve, final weights, seconds), a row every ``record_every`` evaluations.
+
+        ``probe`` and ``keep_weights`` add the same extras as the compiled loop records.
+        """
         from ..runner import Curve
 
         weights = tuple(jnp.asarray(w, dtype=jnp.float64) for w in weights)
@@ -84,13 +87,17 @@ class AbstractScipyMethod(AbstractMethod):
             raise UsageError(f"{self.name}: scipy refused the problem ({error})") from None
         kept = records[:: max(1, record_every)]
         metrics = np.array([evaluate(v) for v, _ in kept])
-        curve = Curve(
-            np.arange(len(records))[:: max(1, record_every)],
-            metrics[:, 0],
-            metrics[:, 1],
-            metrics[:, 2],
-            np.array([t for _, t in kept]),
-        )
+        extras = {}
+        if probe is not None or keep_weights:
+            layers = [unravel(jnp.asarray(v)) for v, _ in kept]
+            if probe is not None:
+                measured = [probe.measure(w) for w in layers]
+                extras = {k: np.stack([np.asarray(m[k]) for m in measured]) for k in measured[0]}
+            if keep_weights:
+                extras["weights"] = tuple(np.stack(ws) for ws in zip(*layers))
+        steps_kept = np.arange(len(records))[:: max(1, record_every)]
+        seconds = np.array([t for _, t in kept])
+        curve = Curve(steps_kept, metrics[:, 0], metrics[:, 1], metrics[:, 2], seconds, extras)
         return curve, unravel(jnp.asarray(final)), records[-1][1]
 
 
