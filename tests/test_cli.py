@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from deeplinear.results import read_table
@@ -177,3 +178,17 @@ def test_run_file_errors_name_the_field(tmp_path):
     assert_usage_error(cli("run", str(bad), "--out", str(tmp_path / "o")), "problem.samples")
     bad.write_text(text.replace("samples = 0", "samples = 1000\ncolour = 1"))
     assert_usage_error(cli("run", str(bad), "--out", str(tmp_path / "o")), "problem.colour")
+
+
+def test_explain_finds_npz_files_next_to_the_original_run_file(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "target.npz", A=rng.standard_normal((5, 4)))
+    (tmp_path / "mine.toml").write_text(
+        'steps = 200\n[problem]\nkind = "npz"\npath = "target.npz"\n[model]\nhidden = [4]\n'
+        '[init]\nkind = "scaled_gaussian"\n[[methods]]\nname = "lm"\nlearning_rates = [1.0]\n'
+    )
+    out = tmp_path / "elsewhere" / "r"
+    assert cli("run", str(tmp_path / "mine.toml"), "--out", str(out)).returncode == 0
+    explained = cli("explain", str(out), "--no-figures")
+    assert explained.returncode == 0, explained.stderr
+    assert "converged to round-off" in explained.stdout

@@ -143,8 +143,9 @@ def _check_keys(table: dict, allowed: set, path: str) -> None:
         raise UsageError(f"unknown key {where} (allowed here: {', '.join(sorted(allowed))})")
 
 
-def load(path: str | Path) -> RunConfig:
-    """Read and check the run file at ``path``."""
+def load(path: str | Path, base_dir: str | Path | None = None) -> RunConfig:
+    """Read and check the run file at ``path`` (relative paths in it are from ``base_dir``,
+    by default the file's own folder)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -156,7 +157,7 @@ def load(path: str | Path) -> RunConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise UsageError(f"run file {path} is not valid TOML: {error}") from None
-    return parse(data, base_dir=path.parent, source=text)
+    return parse(data, base_dir=Path(base_dir) if base_dir else path.parent, source=text)
 
 
 def parse(data: dict, *, base_dir: Path = Path("."), source: str = "") -> RunConfig:

@@ -99,8 +99,8 @@ def explain(
         )
     if not 0 < target < 1:
         raise UsageError(f"--target must be in (0, 1) (relative to the initial loss), got {target}")
-    config = configs.load(directory / "config.toml")
-    table, _ = read_table(directory / "curves.parquet")
+    table, metadata = read_table(directory / "curves.parquet")
+    config = configs.load(directory / "config.toml", metadata.get("config_dir"))
     spectra = _read_spectra(directory / "gn_spectrum.parquet")
     setup = runfile.build(config)
     floor = roundoff_floor(setup.objective)

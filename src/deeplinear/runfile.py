@@ -255,6 +255,7 @@ def execute(
             seed=config.seed,
             problem=problem_summary(setup),
             experiment=experiment_identity(config),
+            config_dir=str(config.base_dir.resolve()),  # where its .npz paths are relative to
         )
         write_table(table, out_dir / "curves.parquet", metadata)
         buffer = io.BytesIO()
