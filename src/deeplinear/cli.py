@@ -79,6 +79,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     exp.add_argument("--no-figures", action="store_true", help="print the verdicts only")
     commands.add_parser("methods", help="list every method with its hyperparameters")
+    swp = commands.add_parser(
+        "sweep",
+        help="run a sweep file (axes × methods × grids × seeds), resumable",
+        description="Run every group of a sweep file not yet in --out; a second run resumes.",
+    )
+    swp.add_argument("sweep_file", help="the sweep file (TOML), e.g. examples/seed_fair.toml")
+    swp.add_argument("--out", help="results directory (default runs/<sweep file name>)")
+    swp.add_argument("--force", action="store_true", help="replace a different sweep in --out")
+    rpt = commands.add_parser("report", help="write report.html for a sweep directory")
+    rpt.add_argument("directory", help="a directory written by 'deeplinear sweep'")
     return parser
 
 
@@ -162,6 +172,33 @@ def _methods(args) -> int:
     return 0
 
 
+def _sweep(args) -> int:
+    from pathlib import Path
+
+    from . import rundir, sweep
+
+    plan = sweep.load(args.sweep_file)
+    out = Path(args.out or Path("runs") / Path(args.sweep_file).stem)
+    rundir.claim(out, {"experiment": "sweep", "sweep_sha256": plan.digest}, args.force)
+    from ._backend import enable_compilation_cache
+
+    enable_compilation_cache()
+
+    def progress(done, total, group):
+        print(f"[{done}/{total}] {group.id.rsplit('|', 1)[0]}", file=sys.stderr, flush=True)
+
+    files = sweep.run(plan, out, progress=progress)
+    print(f"{len(files)} groups in {out}/groups; next: deeplinear report {out}")
+    return 0
+
+
+def _report(args) -> int:
+    from .report import write_report
+
+    print(f"wrote {write_report(args.directory)}")
+    return 0
+
+
 def _reproduce(args) -> int:
     from . import rundir
     from .experiment import default_out, experiment_identity
@@ -191,7 +228,14 @@ def _reproduce(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
-        commands = {"reproduce": _reproduce, "run": _run, "explain": _explain, "methods": _methods}
+        commands = {
+            "reproduce": _reproduce,
+            "run": _run,
+            "explain": _explain,
+            "methods": _methods,
+            "sweep": _sweep,
+            "report": _report,
+        }
         return commands[args.command](args)
     except UsageError as error:
         print(f"deeplinear: error: {error}", file=sys.stderr)

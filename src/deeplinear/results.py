@@ -163,9 +163,14 @@ def run_series(table: pa.Table) -> dict[str, dict[str, np.ndarray]]:
     """
     columns = {name: _to_numpy(table.column(name)) for name in table.column_names}
     ids = columns["run_id"]
+    order = list(dict.fromkeys(ids))  # first-appearance order
+    position = {run_id: i for i, run_id in enumerate(order)}
+    codes = np.fromiter((position[i] for i in ids), dtype=np.int64, count=len(ids))
+    rows = np.argsort(codes, kind="stable")  # each run's rows, in table order
+    bounds = np.searchsorted(codes[rows], np.arange(len(order) + 1))
     return {
-        run_id: {name: values[ids == run_id] for name, values in columns.items()}
-        for run_id in dict.fromkeys(ids)
+        run_id: {name: values[rows[bounds[i] : bounds[i + 1]]] for name, values in columns.items()}
+        for i, run_id in enumerate(order)
     }
 
 

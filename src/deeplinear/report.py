@@ -1,0 +1,202 @@
+"""Fair comparisons from a sweep: best hyperparameters, time to target, performance profiles,
+and one self-contained HTML report (figures inline) that opens offline.
+
+For every run: the steps, seconds and FLOPs until the loss first falls to each target (relative
+to the initial loss). Per group (axis point × method) the best learning rate is the one with the
+smallest median steps to the first target across seeds (ties: the smaller median final loss).
+The performance profile (Dolan & Moré 2002) puts each method, at its best learning rate, on every
+problem (axis point × seed): ρ(τ) is the fraction of problems it solves within τ times the
+fastest method's time.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .results import run_series
+from .rundir import write_atomic
+from .sweep import read
+
+
+def _first(values, mask):
+    hit = np.flatnonzero(mask)
+    return float(values[hit[0]]) if hit.size else np.inf
+
+
+def run_summaries(table, targets) -> list[dict]:
+    """One row per run: identity, final loss and (steps, seconds, FLOPs) to each target."""
+    out = []
+    for series in run_series(table).values():
+        loss = series["loss"]
+        row = {
+            "run_id": series["run_id"][0],
+            "group": series["group"][0],
+            "method": series["method"][0],
+            "learning_rate": float(series["learning_rate"][0]),
+            "seed": int(series["seed"][0]),
+            "final": float(loss[-1]),
+            "point": {k[5:]: series[k][0] for k in series if k.startswith("axis:")},
+        }
+        for target in targets:
+            mask = loss <= target * loss[0]
+            row[f"steps@{target:g}"] = _first(series["step"], mask)
+            row[f"seconds@{target:g}"] = _first(series["seconds"], mask)
+            row[f"flops@{target:g}"] = (
+                _first(series["flops"], mask) if "flops" in series else np.inf
+            )
+        out.append(row)
+    return out
+
+
+def best_configs(summaries, target) -> dict:
+    """Per group, the learning rate with the smallest median steps to ``target``."""
+    key = f"steps@{target:g}"
+    best = {}
+    for group in sorted({r["group"] for r in summaries}):
+        rows = [r for r in summaries if r["group"] == group]
+        rates = sorted({r["learning_rate"] for r in rows})
+
+        def score(rate, rows=rows):
+            chosen = [r for r in rows if r["learning_rate"] == rate]
+            finals = [r["final"] if np.isfinite(r["final"]) else np.inf for r in chosen]
+            return (np.median([r[key] for r in chosen]), np.median(finals))
+
+        rate = min(rates, key=score)
+        chosen = [r for r in rows if r["learning_rate"] == rate]
+        best[group] = {
+            "learning_rate": rate,
+            "runs": chosen,
+            "method": chosen[0]["method"],
+            "point": chosen[0]["point"],
+        }
+    return best
+
+
+def performance_profile(best, target, measure="seconds"):
+    """(methods, τ grid, ρ(τ) per method) over problems = (axis point, seed)."""
+    key = f"{measure}@{target:g}"
+    costs: dict = {}
+    for entry in best.values():
+        for r in entry["runs"]:
+            problem = (json.dumps(entry["point"], sort_keys=True, default=str), r["seed"])
+            costs.setdefault(problem, {})[entry["method"]] = r[key]
+    methods = sorted({m for c in costs.values() for m in c})
+    ratios = {m: [] for m in methods}
+    for by_method in costs.values():
+        fastest = min(by_method.values())
+        for m in methods:
+            cost = by_method.get(m, np.inf)
+            ratios[m].append(
+                cost / fastest if np.isfinite(cost) and np.isfinite(fastest) else np.inf
+            )
+    taus = np.geomspace(1, 1e4, 200)
+    return methods, taus, {m: [(np.asarray(ratios[m]) <= t).mean() for t in taus] for m in methods}
+
+
+def _png(fig) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _profile_figure(methods, taus, rho, target) -> str:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, m in enumerate(methods):
+        ax.step(taus, rho[m], where="post", label=m, color=f"C{i % 10}")
+    ax.set_xscale("log")
+    ax.set_xlabel("τ (time to target ÷ the fastest method's)")
+    ax.set_ylabel("fraction of problems solved")
+    ax.set_title(f"Performance profile, time to {target:g} of the initial loss")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _curves_figure(table, best) -> str:
+    series = run_series(table)
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for i, (_, entry) in enumerate(sorted(best.items())):
+        curves = [series[r["run_id"]] for r in entry["runs"]]
+        length = min(len(c["loss"]) for c in curves)
+        rel = np.array([c["loss"][:length] / c["loss"][0] for c in curves])
+        steps = curves[0]["step"][:length]
+        q25, q50, q75 = np.nanpercentile(rel, [25, 50, 75], axis=0)
+        label = f"{entry['method']} η={entry['learning_rate']:.3g} {_point(entry['point'])}"
+        ax.plot(steps, q50, color=f"C{i % 10}", label=label)
+        ax.fill_between(steps, q25, q75, color=f"C{i % 10}", alpha=0.2)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss / initial (median, IQR across seeds)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _point(point) -> str:
+    return ", ".join(f"{k.split('.')[-1]}={v}" for k, v in point.items())
+
+
+def write_report(directory: str | Path) -> Path:
+    """Analyse the sweep in ``directory`` and write ``report.html`` there."""
+    directory = Path(directory)
+    table = read(directory)
+    source = (directory / "sweep.toml").read_text()
+    import tomllib
+
+    targets = tomllib.loads(source).get("targets", [1e-10])
+    summaries = run_summaries(table, targets)
+    best = best_configs(summaries, targets[0])
+    methods, taus, rho = performance_profile(best, targets[0])
+    rows = []
+    for _, entry in sorted(best.items()):
+        runs = entry["runs"]
+        cells = [entry["method"], _point(entry["point"]), f"{entry['learning_rate']:.3g}"]
+        for t in targets:
+            solved = sum(bool(np.isfinite(r[f"steps@{t:g}"])) for r in runs)
+            medians = [
+                np.median([r[f"{k}@{t:g}"] for r in runs]) for k in ("steps", "seconds", "flops")
+            ]
+            cells += [f"{solved}/{len(runs)}", *(f"{m:.4g}" for m in medians)]
+        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    head = ["method", "axis point", "best η"]
+    for t in targets:
+        head += [f"solved @{t:g}", "median steps", "median s", "median FLOPs"]
+    style = (
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;"
+        "font-size:13px}pre{background:#f6f6f6;padding:1em}"
+    )
+    header = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    profile = _profile_figure(methods, taus, rho, targets[0])
+    curves = _curves_figure(table, best)
+    page = "\n".join(
+        [
+            "<!doctype html><html><head><meta charset='utf-8'>",
+            f"<title>deeplinear sweep report</title><style>{style}</style></head><body>",
+            "<h1>Sweep report</h1>",
+            f"<p>{len(summaries)} runs in {len(best)} groups; medians across seeds at each group's "
+            f"best learning rate (chosen by median steps to {targets[0]:g} of the initial loss). "
+            "inf = not reached.</p>",
+            f"<table><tr>{header}</tr>{''.join(rows)}</table>",
+            f"<h2>Performance profile</h2><img src='data:image/png;base64,{profile}'>",
+            f"<h2>Loss curves</h2><img src='data:image/png;base64,{curves}'>",
+            f"<h2>Sweep file</h2><pre>{html.escape(source)}</pre></body></html>",
+        ]
+    )
+    out = directory / "report.html"
+    write_atomic(out, page.encode())
+    return out

@@ -1,0 +1,166 @@
+"""Sweeps: grouping, atomic groups, resume after kill -9, determinism, report, bad input."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from deeplinear import sweep
+from deeplinear.errors import UsageError
+from deeplinear.report import write_report
+from deeplinear.results import _to_numpy
+
+SWEEP = """
+seeds = 2
+targets = [1e-6]
+steps = 300
+record_every = 10
+[problem]
+kind = "spectral"
+input = 5
+output = 6
+rank = 3
+samples = "population"
+[model]
+hidden = [3]
+[init]
+kind = "scaled_gaussian"
+[axes]
+"problem.condition_number" = [10.0, 100.0]
+[[methods]]
+name = "gd"
+learning_rates = {min = 0.01, max = 0.1, num = 3, scaling = "log"}
+[[methods]]
+name = "lm"
+learning_rates = [1.0]
+steps = 20
+"""
+
+TIMING = {"seconds", "compile_seconds"}
+
+
+def plan(text=SWEEP):
+    return sweep.parse(tomllib.loads(text), source=text)
+
+
+def rows(table):
+    names = [n for n in table.column_names if n not in TIMING]
+    return table.select(names).sort_by([("run_id", "ascending"), ("step", "ascending")])
+
+
+def assert_same_rows(a, b):
+    """Bit-identical values in every column but the timings (NaN equals NaN)."""
+    a, b = rows(a), rows(b)
+    assert a.column_names == b.column_names and a.num_rows == b.num_rows
+    for name in a.column_names:
+        np.testing.assert_array_equal(
+            _to_numpy(a.column(name)), _to_numpy(b.column(name)), err_msg=name
+        )
+
+
+def test_groups_and_rows(tmp_path):
+    s = plan()
+    assert len(s.groups) == 4  # 2 axis points × 2 methods
+    files = sweep.run(s, tmp_path)
+    assert all(f.exists() for f in files)
+    table = sweep.read(tmp_path)
+    runs = set(zip(table.column("group").to_pylist(), table.column("run_id").to_pylist()))
+    assert len(runs) == 2 * (2 * 3 + 2 * 1)  # points × (seeds × rates)
+    assert "axis:problem.condition_number" in table.column_names
+    report = write_report(tmp_path)
+    text = report.read_text()
+    assert "Performance profile" in text and "data:image/png;base64," in text
+    assert "lm" in text and "gd" in text
+
+
+def test_resume_skips_finished_groups_and_is_deterministic(tmp_path):
+    s = plan()
+    sweep.run(s, tmp_path / "a")
+    first = sweep.group_file(tmp_path / "a", s.groups[0])
+    stamp = first.stat().st_mtime_ns
+    sweep.run(s, tmp_path / "a")  # nothing to do
+    assert first.stat().st_mtime_ns == stamp
+    sweep.run(s, tmp_path / "b")
+    assert_same_rows(sweep.read(tmp_path / "a"), sweep.read(tmp_path / "b"))
+
+
+def test_kill_9_loses_only_the_unfinished_group(tmp_path):
+    text = SWEEP.replace("seeds = 2", "seeds = 6").replace("steps = 300", "steps = 3000")
+    path = tmp_path / "sweep.toml"
+    path.write_text(text)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "deeplinear.cli", "sweep", str(path), "--out", str(out)]
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # wait for the first finished group, then kill -9
+        line = proc.stderr.readline()
+        if line.startswith("[1/") or not line:
+            break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = sorted((out / "groups").glob("*.parquet"))
+    assert 1 <= len(done) < 4
+    assert not list((out / "groups").glob(".*.tmp"))  # no half-written group
+    resumed = subprocess.run(command, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    clean = tmp_path / "clean"
+    sweep.run(sweep.load(path), clean)
+    assert_same_rows(sweep.read(out), sweep.read(clean))
+    for f in done:  # the groups finished before the kill were kept, not redone
+        assert pq.read_table(f).num_rows > 0
+
+
+@pytest.mark.parametrize(
+    "old, new, words",
+    [
+        ("num = 3", "num = 0", ["num"]),
+        (
+            '"problem.condition_number" = [10.0, 100.0]',
+            '"problem.condition_number" = []',
+            ["empty grid"],
+        ),
+        ("[axes]", "colour = 1\n[axes]", ["colour"]),
+        (
+            '"problem.condition_number" = [10.0, 100.0]',
+            '"problem.condition_number" = [0.5]',
+            ["problem.condition_number"],
+        ),
+        ("learning_rates = [1.0]", "learning_rates = []", ["empty grid"]),
+        ("seeds = 2", "seeds = 0", ["seeds"]),
+        ("seeds = 2", "seeds = 100000\n", ["runs"]),
+    ],
+)
+def test_bad_sweep_files(old, new, words):
+    text = SWEEP.replace(old, new)
+    if "100000" in new:
+        text = text.replace("num = 3", "num = 1000")
+    with pytest.raises(UsageError) as error:
+        plan(text)
+    for word in words:
+        assert word in str(error.value), str(error.value)
+
+
+def test_cli_refuses_a_directory_of_another_sweep(tmp_path):
+    a, b = tmp_path / "a.toml", tmp_path / "b.toml"
+    a.write_text(SWEEP.replace("seeds = 2", "seeds = 1"))
+    b.write_text(SWEEP.replace("seeds = 2", "seeds = 1").replace("steps = 20", "steps = 10"))
+    out = tmp_path / "out"
+    cli = [sys.executable, "-m", "deeplinear.cli"]
+    assert subprocess.run([*cli, "sweep", str(a), "--out", str(out)]).returncode == 0
+    other = subprocess.run(
+        [*cli, "sweep", str(b), "--out", str(out)], capture_output=True, text=True
+    )
+    assert other.returncode == 2 and "--force" in other.stderr
+    assert len(other.stderr.strip().splitlines()) == 1
+    assert len(list((out / "groups").glob("*.parquet"))) == 4  # nothing finished was lost
+
+
+def test_grid_values():
+    assert np.allclose(sweep.grid({"min": 1e-3, "max": 1e-1, "num": 3}, "x"), [1e-3, 1e-2, 1e-1])
+    assert sweep.grid([1, 2], "x") == [1, 2]
