@@ -133,7 +133,7 @@ def test_kill_9_loses_only_the_unfinished_group(tmp_path):
         ),
         ("learning_rates = [1.0]", "learning_rates = []", ["empty grid"]),
         ("seeds = 2", "seeds = 0", ["seeds"]),
-        ("seeds = 2", "seeds = 100000\n", ["runs"]),
+        ("seeds = 2", "seeds = 100000\n", ["GiB"]),
     ],
 )
 def test_bad_sweep_files(old, new, words):
@@ -164,3 +164,51 @@ def test_cli_refuses_a_directory_of_another_sweep(tmp_path):
 def test_grid_values():
     assert np.allclose(sweep.grid({"min": 1e-3, "max": 1e-1, "num": 3}, "x"), [1e-3, 1e-2, 1e-1])
     assert sweep.grid([1, 2], "x") == [1, 2]
+
+
+def test_ray_cluster_returns_the_same_rows(tmp_path):
+    s = plan(SWEEP.replace("seeds = 2", "seeds = 1"))
+    sweep.run(s, tmp_path / "local")
+    sweep.run(s, tmp_path / "ray", ray="local")  # a real local Ray cluster, started and stopped
+    assert_same_rows(sweep.read(tmp_path / "local"), sweep.read(tmp_path / "ray"))
+
+
+def test_a_ray_address_that_does_not_answer(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text(SWEEP)
+    cli = [
+        sys.executable,
+        "-m",
+        "deeplinear.cli",
+        "sweep",
+        str(path),
+        "--out",
+        str(tmp_path / "o"),
+        "--ray",
+        "127.0.0.1:1",
+    ]
+    result = subprocess.run(cli, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "no Ray head answers" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_ctrl_c_keeps_finished_groups_and_a_rerun_resumes(tmp_path):
+    text = SWEEP.replace("seeds = 2", "seeds = 6").replace("steps = 300", "steps = 3000")
+    path = tmp_path / "sweep.toml"
+    path.write_text(text)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "deeplinear.cli", "sweep", str(path), "--out", str(out)]
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if line.startswith("[1/") or not line:
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err
+    kept = sorted((out / "groups").glob("*.parquet"))
+    assert kept and not list((out / "groups").glob(".*.tmp"))
+    resumed = subprocess.run(command, capture_output=True, text=True)
+    assert resumed.returncode == 0 and len(list((out / "groups").glob("*.parquet"))) == 4

@@ -87,6 +87,11 @@ def _parser() -> argparse.ArgumentParser:
     swp.add_argument("sweep_file", help="the sweep file (TOML), e.g. examples/seed_fair.toml")
     swp.add_argument("--out", help="results directory (default runs/<sweep file name>)")
     swp.add_argument("--force", action="store_true", help="replace a different sweep in --out")
+    swp.add_argument(
+        "--ray",
+        metavar="local|HOST:PORT",
+        help="run the groups on a Ray cluster: a new local one, or the head at HOST:PORT",
+    )
     rpt = commands.add_parser("report", help="write report.html for a sweep directory")
     rpt.add_argument("directory", help="a directory written by 'deeplinear sweep'")
     return parser
@@ -178,6 +183,8 @@ def _sweep(args) -> int:
     from . import rundir, sweep
 
     plan = sweep.load(args.sweep_file)
+    if args.ray and args.ray != "local":
+        sweep.check_ray_address(args.ray)  # before anything is started or written
     out = Path(args.out or Path("runs") / Path(args.sweep_file).stem)
     rundir.claim(out, {"experiment": "sweep", "sweep_sha256": plan.digest}, args.force)
     from ._backend import enable_compilation_cache
@@ -187,7 +194,7 @@ def _sweep(args) -> int:
     def progress(done, total, group):
         print(f"[{done}/{total}] {group.id.rsplit('|', 1)[0]}", file=sys.stderr, flush=True)
 
-    files = sweep.run(plan, out, progress=progress)
+    files = sweep.run(plan, out, ray=args.ray, progress=progress)
     print(f"{len(files)} groups in {out}/groups; next: deeplinear report {out}")
     return 0
 

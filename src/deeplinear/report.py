@@ -25,12 +25,19 @@ import numpy as np
 
 from .results import run_series
 from .rundir import write_atomic
-from .sweep import read
+from .sweep import load, read
 
 
 def _first(values, mask):
     hit = np.flatnonzero(mask)
     return float(values[hit[0]]) if hit.size else np.inf
+
+
+def _area(loss) -> float:
+    """Mean log10 of the loss relative to its start (inf if the run diverged)."""
+    if not np.all(np.isfinite(loss)):
+        return np.inf
+    return float(np.mean(np.log10(np.maximum(loss / loss[0], 1e-300))))
 
 
 def run_summaries(table, targets) -> list[dict]:
@@ -46,6 +53,7 @@ def run_summaries(table, targets) -> list[dict]:
             "seed": int(series["seed"][0]),
             "final": float(loss[-1]),
             "point": {k[5:]: series[k][0] for k in series if k.startswith("axis:")},
+            "auc": _area(loss),
         }
         for target in targets:
             mask = loss <= target * loss[0]
@@ -58,8 +66,12 @@ def run_summaries(table, targets) -> list[dict]:
     return out
 
 
-def best_configs(summaries, target) -> dict:
-    """Per group, the learning rate with the smallest median steps to ``target``."""
+def best_configs(summaries, target, select: str = "time_to_target") -> dict:
+    """Per group, the learning rate that is best by ``select`` (median across seeds).
+
+    ``time_to_target``: fewest steps to ``target`` (ties: lower final loss); ``final_loss``: the
+    lowest final loss; ``auc``: the lowest mean log-loss over the record (area under the curve).
+    """
     key = f"steps@{target:g}"
     best = {}
     for group in sorted({r["group"] for r in summaries}):
@@ -68,8 +80,12 @@ def best_configs(summaries, target) -> dict:
 
         def score(rate, rows=rows):
             chosen = [r for r in rows if r["learning_rate"] == rate]
-            finals = [r["final"] if np.isfinite(r["final"]) else np.inf for r in chosen]
-            return (np.median([r[key] for r in chosen]), np.median(finals))
+            finals = np.median([r["final"] if np.isfinite(r["final"]) else np.inf for r in chosen])
+            if select == "final_loss":
+                return (finals,)
+            if select == "auc":
+                return (np.median([r["auc"] for r in chosen]), finals)
+            return (np.median([r[key] for r in chosen]), finals)
 
         rate = min(rates, key=score)
         chosen = [r for r in rows if r["learning_rate"] == rate]
@@ -103,14 +119,19 @@ def performance_profile(best, target, measure="seconds"):
     return methods, taus, {m: [(np.asarray(ratios[m]) <= t).mean() for t in taus] for m in methods}
 
 
-def _png(fig) -> str:
+def _png(fig, path: Path) -> str:
+    """Save ``fig`` as ``path``.png and .svg; return the PNG as base64 for inlining."""
+    svg = io.BytesIO()
+    fig.savefig(svg, format="svg")
+    write_atomic(path.with_suffix(".svg"), svg.getvalue())
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
+    write_atomic(path.with_suffix(".png"), buffer.getvalue())
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def _profile_figure(methods, taus, rho, target) -> str:
+def _profile_figure(methods, taus, rho, target, path: Path) -> str:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for i, m in enumerate(methods):
         ax.step(taus, rho[m], where="post", label=m, color=f"C{i % 10}")
@@ -122,10 +143,10 @@ def _profile_figure(methods, taus, rho, target) -> str:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    return _png(fig)
+    return _png(fig, path)
 
 
-def _curves_figure(table, best) -> str:
+def _curves_figure(table, best, path: Path) -> str:
     series = run_series(table)
     fig, ax = plt.subplots(figsize=(8, 5))
     for i, (_, entry) in enumerate(sorted(best.items())):
@@ -143,7 +164,7 @@ def _curves_figure(table, best) -> str:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    return _png(fig)
+    return _png(fig, path)
 
 
 def _point(point) -> str:
@@ -154,12 +175,10 @@ def write_report(directory: str | Path) -> Path:
     """Analyse the sweep in ``directory`` and write ``report.html`` there."""
     directory = Path(directory)
     table = read(directory)
-    source = (directory / "sweep.toml").read_text()
-    import tomllib
-
-    targets = tomllib.loads(source).get("targets", [1e-10])
+    plan = load(directory / "sweep.toml")
+    source, targets = plan.source, plan.targets
     summaries = run_summaries(table, targets)
-    best = best_configs(summaries, targets[0])
+    best = best_configs(summaries, targets[0], plan.select)
     methods, taus, rho = performance_profile(best, targets[0])
     rows = []
     for _, entry in sorted(best.items()):
@@ -181,15 +200,16 @@ def write_report(directory: str | Path) -> Path:
         "font-size:13px}pre{background:#f6f6f6;padding:1em}"
     )
     header = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-    profile = _profile_figure(methods, taus, rho, targets[0])
-    curves = _curves_figure(table, best)
+    profile = _profile_figure(methods, taus, rho, targets[0], directory / "profile")
+    curves = _curves_figure(table, best, directory / "curves")
     page = "\n".join(
         [
             "<!doctype html><html><head><meta charset='utf-8'>",
             f"<title>deeplinear sweep report</title><style>{style}</style></head><body>",
             "<h1>Sweep report</h1>",
             f"<p>{len(summaries)} runs in {len(best)} groups; medians across seeds at each group's "
-            f"best learning rate (chosen by median steps to {targets[0]:g} of the initial loss). "
+            f"best learning rate (chosen by {plan.select.replace('_', ' ')}, median across seeds; "
+            f"target {targets[0]:g} of the initial loss). "
             "inf = not reached.</p>",
             f"<table><tr>{header}</tr>{''.join(rows)}</table>",
             f"<h2>Performance profile</h2><img src='data:image/png;base64,{profile}'>",

@@ -24,8 +24,11 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import io
 import itertools
 import json
+import os
+import socket
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,8 +42,9 @@ from . import config as configs
 from .errors import UsageError
 from .rundir import write_atomic
 
-SWEEP_KEYS = {"seeds", "axes", "targets"}
-MAX_RUNS = 200_000  # refuse sweeps that would not fit: rows × columns × 8 bytes, see estimate
+SELECT = ("time_to_target", "final_loss", "auc")  # how each group's best learning rate is chosen
+SCALINGS = ("none", "per_sample")  # per_sample: η / n for a sample loss (it grows with n)
+BYTES_PER_VALUE = 8
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,7 @@ class Group:
     point: dict  # TOML path → value
     method: configs.MethodSpec
     seeds: tuple[int, ...]
+    scaling: str = "none"  # "per_sample": the learning rates are divided by n
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,7 @@ class Sweep:
     targets: tuple[float, ...]
     groups: tuple[Group, ...]
     base_dir: Path
+    select: str = "time_to_target"
 
     @property
     def digest(self) -> str:
@@ -72,7 +78,11 @@ class Sweep:
         data = _with_point(self.base, group.point)
         data["seed"] = seed
         data.setdefault("checkpoints", 0)  # Gauss-Newton spectra are for single runs
-        data["methods"] = [_method_table(group.method)]
+        table = _method_table(group.method)
+        samples = data.get("problem", {}).get("samples", 1000)
+        if group.scaling == "per_sample" and isinstance(samples, int):
+            table["learning_rates"] = [r / samples for r in table["learning_rates"]]
+        data["methods"] = [table]
         return configs.parse(data, base_dir=self.base_dir, source=self.source)
 
 
@@ -158,12 +168,19 @@ def parse(data: dict, *, source: str = "", base_dir: Path = Path(".")) -> Sweep:
     for key, values in axes.items():
         if not isinstance(values, list) or not values:
             raise UsageError(f"axes.{key!r} is an empty grid: give a non-empty list")
+    select = configs.require_choice(data.pop("select", "time_to_target"), "select", SELECT)
     methods = data.get("methods")
     if not isinstance(methods, list) or not methods:
         raise UsageError("methods is missing or empty: add at least one [[methods]] table")
+    scalings = []
     for i, table in enumerate(methods):
-        if isinstance(table, dict) and "learning_rates" in table:
+        if not isinstance(table, dict):
+            continue
+        if "learning_rates" in table:
             table["learning_rates"] = grid(table["learning_rates"], f"methods[{i}].learning_rates")
+        scaling = table.pop("learning_rate_scaling", "none")
+        path = f"methods[{i}].learning_rate_scaling"
+        scalings.append(configs.require_choice(scaling, path, SCALINGS))
     data.setdefault("seed", seeds[0])
     checked = configs.parse(data, base_dir=base_dir, source=source)  # methods, shared sections
     points = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
@@ -171,19 +188,51 @@ def parse(data: dict, *, source: str = "", base_dir: Path = Path(".")) -> Sweep:
     for point in points:
         configs.parse(_with_point(data, point), base_dir=base_dir, source=source)  # each point
         label = ",".join(f"{k}={_short(v)}" for k, v in point.items()) or "base"
-        for spec in checked.methods:
+        for spec, scaling in zip(checked.methods, scalings):
             hyper = "".join(f",{k}={v}" for k, v in sorted(spec.hyperparameters.items()))
-            key = json.dumps([point, spec.name, spec.hyperparameters], sort_keys=True, default=str)
-            digest = hashlib.sha256(key.encode()).hexdigest()[:10]
-            groups.append(Group(f"{label}|{spec.name}{hyper}|{digest}", point, spec, seeds))
-    sweep = Sweep(source, data, axes, seeds, targets, tuple(groups), Path(base_dir))
-    runs = sum(len(g.seeds) * len(g.method.learning_rates) for g in groups)
-    if runs > MAX_RUNS:
+            identity = [point, spec.name, spec.hyperparameters, scaling]
+            digest = hashlib.sha256(
+                json.dumps(identity, sort_keys=True, default=str).encode()
+            ).hexdigest()[:10]
+            group_id = f"{label}|{spec.name}{hyper}|{digest}"
+            groups.append(Group(group_id, point, spec, seeds, scaling))
+    sweep = Sweep(source, data, axes, seeds, targets, tuple(groups), Path(base_dir), select)
+    need, have = memory_estimate(sweep, checked.record_every), _machine_bytes()
+    if need > have / 2:
         raise UsageError(
-            f"the sweep has {runs} runs, more than this machine's limit {MAX_RUNS}: "
-            "shrink the grids or the seeds"
+            f"the sweep's largest group would hold ~{need / 2**30:.1f} GiB of records in memory, "
+            f"more than half of this machine's {have / 2**30:.1f} GiB: record less often "
+            "(record_every), or use fewer seeds or learning rates per group"
         )
     return sweep
+
+
+def memory_estimate(sweep: Sweep, record_every: int) -> int:
+    """Bytes the largest group holds before it is written (an upper estimate).
+
+    Per run and recorded row: the table's numbers plus per-mode and per-layer diagnostics (at
+    most 4 × the widest layer), three copies (device, host, table), plus the final weights.
+    """
+    data = sweep.base
+    problem, model = data.get("problem", {}), data.get("model", {})
+    dims = [problem.get("input", 6), problem.get("output", 10), *model.get("hidden", [6])]
+    for values in sweep.axes.values():  # an axis may widen the problem
+        dims += [v for v in values if isinstance(v, int) and not isinstance(v, bool)]
+    widest = max(int(d) for d in dims)
+    worst = 0
+    for group in sweep.groups:
+        rows = group.method.steps // record_every + 1
+        runs = len(group.seeds) * len(group.method.learning_rates)
+        per_run = rows * (16 + 4 * widest) * 3 + 2 * widest * widest
+        worst = max(worst, runs * per_run * BYTES_PER_VALUE)
+    return worst
+
+
+def _machine_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: assume the project's 24 GiB
+        return 24 * 2**30
 
 
 def _short(value) -> str:
@@ -196,14 +245,53 @@ def group_file(directory: Path, group: Group) -> Path:
     return directory / "groups" / (group.id.rsplit("|", 1)[1] + ".parquet")
 
 
+def run_group(sweep: Sweep, group: Group) -> pa.Table:
+    """All seeds and learning rates of one group, as one table (with axis and group columns)."""
+    from . import runfile  # heavy: JAX
+
+    tables = []
+    for seed in group.seeds:
+        table = runfile.execute(sweep.run_config(group, seed)).table
+        for key, value in group.point.items():
+            table = table.append_column(f"axis:{key}", pa.array([_short(value)] * len(table)))
+        tables.append(table.append_column("group", pa.array([group.id] * len(table))))
+    return pa.concat_tables(tables, promote_options="default")
+
+
+def _group_bytes(source: str, base_dir: str, index: int) -> bytes:
+    """A Ray task: rebuild the sweep from its text (configs are data), run one group, Parquet."""
+    plan = parse(tomllib.loads(source), source=source, base_dir=Path(base_dir))
+    buffer = io.BytesIO()
+    pq.write_table(run_group(plan, plan.groups[index]), buffer)
+    return buffer.getvalue()
+
+
+def check_ray_address(address: str) -> None:
+    """Fail fast, in one line, when a Ray head does not answer at ``host:port``."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--ray {address!r} must be 'local' or HOST:PORT of a Ray head node")
+    try:
+        socket.create_connection((host, int(port)), timeout=3).close()
+    except OSError as error:
+        raise UsageError(
+            f"--ray {address}: no Ray head answers there ({error.strerror or error}); "
+            "start one with 'ray start --head' or use --ray local"
+        ) from None
+
+
 def run(
     sweep: Sweep,
     directory: str | Path,
     *,
+    ray: str | None = None,
     progress: Callable[[int, int, Group], None] | None = None,
 ) -> list[Path]:
-    """Run every group not yet on disk; return the group files (old and new)."""
-    from . import runfile  # heavy: JAX
+    """Run every group not yet on disk; return the group files (old and new).
+
+    ``ray``: None runs here; "local" starts a local Ray cluster; "HOST:PORT" joins one (every
+    worker needs deeplinear installed). Files are written here, by this process, atomically.
+    """
     from .results import provenance, write_table
 
     directory = Path(directory)
@@ -222,23 +310,41 @@ def run(
     }
     write_atomic(directory / "manifest.json", json.dumps(manifest, indent=2, default=str).encode())
     write_atomic(directory / "sweep.toml", sweep.source.encode())
-    files = []
-    for index, group in enumerate(sweep.groups):
-        path = group_file(directory, group)
-        files.append(path)
-        if path.exists():
-            continue  # finished earlier: resume skips it
-        tables = []
-        for seed in group.seeds:
-            result = runfile.execute(sweep.run_config(group, seed))
-            table = result.table
-            for key, value in group.point.items():
-                table = table.append_column(f"axis:{key}", pa.array([_short(value)] * len(table)))
-            tables.append(table.append_column("group", pa.array([group.id] * len(table))))
-        combined = pa.concat_tables(tables, promote_options="default")
-        write_table(combined, path, provenance(sweep=sweep.digest, group=group.id))
+    files = [group_file(directory, g) for g in sweep.groups]
+    todo = [i for i, path in enumerate(files) if not path.exists()]  # resume: skip finished
+    done = len(files) - len(todo)
+
+    def finish(index: int, table: pa.Table) -> None:
+        nonlocal done
+        metadata = provenance(sweep=sweep.digest, group=sweep.groups[index].id)
+        write_table(table, files[index], metadata)
+        done += 1
         if progress:
-            progress(index + 1, len(sweep.groups), group)
+            progress(done, len(files), sweep.groups[index])
+
+    if ray is None:
+        for index in todo:
+            finish(index, run_group(sweep, sweep.groups[index]))
+        return files
+    import ray as ray_module
+
+    if ray != "local":
+        check_ray_address(ray)
+    ray_module.init(
+        address=None if ray == "local" else ray,
+        include_dashboard=False,
+        log_to_driver=False,
+        ignore_reinit_error=True,
+    )
+    try:
+        task = ray_module.remote(_group_bytes)
+        pending = {task.remote(sweep.source, str(sweep.base_dir), i): i for i in todo}
+        while pending:
+            ready, _ = ray_module.wait(list(pending), num_returns=1)
+            index = pending.pop(ready[0])
+            finish(index, pq.read_table(io.BytesIO(ray_module.get(ready[0]))))
+    finally:
+        ray_module.shutdown()
     return files
 
 
