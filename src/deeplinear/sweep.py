@@ -216,8 +216,11 @@ def memory_estimate(sweep: Sweep, record_every: int) -> int:
     data = sweep.base
     problem, model = data.get("problem", {}), data.get("model", {})
     dims = [problem.get("input", 6), problem.get("output", 10), *model.get("hidden", [6])]
-    for values in sweep.axes.values():  # an axis may widen the problem
-        dims += [v for v in values if isinstance(v, int) and not isinstance(v, bool)]
+    for key, values in sweep.axes.items():  # an axis may widen the problem
+        if key in ("problem.input", "problem.output"):
+            dims += [int(v) for v in values]
+        elif key == "model.hidden":
+            dims += [int(h) for widths in values for h in widths]
     widest = max(int(d) for d in dims)
     worst = 0
     for group in sweep.groups:
@@ -252,6 +255,9 @@ def run_group(sweep: Sweep, group: Group) -> pa.Table:
     tables = []
     for seed in group.seeds:
         table = runfile.execute(sweep.run_config(group, seed)).table
+        point = group.id.split("|", 1)[0]  # run ids are unique across axis points too
+        ids = [f"{point}/{run_id}" for run_id in table.column("run_id").to_pylist()]
+        table = table.set_column(0, "run_id", pa.array(ids))
         for key, value in group.point.items():
             table = table.append_column(f"axis:{key}", pa.array([_short(value)] * len(table)))
         tables.append(table.append_column("group", pa.array([group.id] * len(table))))
