@@ -1,6 +1,7 @@
 """Run files: every bad input is one UsageError that names the TOML field."""
 
 import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -151,9 +152,9 @@ def test_missing_npz_file(tmp_path):
         runfile.build(parse(NPZ, base_dir=tmp_path))
 
 
-@pytest.mark.parametrize("path", sorted(__import__("glob").glob("examples/*.toml")))
+@pytest.mark.parametrize("path", sorted(Path("examples").glob("*.toml")), ids=str)
 def test_every_example_parses(path):
-    text = open(path).read()
+    text = path.read_text()
     if "seeds" in tomllib.loads(text):  # a sweep file
         from deeplinear import sweep
 
