@@ -1,0 +1,26 @@
+"""The throughput kernel computes exactly what ``gd`` computes, run by run."""
+
+import numpy as np
+
+from deeplinear import batched, runner
+from deeplinear._backend import jnp
+from deeplinear.methods import make_method
+from deeplinear.problem import notebook_problem
+
+
+def test_batched_gd_equals_the_compiled_loop():
+    problems = [notebook_problem(seed) for seed in range(4)]
+    rates = np.array([1e-6, 1e-5, 2e-6, 5e-6])
+    objectives = [p.objective() for p, _ in problems]
+    stack = lambda xs: jnp.asarray(np.stack(xs))
+    W1, W2 = (stack([w[i] for _, w in problems]) for i in (0, 1))
+    L = stack([o.factor for o in objectives])
+    T = stack([o.target for o in objectives])
+    out = batched.gd(W1, W2, L, T, jnp.asarray(rates), 50, tile=2)
+    losses = batched.loss(
+        *(jnp.moveaxis(x, 0, -1) for x in (*out, L, T)),
+        jnp.asarray([float(o.floor) for o in objectives]),
+    )
+    for i, ((_, w), objective) in enumerate(zip(problems, objectives)):
+        curve = runner.run(make_method("gd"), objective, w, [rates[i]], 50).curves[0]
+        np.testing.assert_allclose(float(losses[i]), curve.loss[-1], rtol=1e-12)
