@@ -212,3 +212,12 @@ def test_ctrl_c_keeps_finished_groups_and_a_rerun_resumes(tmp_path):
     assert kept and not list((out / "groups").glob(".*.tmp"))
     resumed = subprocess.run(command, capture_output=True, text=True)
     assert resumed.returncode == 0 and len(list((out / "groups").glob("*.parquet"))) == 4
+
+
+def test_groups_read_as_one_parquet_dataset(tmp_path):
+    sweep.run(plan(SWEEP.replace("seeds = 2", "seeds = 1")), tmp_path)
+    import pyarrow.dataset as ds
+
+    table = ds.dataset(tmp_path / "groups", format="parquet").to_table()
+    assert table.num_rows == sweep.read(tmp_path).num_rows
+    assert "damping" in table.column_names and "mode_learned" in table.column_names

@@ -191,8 +191,19 @@ def _sweep(args) -> int:
 
     enable_compilation_cache()
 
+    import time
+
+    start, first = time.monotonic(), {}
+
     def progress(done, total, group):
-        print(f"[{done}/{total}] {group.id.rsplit('|', 1)[0]}", file=sys.stderr, flush=True)
+        first.setdefault("done", done - 1)  # groups finished before this run (resumed)
+        ran = done - first["done"]
+        left = (time.monotonic() - start) / ran * (total - done)
+        print(
+            f"[{done}/{total}] {group.id.rsplit('|', 1)[0]}  (ETA {left:.0f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     files = sweep.run(plan, out, ray=args.ray, progress=progress)
     print(f"{len(files)} groups in {out}/groups; next: deeplinear report {out}")

@@ -261,7 +261,45 @@ def run_group(sweep: Sweep, group: Group) -> pa.Table:
         for key, value in group.point.items():
             table = table.append_column(f"axis:{key}", pa.array([_short(value)] * len(table)))
         tables.append(table.append_column("group", pa.array([group.id] * len(table))))
-    return pa.concat_tables(tables, promote_options="default")
+    return conform(pa.concat_tables(tables, promote_options="default"), group.point)
+
+
+# every column any method or the probe may add, so all group files share one schema and the
+# groups/ folder reads as one Parquet dataset (pyarrow, pandas, polars, duckdb)
+OPTIONAL_COLUMNS = {
+    **{
+        name: pa.list_(pa.float64())
+        for name in ("imbalance", "layer_sigma_max", "layer_sigma_min", "mode_learned")
+    },
+    **{
+        name: pa.float64()
+        for name in (
+            "flops",
+            "damping",
+            "rejected_steps",
+            "failed_solves",
+            "cg_steps",
+            "optimistix_result",
+        )
+    },
+}
+
+
+def conform(table: pa.Table, point: dict) -> pa.Table:
+    """The sweep's schema: results columns, every optional column (null where absent), axes."""
+    from .results import SCHEMA
+
+    columns = {name: table.column(name) for name in SCHEMA.names}
+    for name, kind in OPTIONAL_COLUMNS.items():
+        columns[name] = (
+            table.column(name).cast(kind)
+            if name in table.column_names
+            else pa.nulls(table.num_rows, kind)
+        )
+    for key in point:
+        columns[f"axis:{key}"] = table.column(f"axis:{key}")
+    columns["group"] = table.column("group")
+    return pa.table(columns)
 
 
 def _group_bytes(source: str, base_dir: str, index: int) -> bytes:
