@@ -90,18 +90,24 @@ def test_resume_skips_finished_groups_and_is_deterministic(tmp_path):
     assert_same_rows(sweep.read(tmp_path / "a"), sweep.read(tmp_path / "b"))
 
 
+def start_until_first_group(command):
+    """Start a sweep and return once its first group is written (or it ended)."""
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if line.startswith("[1/") or not line:
+            break
+    return proc
+
+
 def test_kill_9_loses_only_the_unfinished_group(tmp_path):
     text = SWEEP.replace("seeds = 2", "seeds = 6").replace("steps = 300", "steps = 3000")
     path = tmp_path / "sweep.toml"
     path.write_text(text)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "deeplinear.cli", "sweep", str(path), "--out", str(out)]
-    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # wait for the first finished group, then kill -9
-        line = proc.stderr.readline()
-        if line.startswith("[1/") or not line:
-            break
+    proc = start_until_first_group(command)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     done = sorted((out / "groups").glob("*.parquet"))
@@ -199,12 +205,7 @@ def test_ctrl_c_keeps_finished_groups_and_a_rerun_resumes(tmp_path):
     path.write_text(text)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "deeplinear.cli", "sweep", str(path), "--out", str(out)]
-    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if line.startswith("[1/") or not line:
-            break
+    proc = start_until_first_group(command)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err

@@ -19,7 +19,7 @@ import numpy as np
 import optax
 
 from .._backend import jax, jnp
-from ._optax import AbstractOptaxMethod, check_adam
+from ._optax import GD, Adam
 
 
 def float32_rounded(value):
@@ -60,36 +60,24 @@ def scale_by_tf1_adam(b1: float, b2: float, eps: float) -> optax.GradientTransfo
 
 
 @dataclasses.dataclass(frozen=True)
-class TF1GD(AbstractOptaxMethod):
+class TF1GD(GD):
     """TF1's ``GradientDescentOptimizer``: W ← W − fl32(η) ∇f(W)."""
 
     name = "tf1-gd"
-    label = "GD"
     description = "gradient descent as TF1 ran it (float32 learning rate)"
     reference = "tf.compat.v1.train.GradientDescentOptimizer"
 
     def learning_rate_used(self, learning_rate):
         return float32_rounded(learning_rate)
 
-    def transformation(self, learning_rate):
-        return optax.sgd(learning_rate)
-
 
 @dataclasses.dataclass(frozen=True)
-class TF1Adam(AbstractOptaxMethod):
+class TF1Adam(Adam):
     """TF1's ``AdamOptimizer`` (ε outside the bias correction, float32 hyperparameters)."""
 
-    b1: float = 0.9
-    b2: float = 0.999
-    eps: float = 1e-8
-
     name = "tf1-adam"
-    label = "ADAM"
     description = "Adam as TF1 ran it (ε convention, float32 hyperparameters and β-powers)"
     reference = "tf.compat.v1.train.AdamOptimizer; Kingma & Ba 2015"
-
-    def check(self):
-        check_adam(self)
 
     def learning_rate_used(self, learning_rate):
         return float32_rounded(learning_rate)
