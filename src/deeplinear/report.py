@@ -26,6 +26,7 @@ import numpy as np
 from .results import run_series
 from .rundir import write_atomic
 from .sweep import load, read
+from .verdict import classify
 
 
 def _first(values, mask):
@@ -171,6 +172,28 @@ def _point(point) -> str:
     return ", ".join(f"{k.split('.')[-1]}={v}" for k, v in point.items())
 
 
+def _floor(plan) -> float:
+    """The round-off floor of the sweep's first problem (the verdicts' "converged")."""
+    from .diagnostics import roundoff_floor
+    from .runfile import build
+
+    group = plan.groups[0]
+    return roundoff_floor(build(plan.run_config(group, group.seeds[0])).objective)
+
+
+def _verdicts(series, runs, floor: float, target: float) -> str:
+    """How the runs of one configuration end, by the verdicts of ``verdict.classify``."""
+    kinds: dict = {}
+    for r in runs:
+        data = series[r["run_id"]]
+        if (data["loss"] <= target * data["loss"][0]).any():
+            kind = f"reached {target:g}"
+        else:
+            kind = classify(data["step"], data["loss"], floor)[0]
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return ", ".join(f"{k} ×{n}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
+
+
 def write_report(directory: str | Path) -> Path:
     """Analyse the sweep in ``directory`` and write ``report.html`` there."""
     directory = Path(directory)
@@ -179,6 +202,8 @@ def write_report(directory: str | Path) -> Path:
     source, targets = plan.source, plan.targets
     summaries = run_summaries(table, targets)
     best = best_configs(summaries, targets[0], plan.select)
+    series = run_series(table)
+    floor = _floor(plan)
     methods, taus, rho = performance_profile(best, targets[0])
     rows = []
     for _, entry in sorted(best.items()):
@@ -190,10 +215,12 @@ def write_report(directory: str | Path) -> Path:
                 np.median([r[f"{k}@{t:g}"] for r in runs]) for k in ("steps", "seconds", "flops")
             ]
             cells += [f"{solved}/{len(runs)}", *(f"{m:.4g}" for m in medians)]
+        cells.append(_verdicts(series, runs, floor, targets[-1]))
         rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     head = ["method", "axis point", "best η"]
     for t in targets:
         head += [f"solved @{t:g}", "median steps", "median s", "median FLOPs"]
+    head.append("verdicts across seeds (from the records; see deeplinear explain)")
     style = (
         "body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;"
