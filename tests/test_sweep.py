@@ -222,3 +222,21 @@ def test_groups_read_as_one_parquet_dataset(tmp_path):
     table = ds.dataset(tmp_path / "groups", format="parquet").to_table()
     assert table.num_rows == sweep.read(tmp_path).num_rows
     assert "damping" in table.column_names and "mode_learned" in table.column_names
+
+
+def test_batched_group_equals_one_run_per_seed():
+    """Seeds × learning rates in one vmapped program give what separate runs give."""
+    from deeplinear import runfile
+    from deeplinear.results import run_series
+
+    s = plan()
+    group = s.groups[0]  # gd, three learning rates, two seeds
+    batched = run_series(sweep.run_group(s, group))
+    for seed in group.seeds:
+        single = run_series(runfile.execute(s.run_config(group, seed)).table)
+        for run_id, data in single.items():
+            ours = batched[f"{group.id.split('|', 1)[0]}/{run_id}"]
+            np.testing.assert_allclose(ours["loss"], data["loss"], rtol=1e-12)
+            np.testing.assert_allclose(
+                ours["mode_learned"], data["mode_learned"], rtol=1e-9, atol=1e-12
+            )

@@ -2,7 +2,8 @@
 and one self-contained HTML report (figures inline) that opens offline.
 
 For every run: the steps, seconds and FLOPs until the loss first falls to each target (relative
-to the initial loss). Per group (axis point × method) the best learning rate is the one with the
+to the initial loss); seconds are the run's share of its batch's wall time (batch time ÷ batch
+size), so methods run in batches of different sizes compare fairly. Per group (axis point × method) the best learning rate is the one with the
 smallest median steps to the first target across seeds (ties: the smaller median final loss).
 The performance profile (Dolan & Moré 2002) puts each method, at its best learning rate, on every
 problem (axis point × seed): ρ(τ) is the fraction of problems it solves within τ times the
@@ -59,7 +60,8 @@ def run_summaries(table, targets) -> list[dict]:
         for target in targets:
             mask = loss <= target * loss[0]
             row[f"steps@{target:g}"] = _first(series["step"], mask)
-            row[f"seconds@{target:g}"] = _first(series["seconds"], mask)
+            # a batch's wall time is shared by its members: charge each run its share
+            row[f"seconds@{target:g}"] = _first(series["seconds"] / series["batch_size"], mask)
             row[f"flops@{target:g}"] = (
                 _first(series["flops"], mask) if "flops" in series else np.inf
             )
@@ -219,7 +221,7 @@ def write_report(directory: str | Path) -> Path:
         rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     head = ["method", "axis point", "best η"]
     for t in targets:
-        head += [f"solved @{t:g}", "median steps", "median s", "median FLOPs"]
+        head += [f"solved @{t:g}", "median steps", "median s (share)", "median FLOPs"]
     head.append("verdicts across seeds (from the records; see deeplinear explain)")
     style = (
         "body{font-family:sans-serif;max-width:1100px;margin:2em auto}"

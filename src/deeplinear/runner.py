@@ -63,7 +63,7 @@ def _record(objective, probe, weights, keep_weights: bool, method, state):
     return loss, grads, (metrics, extras)
 
 
-def _make_chunk(method, record_every: int, records: int, keep_weights: bool):
+def _make_chunk(method, record_every: int, records: int, keep_weights: bool, shared: bool):
     """A function advancing one run by ``records · record_every`` steps, recording each block."""
 
     def chunk(weights, state, objective, probe):
@@ -83,7 +83,8 @@ def _make_chunk(method, record_every: int, records: int, keep_weights: bool):
         end = _record(objective, probe, weights, keep_weights, method, state)[2]
         return weights, state, records_, end
 
-    return jax.vmap(chunk, in_axes=(0, 0, None, None))
+    problem_axis = None if shared else 0  # one objective for the batch, or one per member
+    return jax.vmap(chunk, in_axes=(0, 0, problem_axis, problem_axis))
 
 
 _PROGRAMS: dict = {}  # compiled programs, by function, method, options and argument shapes
@@ -98,10 +99,17 @@ def _compiled(make, method, args, *options) -> Callable:
     return _PROGRAMS[key]
 
 
-def _start(method):
-    """Initial batched weights and states, one per learning rate."""
+def _start(method, shared: bool = True):
+    """Initial batched weights and method states, one per learning rate.
+
+    ``shared``: every member starts from the same weights on the same objective; otherwise
+    weights and objective already carry one leading entry per member.
+    """
 
     def start(weights, objective, rates):
+        if not shared:
+            state = jax.vmap(method.init)(weights, objective, rates)
+            return weights, state
         state = jax.vmap(lambda lr: method.init(weights, objective, lr))(rates)
         batched = tuple(jnp.broadcast_to(w, (rates.shape[0], *w.shape)) for w in weights)
         return batched, state
@@ -109,11 +117,12 @@ def _start(method):
     return start
 
 
-def start_state(method, objective, weights, learning_rates) -> tuple[tuple, object]:
+def start_state(method, objective, weights, learning_rates, shared=True) -> tuple[tuple, object]:
     """Batched initial weights and method states, one per learning rate."""
     rates = np.asarray(learning_rates, dtype=np.float64).reshape(-1)
     weights = tuple(jnp.asarray(w, dtype=jnp.float64) for w in weights)
-    return _compiled(_start, method, (weights, objective, rates))(weights, objective, rates)
+    args = (weights, objective, rates)
+    return _compiled(_start, method, args, shared)(*args)
 
 
 def run(
@@ -129,6 +138,7 @@ def run(
     keep_weights: bool = False,
     state=None,
     first_step: int = 0,
+    shared: bool = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> BatchResult:
     """Run ``method`` from ``weights`` once per learning rate for ``steps`` updates.
@@ -136,7 +146,9 @@ def run(
     ``probe`` (a pytree with ``measure(weights) -> dict``) adds measurements to every record;
     ``keep_weights`` records the weights too. To continue a batch, pass its batched
     ``final_weights`` as ``weights`` with its ``final_state`` as ``state`` and the steps done as
-    ``first_step``.
+    ``first_step``. With ``shared=False`` every member has its own problem: ``weights``,
+    ``objective`` and ``probe`` then carry a leading batch axis, one entry per learning rate
+    (e.g. several seeds × a grid), all in one compiled program.
     """
     if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1:
         raise UsageError(f"steps must be a positive integer, got {steps!r}")
@@ -147,13 +159,15 @@ def run(
     if batch == 0 or not np.all(np.isfinite(rates)) or np.any(rates <= 0):
         raise UsageError(f"learning rates must be finite and > 0, got {rates.tolist()}")
     if getattr(method, "out_of_loop", False):
+        if not shared:
+            raise UsageError(f"{method.name} runs outside the compiled loop: one problem at a time")
         args = (batch, steps, record_every, probe, keep_weights)
         return _out_of_loop(method, objective, weights, *args)
     weights = tuple(jnp.asarray(w, dtype=jnp.float64) for w in weights)
     compile_seconds = 0.0
     if state is None:
         start = time.perf_counter()
-        current, state = start_state(method, objective, weights, rates)
+        current, state = start_state(method, objective, weights, rates, shared)
         compile_seconds += time.perf_counter() - start
     else:
         current = weights
@@ -170,7 +184,7 @@ def run(
     for size in sizes:
         start = time.perf_counter()
         args = (current, state, objective, probe)
-        program = _compiled(_make_chunk, method, args, record_every, size, keep_weights)
+        program = _compiled(_make_chunk, method, args, record_every, size, keep_weights, shared)
         compile_seconds += time.perf_counter() - start
         start = time.perf_counter()
         current, state, records, end = program(*args)
@@ -200,7 +214,7 @@ def run(
 
 def flops_column(method, weights, objective, curve) -> np.ndarray:
     """Cumulative analytic FLOPs at each row (``cost.step_flops``; CG iterations as recorded)."""
-    k = None if objective.factor is None else int(objective.factor.shape[0])
+    k = None if objective.factor is None else int(objective.factor.shape[-2])
     per_step, per_cg = step_flops(method, shapes_of(weights), k)
     cg = curve.extras.get("cg_steps")
     total = curve.steps.astype(np.float64) * per_step

@@ -249,19 +249,71 @@ def group_file(directory: Path, group: Group) -> Path:
 
 
 def run_group(sweep: Sweep, group: Group) -> pa.Table:
-    """All seeds and learning rates of one group, as one table (with axis and group columns)."""
-    from . import runfile  # heavy: JAX
+    """All seeds and learning rates of one group, as one table (with axis and group columns).
 
-    tables = []
-    for seed in group.seeds:
-        table = runfile.execute(sweep.run_config(group, seed)).table
-        point = group.id.split("|", 1)[0]  # run ids are unique across axis points too
-        ids = [f"{point}/{run_id}" for run_id in table.column("run_id").to_pylist()]
-        table = table.set_column(0, "run_id", pa.array(ids))
-        for key, value in group.point.items():
-            table = table.append_column(f"axis:{key}", pa.array([_short(value)] * len(table)))
-        tables.append(table.append_column("group", pa.array([group.id] * len(table))))
-    return conform(pa.concat_tables(tables, promote_options="default"), group.point)
+    In-loop methods run every seed × learning rate as one batch of one compiled program (each
+    member with its own problem); out-of-loop peers (SciPy) run one seed at a time.
+    """
+    from . import runfile  # heavy: JAX
+    from .methods import make_method
+
+    configs_ = [sweep.run_config(group, seed) for seed in group.seeds]
+    method = make_method(group.method.name, **group.method.hyperparameters)
+    if getattr(method, "out_of_loop", False):
+        table = pa.concat_tables([runfile.execute(c).table for c in configs_])
+    else:
+        table = _batched_table(method, configs_)
+    point = group.id.split("|", 1)[0]  # run ids are unique across axis points too
+    ids = [f"{point}/{run_id}" for run_id in table.column("run_id").to_pylist()]
+    table = table.set_column(0, "run_id", pa.array(ids))
+    for key, value in group.point.items():
+        table = table.append_column(f"axis:{key}", pa.array([_short(value)] * len(table)))
+    table = table.append_column("group", pa.array([group.id] * len(table)))
+    return conform(table, group.point)
+
+
+def _batched_table(method, configs_) -> pa.Table:
+    """Every seed × learning rate of one method in one vmapped batch."""
+    from . import runfile, runner
+    from ._backend import jax
+    from .results import RunInfo, curves_table
+
+    members = []  # (setup, seed, rate), seed-major
+    for c in configs_:
+        setup = runfile.build(c)
+        members += [(setup, c.seed, rate) for rate in c.methods[0].learning_rates]
+
+    def stack(trees):
+        return jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
+
+    spec, first = configs_[0].methods[0], configs_[0]
+    result = runner.run(
+        method,
+        stack([m[0].objective for m in members]),
+        stack([m[0].weights for m in members]),
+        [m[2] for m in members],
+        spec.steps,
+        record_every=first.record_every,
+        probe=stack([m[0].probe for m in members]),
+        shared=False,
+    )
+    runs = [
+        (
+            RunInfo(
+                runfile.run_id(seed, spec.name, rate, spec.hyperparameters),
+                f"{method.label} step={rate:g}",
+                spec.name,
+                rate,
+                seed,
+                "",
+                result.compile_seconds,
+                len(members),
+            ),
+            curve,
+        )
+        for (_, seed, rate), curve in zip(members, result.curves)
+    ]
+    return curves_table(runs)
 
 
 # every column any method or the probe may add, so all group files share one schema and the
