@@ -3,8 +3,9 @@ and one self-contained HTML report (figures inline) that opens offline.
 
 For every run: the steps, seconds and FLOPs until the loss first falls to each target (relative
 to the initial loss); seconds are the run's share of its batch's wall time (batch time ÷ batch
-size), so methods run in batches of different sizes compare fairly. Per group (axis point × method) the best learning rate is the one with the
-smallest median steps to the first target across seeds (ties: the smaller median final loss).
+size), so methods run in batches of different sizes compare fairly. Per group (axis point ×
+method) the best learning rate is the best by the sweep's ``select`` (default: the smallest
+median steps to the first target across seeds; ties: the smaller median final loss).
 The performance profile (Dolan & Moré 2002) puts each method, at its best learning rate, on every
 problem (axis point × seed): ρ(τ) is the fraction of problems it solves within τ times the
 fastest method's time.
