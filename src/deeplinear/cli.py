@@ -195,12 +195,18 @@ def _sweep(args) -> int:
 
     start, first = time.monotonic(), {}
 
+    size = {g.id: len(g.seeds) * len(g.method.learning_rates) for g in plan.groups}
+    runs_total = sum(size.values())
+
     def progress(done, total, group):
         first.setdefault("done", done - 1)  # groups finished before this run (resumed)
+        first["runs"] = first.get("runs", 0) + size[group.id]
         ran = done - first["done"]
         left = (time.monotonic() - start) / ran * (total - done)
+        label = group.id.rsplit("|", 1)[0]
         print(
-            f"[{done}/{total}] {group.id.rsplit('|', 1)[0]}  (ETA {left:.0f} s)",
+            f"[{done}/{total}] {label}: {first['runs']} of {runs_total} runs done here, "
+            f"ETA {left:.0f} s",
             file=sys.stderr,
             flush=True,
         )
