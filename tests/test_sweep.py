@@ -90,6 +90,17 @@ def test_resume_skips_finished_groups_and_is_deterministic(tmp_path):
     assert_same_rows(sweep.read(tmp_path / "a"), sweep.read(tmp_path / "b"))
 
 
+def slow_sweep(tmp_path):
+    """A sweep long enough to interrupt: (its file, its output folder, the command to run it)."""
+    path, out = tmp_path / "sweep.toml", tmp_path / "out"
+    path.write_text(SWEEP.replace("seeds = 2", "seeds = 6").replace("steps = 300", "steps = 3000"))
+    return (
+        path,
+        out,
+        [sys.executable, "-m", "deeplinear.cli", "sweep", str(path), "--out", str(out)],
+    )
+
+
 def start_until_first_group(command):
     """Start a sweep and return once its first group is written (or it ended)."""
     proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
@@ -102,11 +113,7 @@ def start_until_first_group(command):
 
 
 def test_kill_9_loses_only_the_unfinished_group(tmp_path):
-    text = SWEEP.replace("seeds = 2", "seeds = 6").replace("steps = 300", "steps = 3000")
-    path = tmp_path / "sweep.toml"
-    path.write_text(text)
-    out = tmp_path / "out"
-    command = [sys.executable, "-m", "deeplinear.cli", "sweep", str(path), "--out", str(out)]
+    path, out, command = slow_sweep(tmp_path)
     proc = start_until_first_group(command)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -200,11 +207,7 @@ def test_a_ray_address_that_does_not_answer(tmp_path):
 
 
 def test_ctrl_c_keeps_finished_groups_and_a_rerun_resumes(tmp_path):
-    text = SWEEP.replace("seeds = 2", "seeds = 6").replace("steps = 300", "steps = 3000")
-    path = tmp_path / "sweep.toml"
-    path.write_text(text)
-    out = tmp_path / "out"
-    command = [sys.executable, "-m", "deeplinear.cli", "sweep", str(path), "--out", str(out)]
+    _, out, command = slow_sweep(tmp_path)
     proc = start_until_first_group(command)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
