@@ -17,12 +17,6 @@ def gradient_norm(grads) -> jax.Array:
     return jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree_util.tree_leaves(grads)))
 
 
-def layer_shapes(input: int, hidden: tuple[int, ...], output: int) -> list[tuple[int, int]]:
-    """Shapes of W1 … WL for widths output ← hidden[0] ← … ← hidden[-1] ← input."""
-    widths = [output, *hidden, input]
-    return [(widths[i], widths[i + 1]) for i in range(len(widths) - 1)]
-
-
 def partial_products(weights) -> tuple[list, list]:
     """``lefts[i] = W1 ⋯ W_{i-1}`` and ``rights[i] = W_{i+1} ⋯ W_L`` (None for an empty product).
 
