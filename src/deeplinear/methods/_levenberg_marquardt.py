@@ -31,8 +31,6 @@ from __future__ import annotations
 import dataclasses
 from typing import NamedTuple
 
-import lineax as lx
-
 from .._backend import jax, jnp
 from ..errors import UsageError
 from ..model import partial_products
@@ -124,6 +122,8 @@ def remove_gauge(weights, delta):
     Solves TᵀT G = Tᵀδ: for depth 2 the Sylvester equation W1ᵀW1 G + G W2W2ᵀ = Tᵀδ in the
     eigenbases of the two Grams; deeper, by CG (lineax) on the block-tridiagonal TᵀT.
     """
+    import lineax as lx  # imported when used: it costs a fifth of a second at start-up
+
     rhs = _gauge_adjoint(weights, delta)
     if len(weights) == 2:
         W1, W2 = weights
@@ -154,6 +154,8 @@ def _mode_preconditioner(weights, objective, lam):
     maps it to zero, so it is left out of the solve, rather than divided by λ and amplified.
     Returns the preconditioner and the projection onto that block.
     """
+    import lineax as lx  # imported when used: it costs a fifth of a second at start-up
+
     lefts, rights = partial_products(weights)
     U = jnp.linalg.svd(lefts[-1], full_matrices=False)[0]  # d_out × h_{L−1}
     V = jnp.linalg.svd(objective.apply_factor(rights[0]), full_matrices=False)[2].T  # k × h_1
@@ -200,6 +202,8 @@ def cg_solve(weights, objective, lam, rtol: float, max_steps: int, precondition:
 
     The residual-space form has no gauge null space to wander in; returns (δ, success, steps).
     """
+    import lineax as lx  # imported when used: it costs a fifth of a second at start-up
+
     r, pullback = jax.vjp(objective.residual, weights)
 
     def normal(y):

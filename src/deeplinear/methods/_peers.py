@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import dataclasses
 
-import equinox as eqx
-import lineax as lx
-import optimistix as optx
-
 from .._backend import jax, jnp
 from ..errors import UsageError
 from ._base import AbstractMethod
 
-LINEAR_SOLVERS = {"svd": lx.SVD, "qr": lx.QR, "auto": lambda: lx.AutoLinearSolver(well_posed=None)}
+LINEAR_SOLVERS = ("svd", "qr", "auto")
+
+
+def linear_solver(name: str):
+    """The lineax solver called ``name`` (imported on use: optimistix is slow to import)."""
+    import lineax as lx
+
+    return {"svd": lx.SVD, "qr": lx.QR}.get(name, lambda: lx.AutoLinearSolver(well_posed=None))()
 
 
 def _residual(weights, objective):
@@ -49,9 +52,13 @@ class AbstractOptimistixMethod(AbstractMethod):
         return self.solver().init(_residual, weights, objective, {}, structure, None, frozenset())
 
     def init(self, weights, objective, learning_rate):
+        import equinox as eqx
+
         return eqx.partition(self._full_state(weights, objective), eqx.is_array)[0]
 
     def step(self, weights, state, objective, loss, grads):
+        import equinox as eqx
+
         static = eqx.partition(self._full_state(weights, objective), eqx.is_array)[1]
         full = eqx.combine(state, static)
         weights, full, _ = self.solver().step(_residual, weights, objective, {}, full, frozenset())
@@ -71,8 +78,10 @@ class OptimistixLM(AbstractOptimistixMethod):
     reference = "optimistix (Rader, Lyons & Kidger 2024)"
 
     def solver(self):
+        import optimistix as optx
+
         return optx.LevenbergMarquardt(
-            rtol=0.0, atol=0.0, linear_solver=LINEAR_SOLVERS[self.linear_solver]()
+            rtol=0.0, atol=0.0, linear_solver=linear_solver(self.linear_solver)
         )
 
 
@@ -84,9 +93,9 @@ class OptimistixGN(AbstractOptimistixMethod):
     reference = "optimistix (Rader, Lyons & Kidger 2024)"
 
     def solver(self):
-        return optx.GaussNewton(
-            rtol=0.0, atol=0.0, linear_solver=LINEAR_SOLVERS[self.linear_solver]()
-        )
+        import optimistix as optx
+
+        return optx.GaussNewton(rtol=0.0, atol=0.0, linear_solver=linear_solver(self.linear_solver))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,4 +106,6 @@ class OptimistixDogleg(AbstractOptimistixMethod):
     reference = "optimistix (Rader, Lyons & Kidger 2024); Nocedal & Wright 2006, §4.1"
 
     def solver(self):
-        return optx.Dogleg(rtol=0.0, atol=0.0, linear_solver=LINEAR_SOLVERS[self.linear_solver]())
+        import optimistix as optx
+
+        return optx.Dogleg(rtol=0.0, atol=0.0, linear_solver=linear_solver(self.linear_solver))

@@ -16,7 +16,6 @@ import time
 
 import numpy as np
 from jax.flatten_util import ravel_pytree
-from scipy.optimize import least_squares
 
 from .._backend import jax, jnp
 from ..errors import UsageError
@@ -42,6 +41,8 @@ class AbstractScipyMethod(AbstractMethod):
 
         ``probe`` and ``keep_weights`` add the same extras as the compiled loop records.
         """
+        from scipy.optimize import least_squares
+
         from ..runner import Curve
 
         weights = tuple(jnp.asarray(w, dtype=jnp.float64) for w in weights)
