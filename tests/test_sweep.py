@@ -243,3 +243,21 @@ def test_batched_group_equals_one_run_per_seed():
             np.testing.assert_allclose(
                 ours["mode_learned"], data["mode_learned"], rtol=1e-9, atol=1e-12
             )
+
+
+def test_a_changed_sweep_does_not_resume_the_old_groups(tmp_path):
+    first = plan(SWEEP.replace("seeds = 2", "seeds = 1"))
+    sweep.run(first, tmp_path)
+    changed = plan(SWEEP.replace("seeds = 2", "seeds = 1").replace("steps = 20", "steps = 10"))
+    assert sweep.group_file(tmp_path, changed.groups[1]) != sweep.group_file(
+        tmp_path, first.groups[1]
+    )
+    sweep.run(changed, tmp_path)  # as after --force
+    table = sweep.read(tmp_path)
+    lm_steps = [
+        s
+        for m, s in zip(table.column("method").to_pylist(), table.column("step").to_pylist())
+        if m == "lm"
+    ]
+    assert max(lm_steps) == 10
+    assert len(list((tmp_path / "groups").glob("*.parquet"))) == len(changed.groups)

@@ -190,7 +190,10 @@ def parse(data: dict, *, source: str = "", base_dir: Path = Path(".")) -> Sweep:
         label = ",".join(f"{k}={_short(v)}" for k, v in point.items()) or "base"
         for spec, scaling in zip(checked.methods, scalings):
             hyper = "".join(f",{k}={v}" for k, v in sorted(spec.hyperparameters.items()))
-            identity = [point, spec.name, spec.hyperparameters, scaling]
+            # everything that decides the group's rows: a changed grid, length or section makes
+            # a new group file instead of resuming the old one
+            sections = {k: v for k, v in _with_point(data, point).items() if k != "methods"}
+            identity = [sections, _method_table(spec), seeds, scaling]
             digest = hashlib.sha256(
                 json.dumps(identity, sort_keys=True, default=str).encode()
             ).hexdigest()[:10]
@@ -407,6 +410,8 @@ def run(
     write_atomic(directory / "manifest.json", json.dumps(manifest, indent=2, default=str).encode())
     write_atomic(directory / "sweep.toml", sweep.source.encode())
     files = [group_file(directory, g) for g in sweep.groups]
+    for stale in set((directory / "groups").glob("*.parquet")) - set(files):
+        stale.unlink()  # a replaced (--force) sweep's groups: not this sweep's rows
     todo = [i for i, path in enumerate(files) if not path.exists()]  # resume: skip finished
     done = len(files) - len(todo)
 
