@@ -44,8 +44,13 @@ class AbstractOptimistixMethod(AbstractMethod):
                 f"got {self.linear_solver!r}"
             )
 
+    solver_name = ""  # the optimistix class
+
     def solver(self):
-        raise NotImplementedError
+        import optimistix as optx
+
+        solver = getattr(optx, self.solver_name)
+        return solver(rtol=0.0, atol=0.0, linear_solver=linear_solver(self.linear_solver))
 
     def _full_state(self, weights, objective):
         structure = jax.eval_shape(lambda: objective.residual(weights))
@@ -77,12 +82,7 @@ class OptimistixLM(AbstractOptimistixMethod):
     description = "optimistix.LevenbergMarquardt, one solver step per step (lr ignored)"
     reference = "optimistix (Rader, Lyons & Kidger 2024)"
 
-    def solver(self):
-        import optimistix as optx
-
-        return optx.LevenbergMarquardt(
-            rtol=0.0, atol=0.0, linear_solver=linear_solver(self.linear_solver)
-        )
+    solver_name = "LevenbergMarquardt"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,10 +92,7 @@ class OptimistixGN(AbstractOptimistixMethod):
     description = "optimistix.GaussNewton with lineax.SVD() (lr ignored)"
     reference = "optimistix (Rader, Lyons & Kidger 2024)"
 
-    def solver(self):
-        import optimistix as optx
-
-        return optx.GaussNewton(rtol=0.0, atol=0.0, linear_solver=linear_solver(self.linear_solver))
+    solver_name = "GaussNewton"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +102,4 @@ class OptimistixDogleg(AbstractOptimistixMethod):
     description = "optimistix.Dogleg trust region with lineax.SVD() (lr ignored)"
     reference = "optimistix (Rader, Lyons & Kidger 2024); Nocedal & Wright 2006, §4.1"
 
-    def solver(self):
-        import optimistix as optx
-
-        return optx.Dogleg(rtol=0.0, atol=0.0, linear_solver=linear_solver(self.linear_solver))
+    solver_name = "Dogleg"
