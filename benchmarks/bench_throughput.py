@@ -1,9 +1,11 @@
-"""Seed-size GD throughput: ``deeplinear.batched.gd`` against a plain ``jax.vmap`` of the same
-sufficient-statistics (reduced-residual) update, same batch size, same steps, same machine.
+"""Seed-size GD throughput: ``deeplinear.batched.gd`` (XLA, batch-last) and ``gd_pallas`` (one
+Pallas kernel, GPU) against a plain ``jax.vmap`` of the same sufficient-statistics
+(reduced-residual) update, same batch size, same steps, same machine.
 
 Prints run-steps per second (runs × steps / wall seconds, compile excluded and printed apart)
-at 1e3, 1e4 and 1e5 runs, and checks that both give the same weights.
-Usage: ``python benchmarks/bench_throughput.py [--steps 100]``
+at each batch size, and checks that every variant gives the baseline's weights.
+Usage: ``python benchmarks/bench_throughput.py [--steps 100] [--runs 1000,10000,100000]
+[--variants batched,pallas:128:4]``. On the GPU: ``bash benchmarks/gpu_session.sh``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import os
 import platform
 import time
+from functools import partial
 
 import numpy as np
 
@@ -44,20 +47,44 @@ def timed(fn, args, repeats=3):
     return out, best, first - best
 
 
+def variants(names: list[str], steps: int) -> dict:
+    """The candidates, by name, as jitted functions of (W1, W2, L, T, lr)."""
+    out = {}
+    for name in names:
+        if name == "batched":
+            out[name] = jax.jit(partial(batched.gd, steps=steps))
+        elif name.startswith("pallas"):  # pallas or pallas:BLOCK:WARPS
+            _, block, warps = [*name.split(":"), "128", "4"][:3]
+            out[name] = partial(
+                batched.gd_pallas, steps=steps, block=int(block), num_warps=int(warps)
+            )
+        else:
+            raise SystemExit(f"bench_throughput: unknown variant {name!r} (batched, pallas:B:W)")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--runs", default="1000,10000,100000", help="batch sizes, comma-separated")
+    parser.add_argument(
+        "--variants",
+        default="batched",
+        help="batched, pallas[:BLOCK:WARPS] (comma-separated; pallas needs a GPU)",
+    )
     args = parser.parse_args()
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__}, "
         f"device {jax.devices()[0].device_kind}; seed size 10/6/6, k = 6, {args.steps} steps"
     )
     print(
-        f"{'runs':>8} {'plain vmap':>14} {'batched':>14} {'ratio':>7} {'compile (s)':>14} "
-        f"{'max rel diff':>13}"
+        f"{'runs':>8} {'variant':<20} {'run-steps/s':>12} {'plain vmap':>12} {'ratio':>7} "
+        f"{'compile (s)':>14} {'max rel diff':>13}"
     )
     rng = np.random.default_rng(0)
-    for b in (1_000, 10_000, 100_000):
+    slow = jax.jit(lambda *a: plain(*a, args.steps))
+    candidates = variants(args.variants.split(","), args.steps)
+    for b in map(int, args.runs.split(",")):
         data = [
             rng.standard_normal((b, 10, 6)),
             rng.standard_normal((b, 6, 6)),
@@ -66,16 +93,22 @@ def main() -> None:
             np.full(b, 1e-6),
         ]
         data = [jnp.asarray(x) for x in data]
-        slow = jax.jit(lambda *a: plain(*a, args.steps))
-        fast = jax.jit(lambda *a: batched.gd(*a, args.steps))
-        a, t_plain, c_plain = timed(slow, data)
-        z, t_fast, c_fast = timed(fast, data)
-        diff = float(jnp.max(jnp.abs(a[0] - z[0])) / jnp.max(jnp.abs(a[0])))
+        reference, t_plain, c_plain = timed(slow, data)
         steps = b * args.steps
-        print(
-            f"{b:>8} {steps / t_plain:>14.3g} {steps / t_fast:>14.3g} {t_plain / t_fast:>7.2f} "
-            f"{c_plain:>6.2f} / {c_fast:<5.2f} {diff:>13.1e}"
-        )
+        for name, fast in candidates.items():
+            try:
+                z, t_fast, c_fast = timed(fast, data)
+            except Exception as error:  # a candidate that does not build here is reported
+                print(f"{b:>8} {name:<20} failed: {type(error).__name__}: {str(error)[:300]}")
+                continue
+            diff = max(
+                float(jnp.max(jnp.abs(r - o)) / jnp.max(jnp.abs(r))) for r, o in zip(reference, z)
+            )
+            print(
+                f"{b:>8} {name:<20} {steps / t_fast:>12.3g} {steps / t_plain:>12.3g} "
+                f"{t_plain / t_fast:>7.2f} {c_plain:>6.2f} / {c_fast:<5.2f} {diff:>13.1e}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

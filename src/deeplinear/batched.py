@@ -4,11 +4,14 @@
 matrix product and streams the whole batch through memory at every step. Here the batch is the
 *last* axis (runs are contiguous, so each product is a few fused multiply-adds vectorised across
 runs), and the batch is cut into tiles that each run all their steps while they sit in cache.
-The update is the same as ``gd`` on the reduced objective ``f(W) = ‖W1 W2 Lᵀ − T‖² + r0``:
-W1 ← W1 − η G W2ᵀ, W2 ← W2 − η W1ᵀ G with G = 2 (W Lᵀ − T) L.
+The update is the same as ``gd`` on the reduced objective ``f(W) = ‖W1 W2 Lᵀ − T‖² + r0``,
+written with its sufficient statistics M = LᵀL and C = T L:
+W1 ← W1 − η G W2ᵀ, W2 ← W2 − η W1ᵀ G with G = 2 (W Lᵀ − T) L = 2 (W M − C).
 """
 
 from __future__ import annotations
+
+import functools
 
 from ._backend import jax, jnp
 
@@ -25,11 +28,19 @@ def _t(A):
     return jnp.transpose(A, (1, 0, 2))
 
 
-def gd_step(W1, W2, L, T, lr):
-    """One GD step for every run; all arrays batch-last, ``lr`` of shape (1, 1, b)."""
-    R = _product(_product(W1, W2), _t(L)) - T
-    G = 2 * _product(R, L)
+def gd_step(W1, W2, M, C, lr):
+    """One GD step for every run; all arrays batch-last, ``lr`` of shape (1, 1, b).
+
+    G = 2 (W1 W2 M − C) is materialised before the update: fused into it, every element of the
+    new weights would recompute its row of G (on a GPU, ~10× the arithmetic of the step).
+    """
+    G = jax.lax.optimization_barrier(2 * (_product(_product(W1, W2), M) - C))
     return W1 - lr * _product(G, _t(W2)), W2 - lr * _product(_t(W1), G)
+
+
+def _statistics(L, T):
+    """The sufficient statistics M = LᵀL and C = T L of each run (batch-first)."""
+    return jnp.einsum("bka,bkc->bac", L, L), jnp.einsum("bok,bki->boi", T, L)
 
 
 def loss(W1, W2, L, T, floor):
@@ -38,12 +49,16 @@ def loss(W1, W2, L, T, floor):
     return jnp.sum(R * R, axis=(0, 1)) + floor
 
 
-def gd(W1, W2, L, T, lr, steps: int, tile: int = 1000):
+def gd(W1, W2, L, T, lr, steps: int, tile: int | None = None):
     """``steps`` GD steps for every run, tile by tile; inputs batch-first, as ``vmap`` takes them.
 
     W1: (b, d_out, h), W2: (b, h, d_in), L: (b, k, d_in), T: (b, d_out, k), lr: (b,).
+    ``tile`` runs go through all their steps at a time: by default 1000 on a CPU (they stay in
+    cache) and the whole batch on an accelerator (every run in flight at once).
     """
     b = W1.shape[0]
+    if tile is None:
+        tile = 1000 if jax.default_backend() == "cpu" else b
     tile = min(tile, b)
     if b % tile:
         raise ValueError(f"the batch ({b}) must be a multiple of the tile ({tile})")
@@ -52,13 +67,93 @@ def gd(W1, W2, L, T, lr, steps: int, tile: int = 1000):
         return jnp.moveaxis(x.reshape(b // tile, tile, *x.shape[1:]), 1, -1)
 
     def run_tile(args):
-        w1, w2, factor, target, rate = args
+        w1, w2, gram, cross, rate = args
         rate = rate.reshape(1, 1, -1)
 
         def body(carry, _):
-            return gd_step(*carry, factor, target, rate), None
+            return gd_step(*carry, gram, cross, rate), None
 
         return jax.lax.scan(body, (w1, w2), None, steps)[0]
 
-    out = jax.lax.map(run_tile, tuple(tiles(x) for x in (W1, W2, L, T, lr)))
+    M, C = _statistics(L, T)
+    out = jax.lax.map(run_tile, tuple(tiles(x) for x in (W1, W2, M, C, lr)))
     return tuple(jnp.moveaxis(o, -1, 1).reshape(b, *o.shape[1:-1]) for o in out)
+
+
+def _dot(xs, ys):
+    out = xs[0] * ys[0]
+    for x, y in zip(xs[1:], ys[1:]):
+        out = out + x * y
+    return out
+
+
+def _pallas_kernel(w1, w2, m, c, lr, o1, o2, k, *, shape, steps, block):
+    """One block of runs (the last axis) through all steps. The weights live in the output refs
+    (cache-resident); per step K = W2 M goes to the scratch ref ``k``, then each row of W1 is
+    updated in turn (g = 2 (w1 K − c)) while ΔW2 = W1ᵀ G accumulates in registers."""
+    from jax.experimental import pallas as pl
+
+    d_out, h, d_in = shape
+    cols = pl.ds(pl.program_id(0) * block, block)
+    rate = lr[0, cols]
+    for i in range(d_out * h):
+        o1[i, cols] = w1[i, cols]
+    for i in range(h * d_in):
+        o2[i, cols] = w2[i, cols]
+
+    def body(_, carry):
+        W2 = [[o2[j * d_in + b, cols] for b in range(d_in)] for j in range(h)]
+        M = [[m[a * d_in + b, cols] for a in range(d_in)] for b in range(d_in)]  # columns
+        for j in range(h):
+            for b in range(d_in):
+                k[j * d_in + b, cols] = _dot(W2[j], M[b])
+        delta = [[None] * d_in for _ in range(h)]
+        for i in range(d_out):
+            row = [o1[i * h + j, cols] for j in range(h)]
+            g = [
+                2 * (_dot(row, [k[j * d_in + b, cols] for j in range(h)]) - c[i * d_in + b, cols])
+                for b in range(d_in)
+            ]
+            for j in range(h):
+                o1[i * h + j, cols] = row[j] - rate * _dot(g, W2[j])
+                for b in range(d_in):
+                    term = row[j] * g[b]
+                    delta[j][b] = term if i == 0 else delta[j][b] + term
+        for j in range(h):
+            for b in range(d_in):
+                o2[j * d_in + b, cols] = W2[j][b] - rate * delta[j][b]
+        return carry
+
+    jax.lax.fori_loop(0, steps, body, 0)
+
+
+@functools.partial(jax.jit, static_argnames=("steps", "block", "num_warps"))
+def gd_pallas(W1, W2, L, T, lr, steps: int, block: int = 128, num_warps: int = 4):
+    """``gd`` as one Pallas (Triton) kernel for GPUs: every step in one launch, ``block`` runs per
+    program. Same contract and result as ``gd``; on a CPU it runs in Pallas's interpreter (slow:
+    for tests). Building it for a GPU takes about a minute per batch shape (BENCHMARKS.md).
+    """
+    from jax.experimental import pallas as pl
+    from jax.experimental.pallas import triton as plt
+
+    runs, d_out, h = W1.shape
+    d_in = W2.shape[2]
+    padded = -(-runs // block) * block  # whole blocks; the padding runs are discarded
+
+    def lanes(x):  # (runs, ...) → (size, padded)
+        return jnp.pad(x.reshape(runs, -1).T, ((0, 0), (0, padded - runs)))
+
+    interpret = jax.default_backend() == "cpu"
+    flat = jax.ShapeDtypeStruct
+    o1, o2, _ = pl.pallas_call(
+        functools.partial(_pallas_kernel, shape=(d_out, h, d_in), steps=steps, block=block),
+        out_shape=(
+            flat((d_out * h, padded), W1.dtype),
+            flat((h * d_in, padded), W2.dtype),
+            flat((h * d_in, padded), W2.dtype),  # scratch: K = W2 M
+        ),
+        grid=(padded // block,),
+        interpret=interpret,
+        compiler_params=None if interpret else plt.CompilerParams(num_warps=num_warps),
+    )(lanes(W1), lanes(W2), *map(lanes, _statistics(L, T)), lanes(lr))
+    return o1[:, :runs].T.reshape(runs, d_out, h), o2[:, :runs].T.reshape(runs, h, d_in)
