@@ -3,9 +3,14 @@ Pallas kernel, GPU) against a plain ``jax.vmap`` of the same sufficient-statisti
 (reduced-residual) update, same batch size, same steps, same machine.
 
 Prints run-steps per second (runs × steps / wall seconds, compile excluded and printed apart)
-at each batch size, and checks that every variant gives the baseline's weights.
+at each batch size, and checks that every variant gives the baseline's weights. Two baselines:
+the plain ``vmap`` as anyone would write it (one device, the ratio the targets name) and, where
+there are several local devices (on a CPU, one per core: see ``deeplinear._backend``), the same
+``vmap`` with the runs split across them, so the gain from the kernel and the gain from using
+every core can be told apart.
 Usage: ``python benchmarks/bench_throughput.py [--steps 100] [--runs 1000,10000,100000]
-[--variants batched,pallas:128:4]``. On the GPU: ``bash benchmarks/gpu_session.sh``.
+[--variants batched,batched:TILE:DEVICES,pallas:128:4]``. On the GPU:
+``bash benchmarks/gpu_session.sh``.
 """
 
 from __future__ import annotations
@@ -35,6 +40,14 @@ def plain(W1, W2, L, T, lr, steps):
     )[0]
 
 
+def sharded_plain(steps: int):
+    """The plain ``vmap`` with the runs split evenly across every local device."""
+    mesh = jax.sharding.Mesh(np.array(jax.local_devices()), ("runs",))
+    split = jax.sharding.PartitionSpec("runs")
+    body = jax.shard_map(partial(plain, steps=steps), mesh=mesh, in_specs=split, out_specs=split)
+    return jax.jit(body)
+
+
 def timed(fn, args, repeats=3):
     start = time.perf_counter()
     jax.block_until_ready(fn(*args))
@@ -51,15 +64,21 @@ def variants(names: list[str], steps: int) -> dict:
     """The candidates, by name, as jitted functions of (W1, W2, L, T, lr)."""
     out = {}
     for name in names:
-        if name == "batched":
-            out[name] = jax.jit(partial(batched.gd, steps=steps))
+        if name.startswith("batched"):  # batched or batched:TILE:DEVICES
+            _, tile, count = [*name.split(":"), "", ""][:3]
+            devices = jax.local_devices()[: int(count)] if count else None
+            out[name] = jax.jit(
+                partial(batched.gd, steps=steps, tile=int(tile) if tile else None, devices=devices)
+            )
         elif name.startswith("pallas"):  # pallas or pallas:BLOCK:WARPS
             _, block, warps = [*name.split(":"), "128", "4"][:3]
             out[name] = partial(
                 batched.gd_pallas, steps=steps, block=int(block), num_warps=int(warps)
             )
         else:
-            raise SystemExit(f"bench_throughput: unknown variant {name!r} (batched, pallas:B:W)")
+            raise SystemExit(
+                f"bench_throughput: unknown variant {name!r} (batched[:TILE:DEVICES], pallas:B:W)"
+            )
     return out
 
 
@@ -73,16 +92,18 @@ def main() -> None:
         "GPU; pallas builds for about a minute per batch size)",
     )
     args = parser.parse_args()
+    devices = jax.local_devices()
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__}, "
-        f"device {jax.devices()[0].device_kind}; seed size 10/6/6, k = 6, {args.steps} steps"
+        f"{len(devices)} × {devices[0].device_kind}; seed size 10/6/6, k = 6, {args.steps} steps"
     )
     print(
-        f"{'runs':>8} {'variant':<20} {'run-steps/s':>12} {'plain vmap':>12} {'ratio':>7} "
-        f"{'compile (s)':>14} {'max rel diff':>13}"
+        f"{'runs':>8} {'variant':<16} {'run-steps/s':>12} {'plain vmap':>12} {'ratio':>7} "
+        f"{'vmap, split':>12} {'ratio':>7} {'compile (s)':>14} {'max rel diff':>13}"
     )
     rng = np.random.default_rng(0)
     slow = jax.jit(lambda *a: plain(*a, args.steps))
+    split = sharded_plain(args.steps) if len(devices) > 1 else None
     names = args.variants or ("batched" if jax.default_backend() == "cpu" else "batched,pallas")
     candidates = variants(names.split(","), args.steps)
     for b in map(int, args.runs.split(",")):
@@ -95,19 +116,21 @@ def main() -> None:
         ]
         data = [jnp.asarray(x) for x in data]
         reference, t_plain, c_plain = timed(slow, data)
+        t_split = timed(split, data)[1] if split is not None and b % len(devices) == 0 else np.nan
         steps = b * args.steps
         for name, fast in candidates.items():
             try:
                 z, t_fast, c_fast = timed(fast, data)
             except Exception as error:  # a candidate that does not build here is reported
-                print(f"{b:>8} {name:<20} failed: {type(error).__name__}: {str(error)[:300]}")
+                print(f"{b:>8} {name:<16} failed: {type(error).__name__}: {str(error)[:300]}")
                 continue
             diff = max(
                 float(jnp.max(jnp.abs(r - o)) / jnp.max(jnp.abs(r))) for r, o in zip(reference, z)
             )
             print(
-                f"{b:>8} {name:<20} {steps / t_fast:>12.3g} {steps / t_plain:>12.3g} "
-                f"{t_plain / t_fast:>7.2f} {c_plain:>6.2f} / {c_fast:<5.2f} {diff:>13.1e}",
+                f"{b:>8} {name:<16} {steps / t_fast:>12.3g} {steps / t_plain:>12.3g} "
+                f"{t_plain / t_fast:>7.2f} {steps / t_split:>12.3g} {t_split / t_fast:>7.2f} "
+                f"{c_plain:>6.2f} / {c_fast:<5.2f} {diff:>13.1e}",
                 flush=True,
             )
 

@@ -1,15 +1,33 @@
-"""JAX, configured once for the whole package: float64 everywhere.
+"""JAX, configured once for the whole package: float64 everywhere, one CPU device per core.
 
 Every module that computes with JAX imports it from here, so x64 is on before the first array
-is made. An optional persistent compilation cache is enabled from ``DEEPLINEAR_JAX_CACHE``.
+is made. One CPU device per core lets ``batched.gd`` give each core its own share of the runs
+(XLA otherwise splits each small operation across threads, which costs more than it gains);
+computations that name no device still run on the first one, so nothing else changes. A device
+count already chosen (``jax_num_cpu_devices``, ``--xla_force_host_platform_device_count``, or
+JAX started before this import) is kept. An optional persistent compilation cache is enabled
+from ``DEEPLINEAR_JAX_CACHE``.
 """
 
+import contextlib
 import os
 
 import jax
 import jax.numpy as jnp
 
 jax.config.update("jax_enable_x64", True)
+
+
+def _one_cpu_device_per_core() -> None:
+    chosen = jax.config.jax_num_cpu_devices != -1
+    if chosen or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    with contextlib.suppress(RuntimeError):  # JAX already started: its devices stay
+        jax.config.update("jax_num_cpu_devices", max(1, cores or 1))
+
+
+_one_cpu_device_per_core()
 
 
 def enable_compilation_cache(directory: str | None = None) -> str | None:
