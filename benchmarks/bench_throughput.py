@@ -42,10 +42,7 @@ def plain(W1, W2, L, T, lr, steps):
 
 def sharded_plain(steps: int):
     """The plain ``vmap`` with the runs split evenly across every local device."""
-    mesh = jax.sharding.Mesh(np.array(jax.local_devices()), ("runs",))
-    split = jax.sharding.PartitionSpec("runs")
-    body = jax.shard_map(partial(plain, steps=steps), mesh=mesh, in_specs=split, out_specs=split)
-    return jax.jit(body)
+    return jax.jit(batched.split_runs(partial(plain, steps=steps), jax.local_devices()))
 
 
 def timed(fn, args, repeats=3):
@@ -88,8 +85,8 @@ def main() -> None:
     parser.add_argument("--runs", default="1000,10000,100000", help="batch sizes, comma-separated")
     parser.add_argument(
         "--variants",
-        help="batched, pallas[:BLOCK:WARPS], comma-separated (default: batched on a CPU, both on a "
-        "GPU; pallas builds for about a minute per batch size)",
+        help="batched[:TILE:DEVICES], pallas[:BLOCK:WARPS], comma-separated (default: batched on "
+        "a CPU, both on a GPU; pallas builds for about a minute per batch size)",
     )
     args = parser.parse_args()
     devices = jax.local_devices()

@@ -3,8 +3,9 @@
 ``jax.vmap`` of one run's update turns every tiny product (10 × 6 by 6 × 6) into a batched
 matrix product and streams the whole batch through memory at every step. Here the batch is the
 *last* axis (runs are contiguous, so each product is a few fused multiply-adds vectorised across
-runs), and the batch is cut into tiles that each run all their steps while they sit in cache
-(``gd``, the CPU kernel). ``gd_pallas`` runs every step in one Pallas kernel (the GPU kernel).
+runs), the runs are split across the devices (on a CPU, one per core), and each device's share
+is cut into tiles that each run all their steps while they sit in cache (``gd``, the CPU
+kernel). ``gd_pallas`` runs every step in one Pallas kernel (the GPU kernel).
 The update is the same as ``gd`` on the reduced objective ``f(W) = ‖W1 W2 Lᵀ − T‖² + r0``,
 written with its sufficient statistics M = LᵀL and C = T L:
 W1 ← W1 − η G W2ᵀ, W2 ← W2 − η W1ᵀ G with G = 2 (W Lᵀ − T) L = 2 (W M − C).
@@ -78,6 +79,14 @@ def _run_tiles(W1, W2, M, C, lr, *, steps, tile):
     return tuple(jnp.moveaxis(o, -1, 1).reshape(b, *o.shape[1:-1]) for o in out)
 
 
+def split_runs(fn, devices):
+    """``fn`` of batch-first arrays, run with the runs split evenly across ``devices``
+    (the batch must be a multiple of their number)."""
+    split = jax.sharding.PartitionSpec("runs")
+    mesh = jax.sharding.Mesh(np.array(devices), ("runs",))
+    return jax.shard_map(fn, mesh=mesh, in_specs=split, out_specs=split)
+
+
 def gd(W1, W2, L, T, lr, steps: int, tile: int | None = None, devices=None):
     """``steps`` GD steps for every run; inputs batch-first, as ``vmap`` takes them.
 
@@ -95,14 +104,7 @@ def gd(W1, W2, L, T, lr, steps: int, tile: int | None = None, devices=None):
         tile = 16 if devices[0].platform == "cpu" else share
     tile = max(1, min(tile, share))
     share = -(-share // tile) * tile
-    mesh = jax.sharding.Mesh(np.array(devices), ("runs",))
-    split = jax.sharding.PartitionSpec("runs")
-    run = jax.shard_map(
-        functools.partial(_run_tiles, steps=steps, tile=tile),
-        mesh=mesh,
-        in_specs=split,
-        out_specs=split,
-    )
+    run = split_runs(functools.partial(_run_tiles, steps=steps, tile=tile), devices)
     padded = (_pad(x, share * len(devices)) for x in (W1, W2, *_statistics(L, T), lr))
     return tuple(w[:runs] for w in run(*padded))
 
@@ -168,7 +170,7 @@ def gd_pallas(W1, W2, L, T, lr, steps: int, block: int = 128, num_warps: int = 4
     padded = -(-runs // block) * block  # whole blocks; the padding runs are discarded
 
     def lanes(x):  # (runs, ...) → (size, padded)
-        return jnp.pad(x.reshape(runs, -1).T, ((0, 0), (0, padded - runs)))
+        return _pad(x, padded).reshape(padded, -1).T
 
     interpret = jax.default_backend() == "cpu"
     flat = jax.ShapeDtypeStruct
