@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from deeplinear.results import read_table
+from deeplinear.verdict import KINDS
 
 CLI = [sys.executable, "-m", "deeplinear.cli"]
 
@@ -144,9 +145,16 @@ def test_run_then_explain(tmp_path):
     lines = explained.stdout
     assert "seed0/tf1-gd/1e-05: converging linearly — slow, not stuck" in lines
     assert "seed0/tf1-gd/0.0001: diverged at step 7" in lines
-    assert "seed0/seed-lm/0.2: converged to round-off" in lines
+    assert "seed0/seed-lm/0.2: converged to the reachable minimum 5.25e-29 (round-off)" in lines
     verdicts = json.loads((out / "verdicts.json").read_text())
     assert len(verdicts["verdicts"]) == 10
+    for entry in verdicts["verdicts"]:  # the documented schema (ARCHITECTURE.md)
+        assert entry["kind"] in KINDS
+        assert set(entry["floor"]) == {"value", "kinds"}
+        for key in ("run", "step", "excess_loss", "target_reachable", "eta_steps", "eta_method"):
+            assert key in entry
+        for key in ("grad_norm", "hessian_min", "hessian_max"):
+            assert entry[key] is None or isinstance(entry[key], float)
     for figure in ("modes.png", "prediction.png", "gn_spectrum.png"):
         assert (out / figure).stat().st_size > 10_000
 
@@ -191,4 +199,4 @@ def test_explain_finds_npz_files_next_to_the_original_run_file(tmp_path):
     assert cli("run", str(tmp_path / "mine.toml"), "--out", str(out)).returncode == 0
     explained = cli("explain", str(out), "--no-figures")
     assert explained.returncode == 0, explained.stderr
-    assert "converged to round-off" in explained.stdout
+    assert "converged to the reachable minimum 0 (round-off)" in explained.stdout

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from deeplinear.experiment import ADAM_RATES, GD_RATES, LM_RATES
+from deeplinear.floors import reachable_minimum, widths_of
 from deeplinear.reproduce import reproduce
 
 
@@ -61,8 +62,11 @@ def test_other_seeds_match_the_numpy_port(seed):
         assert deviation <= tolerance, (label, deviation)
 
 
-def test_modern_lm_reaches_roundoff(seed0):
+def test_modern_lm_reaches_the_exact_minimum(seed0):
+    """Within the loop's round-off of the exact minimum; its reported final loss is exact."""
     lm = by_label(seed0)["LM step=0.2"]
     assert lm["loss"].min() < 1e-25 * lm["loss"][0]
-    floor = float(seed0.problem.objective().floor)
-    assert lm["loss"].min() < 10 * floor
+    floor = reachable_minimum(seed0.problem, widths_of(seed0.weights))
+    assert floor.reached(lm["loss"][-1])
+    value, bound = seed0.final_losses["LM step=0.2"]
+    assert bound <= 1e-28 and floor.value < value < floor.value + floor.resolution

@@ -60,8 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     exp = commands.add_parser(
         "explain",
         help="verdicts for the runs in a results directory",
-        description="Classify each run (converged, converging linearly, sublinear, stalled, "
-        "oscillating, diverged), estimate when it reaches --target, and say how.",
+        description="Classify each run (converged, converging linearly, sublinear, plateau, "
+        "saddle, oscillating, unstable, stalled, diverged) against the reachable minimum of its "
+        "problem, estimate when it reaches --target (or say it cannot), and say how.",
     )
     exp.add_argument("directory", help="a directory written by 'deeplinear run'")
     exp.add_argument(
@@ -69,6 +70,13 @@ def _parser() -> argparse.ArgumentParser:
         type=_positive_float,
         default=1e-10,
         help="target loss relative to the initial loss (default 1e-10)",
+    )
+    exp.add_argument(
+        "--relative-to",
+        choices=("initial", "excess"),
+        default="initial",
+        help="what --target is relative to: the initial loss (default), or the initial excess "
+        "over the reachable minimum (for problems whose minimum is not 0: noise, width below rank)",
     )
     exp.add_argument(
         "--budget",
@@ -156,7 +164,12 @@ def _explain(args) -> int:
 
     enable_compilation_cache()
     result = explain(
-        args.directory, target=args.target, budget_steps=args.budget, figures=not args.no_figures
+        args.directory,
+        target=args.target,
+        relative_to=args.relative_to,
+        budget_steps=args.budget,
+        figures=not args.no_figures,
+        progress=lambda line: print(line, file=sys.stderr, flush=True),
     )
     print("\n".join(result.lines()))
     print("\nwrote " + ", ".join(str(p) for p in result.files))

@@ -46,18 +46,6 @@ class Probe(NamedTuple):
         }
 
 
-def roundoff_floor(objective) -> float:
-    """The smallest loss float64 can tell from zero here: r0 + k·eps²·‖T‖²_F.
-
-    r0 is the part of Y no linear map reaches (exact, via QR); the second term is the rounding
-    of the k-term residual entries of ``W Lᵀ − T`` near the solution.
-    """
-    eps = np.finfo(np.float64).eps
-    target = np.asarray(objective.target)
-    k = target.shape[1]
-    return float(objective.floor) + k * eps**2 * float(np.sum(target**2))
-
-
 @dataclass(frozen=True)
 class GNSpectrum:
     """The Gauss-Newton matrix ``2 JᵀJ`` at one iterate."""
@@ -81,7 +69,7 @@ class GNSpectrum:
     @property
     def max_stable_learning_rate(self) -> float:
         """GD on f is locally stable for η < 2/λ_max (the Hessian is ``2JᵀJ`` at zero residual)."""
-        return 2.0 / self.lambda_max
+        return 2.0 / self.lambda_max if self.lambda_max > 0 else np.inf
 
     def row(self) -> dict:
         out = asdict(self)
@@ -100,7 +88,9 @@ def gauss_newton_spectrum(weights, objective, step: int = 0) -> GNSpectrum:
     flat, unravel = ravel_pytree(weights)
     J = np.asarray(jax.jacfwd(lambda v: objective.residual(unravel(v)).ravel())(flat))
     sv = np.linalg.svd(J, compute_uv=False)
-    rank = int(np.sum(sv > max(J.shape) * np.finfo(np.float64).eps * sv[0]))
+    rank = int(np.sum(sv > max(J.shape) * np.finfo(np.float64).eps * sv[0])) if sv[0] > 0 else 0
     eig = 2.0 * sv[:rank] ** 2
     gauge = sum(w.shape[1] ** 2 for w in weights[:-1])
+    if rank == 0:  # J = 0 (e.g. every layer zero): no non-zero eigenvalue, no stable-step bound
+        return GNSpectrum(int(step), flat.size, 0, gauge, np.nan, 0.0, eig)
     return GNSpectrum(int(step), flat.size, rank, gauge, float(eig[-1]), float(eig[0]), eig)

@@ -78,8 +78,10 @@ def _spectral(widths, modes, strengths) -> tuple[np.ndarray, ...]:
         strengths = np.full(m, strengths[0])
     if strengths.size != m:
         raise UsageError(f"init.strengths must have 1 or {m} values (one per mode)")
-    if np.any(strengths <= 0) or not np.all(np.isfinite(strengths)):
-        raise UsageError("init.strengths must be finite and positive")
+    if np.any(strengths < 0) or not np.all(np.isfinite(strengths)):
+        raise UsageError(
+            "init.strengths must be finite and ≥ 0 (0 leaves a mode out: a strict saddle)"
+        )
     d = strengths ** (1.0 / depth)
     left = [U[:, :m], *(np.eye(h)[:, :m] for h in widths[1:-1])]
     right = [*(np.eye(h)[:, :m] for h in widths[1:-1]), V[:, :m]]

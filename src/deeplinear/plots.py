@@ -63,7 +63,9 @@ def _panel_pair(runs, title: str, upto: int | None, floor: float | None):
         ax_loss.semilogy(steps[keep], loss[keep], label=label, **style)
         ax_grad.semilogy(steps[keep], grad[keep], label=label, **style)
     if floor is not None and floor > 0:
-        ax_loss.axhline(floor, color="0.5", lw=0.8, ls="-.", label="round-off floor of Y = A·X")
+        ax_loss.axhline(
+            floor, color="0.5", lw=0.8, ls="-.", label="exact minimum (rounding of Y = A·X)"
+        )
     ax_loss.set_ylabel("loss  Σ‖W1 W2 x − y‖²")
     ax_grad.set_ylabel("gradient magnitude")
     ax_grad.set_xlabel("step (updates applied)")
@@ -155,8 +157,9 @@ def mode_figure(series: dict, comparison: dict, out: Path) -> Path:
     return _save(fig, out)
 
 
-def prediction_figure(series: dict, continuations: dict, verdicts, floor: float, out: Path) -> Path:
-    """The recorded loss (relative), its continuation, the target and the verdict's ETA range."""
+def prediction_figure(series: dict, continuations: dict, verdicts, floor, out: Path) -> Path:
+    """The recorded loss (relative), its continuation, the target, the verdict's ETA range, the
+    reachable minimum and the loop's round-off above it (``floors.Floor``)."""
     fig, axes = _grid(len(series), "Loss relative to its initial value, with the continuation")
     by_run = {v.run: v for v in verdicts}
     for ax, (run_id, data) in zip(axes, series.items()):
@@ -185,7 +188,17 @@ def prediction_figure(series: dict, continuations: dict, verdicts, floor: float,
                     label="ETA range",
                 )
             ax.set_title(f"{data['run'][0]}: {verdict.kind}", fontsize=9)
-        ax.axhline(floor / initial, color="0.6", lw=0.8, ls="-.", label="round-off floor")
+        kinds = ", ".join(floor.kinds)
+        ax.axhline(
+            floor.value / initial, color="0.6", lw=0.8, ls="-.", label=f"reachable min. ({kinds})"
+        )
+        ax.axhspan(
+            floor.value / initial,
+            (floor.value + floor.resolution) / initial,
+            color="0.85",
+            alpha=0.6,
+            label="loop round-off",
+        )
         _log_axes(ax)
         ax.set_ylim(top=min(ax.get_ylim()[1], 1e12))  # diverged runs would swamp the scale
         ax.set_xlabel("step")
@@ -214,7 +227,7 @@ def spectrum_figure(spectra: dict, out: Path) -> Path:
 
 
 def explain_figures(
-    series, spectra, continuations, verdicts, comparison, out_dir: Path, floor: float
+    series, spectra, continuations, verdicts, comparison, out_dir: Path, floor
 ) -> list[Path]:
     return [
         mode_figure(series, comparison, out_dir / "modes.png"),

@@ -68,13 +68,15 @@ class Problem:
     def rank(self) -> int:
         """Numerical rank of A: singular values above max(shape)·eps·σ_max."""
         s = self.singular_values
+        if not s.size or s[0] == 0:
+            return 0
         return int(np.sum(s > max(self.A.shape) * np.finfo(float).eps * s[0]))
 
     @property
     def condition_number(self) -> float:
-        """κ(A) = σ_max / σ_min over the non-zero singular values."""
+        """κ(A) = σ_max / σ_min over the non-zero singular values (NaN for A = 0)."""
         s = self.singular_values[: self.rank]
-        return float(s[0] / s[-1])
+        return float(s[0] / s[-1]) if s.size else float("nan")
 
     def objective(self) -> Objective:
         """The loss to minimise: the sample sum of squares if there is data, else population."""

@@ -175,24 +175,29 @@ def _point(point) -> str:
     return ", ".join(f"{k.split('.')[-1]}={v}" for k, v in point.items())
 
 
-def _floor(plan) -> float:
-    """The round-off floor of the sweep's first problem (the verdicts' "converged")."""
-    from .diagnostics import roundoff_floor
+def _floors(plan) -> dict:
+    """(group id, seed) → the reachable minimum of that axis point's problem for that seed."""
+    from .floors import reachable_minimum
     from .runfile import build
 
-    group = plan.groups[0]
-    return roundoff_floor(build(plan.run_config(group, group.seeds[0])).objective)
+    out = {}
+    for group in plan.groups:
+        for seed in group.seeds:
+            setup = build(plan.run_config(group, seed))
+            out[group.id, seed] = reachable_minimum(setup.problem, setup.widths, setup.objective)
+    return out
 
 
-def _verdicts(series, runs, floor: float, target: float) -> str:
-    """How the runs of one configuration end, by the verdicts of ``verdict.classify``."""
+def _verdicts(series, runs, floors: dict, target: float) -> str:
+    """How the runs of one configuration end: ``verdict.classify`` against each run's own
+    reachable minimum (it depends on the axis point and the seed)."""
     kinds: dict = {}
     for r in runs:
         data = series[r["run_id"]]
         if (data["loss"] <= target * data["loss"][0]).any():
             kind = f"reached {target:g}"
         else:
-            kind = classify(data["step"], data["loss"], floor)[0]
+            kind = classify(data["step"], data["loss"], floors[r["group"], r["seed"]])[0]
         kinds[kind] = kinds.get(kind, 0) + 1
     return ", ".join(f"{k} ×{n}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
 
@@ -206,7 +211,7 @@ def write_report(directory: str | Path) -> Path:
     summaries = run_summaries(table, targets)
     best = best_configs(summaries, targets[0], plan.select)
     series = run_series(table)
-    floor = _floor(plan)
+    floors = _floors(plan)
     methods, taus, rho = performance_profile(best, targets[0])
     rows = []
     for _, entry in sorted(best.items()):
@@ -218,7 +223,7 @@ def write_report(directory: str | Path) -> Path:
                 np.median([r[f"{k}@{t:g}"] for r in runs]) for k in ("steps", "seconds", "flops")
             ]
             cells += [f"{solved}/{len(runs)}", *(f"{m:.4g}" for m in medians)]
-        cells.append(_verdicts(series, runs, floor, targets[-1]))
+        cells.append(_verdicts(series, runs, floors, targets[-1]))
         rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     head = ["method", "axis point", "best η"]
     for t in targets:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from . import notebook, plots, rundir, runner
+from . import accurate, notebook, plots, rundir, runner
 from .experiment import (
     ADAM_RATES,
     FIRST_ORDER_STEPS,
@@ -29,6 +29,7 @@ from .experiment import (
     experiment_identity,
     validate,
 )
+from .floors import reachable_minimum, widths_of
 from .methods import make_method
 from .problem import Problem, notebook_problem
 from .results import RunInfo, curves_table, provenance, run_series, write_table
@@ -42,8 +43,11 @@ class Reproduction:
     problem: Problem
     table: pa.Table
     out: Path | None
+    weights: tuple = ()  # the initial weights (W1, W2)
     files: list[Path] = field(default_factory=list)
     check: dict[str, float] | None = None
+    # run label → (final loss in double-double, its error bound): the losses we report
+    final_losses: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def runs(self) -> dict[str, dict[str, np.ndarray]]:
@@ -71,6 +75,7 @@ def reproduce(
     problem, weights = notebook_problem(seed)
     objective = problem.objective()
     runs: list[tuple[RunInfo, runner.Curve]] = []
+    final_losses: dict[str, tuple[float, float]] = {}
 
     def batch(method_name: str, rates, steps: int, variant: str = ""):
         method = make_method(method_name)
@@ -83,6 +88,13 @@ def reproduce(
                 variant, result.compile_seconds, len(rates),
             )  # fmt: skip
             runs.append((info, curve))
+        for member, (rate, curve) in enumerate(zip(rates, result.curves)):
+            if np.isfinite(curve.loss[-1]):
+                final = tuple(np.asarray(w)[member] for w in result.final_weights)
+                final_losses[f"{method.label} step={rate:g}"] = (
+                    accurate.loss(final, problem.X, problem.Y),
+                    accurate.loss_error_bound(final, problem.X, problem.Y),
+                )
         say(f"  compiled in {result.compile_seconds:.2f} s, ran in {result.run_seconds:.2f} s")
 
     batch("tf1-gd", GD_RATES, FIRST_ORDER_STEPS)
@@ -95,7 +107,9 @@ def reproduce(
             runs.append((_literal_lm_info(seed, rate), _literal_lm_curve(problem, weights, rate)))
 
     table = curves_table(runs)
-    reproduction = Reproduction(seed, problem, table, out_dir)
+    reproduction = Reproduction(
+        seed, problem, table, out_dir, weights=tuple(weights), final_losses=final_losses
+    )
     if check:
         say("check: running the notebook's algorithms in plain NumPy")
         reproduction.check = deviations_from_notebook(reproduction, weights)
@@ -107,7 +121,10 @@ def reproduce(
                 "name": problem.name,
                 "singular_values": problem.singular_values.tolist(),
                 "condition_number": problem.condition_number,
-                "roundoff_floor": float(objective.floor),
+                "irreducible_loss": float(objective.floor),
+                "reachable_minimum": reachable_minimum(
+                    problem, widths_of(weights), objective
+                ).as_dict(),
             },
         )
         curves = out_dir / "curves.parquet"

@@ -265,6 +265,7 @@ def execute(
 
 
 def problem_summary(setup: Setup) -> dict:
+    from .floors import reachable_minimum
     from .theory import whitening_constant
 
     problem = setup.problem
@@ -277,7 +278,9 @@ def problem_summary(setup: Setup) -> dict:
         "condition_number": problem.condition_number,
         "samples": None if problem.X is None else int(problem.X.shape[1]),
         "irreducible_loss": float(setup.objective.floor),
-        "roundoff_floor": diagnostics.roundoff_floor(setup.objective),
+        "reachable_minimum": reachable_minimum(
+            setup.problem, setup.widths, setup.objective
+        ).as_dict(),
         "whitening_constant": whitening_constant(setup.objective),
     }
 

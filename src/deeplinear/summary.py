@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .experiment import LM_FIDELITY_FLOOR
+from .floors import reachable_minimum, widths_of
 from .reproduce import Reproduction
 from .results import run_series
 
@@ -14,20 +15,35 @@ def _fmt(x) -> str:
     return "—" if x is None else f"{x:.3e}"
 
 
-def run_table(table) -> list[str]:
-    """Per run: final and best loss, the step it diverged at, and its batch's wall time."""
+def run_table(table, final_losses: dict | None = None, floor=None) -> list[str]:
+    """Per run: final and best loss, the step it diverged at, and its batch's wall time.
+
+    ``final_losses`` (label → (value, bound)) replaces the loop's float64 final loss by its
+    double-double evaluation where given (the loop's value is off by up to ~1e-26 at the seed's
+    size; see ``floors``). With a ``floors.Floor``, a best loss within the loop's round-off of
+    the minimum is marked ``*``: its digits are rounding.
+    """
+    final_losses = final_losses or {}
     lines = [f"{'run':<24}{'final loss':>12}{'best loss':>12}{'diverged at':>13}{'time (s)':>10}"]
     for series in run_series(table).values():
         loss = series["loss"]
         finite = loss[np.isfinite(loss)]
         diverged = None if np.isfinite(loss[-1]) else int(series["step"][-1])
+        final = final_losses.get(series["run"][0], (loss[-1],))[0]
         lines.append(
-            f"{series['run'][0]:<24}{_fmt(loss[-1] if diverged is None else None):>12}"
-            f"{_fmt(finite.min() if finite.size else None):>12}"
+            f"{series['run'][0]:<24}{_fmt(final if diverged is None else None):>12}"
+            f"{_best(finite, floor):>12}"
             f"{('step ' + str(diverged)) if diverged is not None else '—':>13}"
             f"{series['seconds'][-1]:>10.3f}"
         )
     return lines
+
+
+def _best(finite, floor) -> str:
+    if not finite.size:
+        return _fmt(None)
+    best = finite.min()
+    return _fmt(best) + ("*" if floor is not None and floor.reached(best) else "")
 
 
 def findings(reproduction: Reproduction) -> list[str]:
@@ -52,18 +68,23 @@ def findings(reproduction: Reproduction) -> list[str]:
         true, printed = lm["loss"], lm["loss_notebook"]
         keep = true > LM_FIDELITY_FLOOR * true[0]
         ratio = printed[keep] / true[keep]
+        every = printed[true > 0] / true[true > 0]
         out.append(
             "- Its LM loss is (Σ residual)², not Σ residual²: for "
             f"'{lm['run'][0]}' the printed value is ×{ratio.min():.3g} to ×{ratio.max():.3g} "
-            "the true loss (column loss_notebook keeps it)."
+            f"the true loss while the loss is above {LM_FIDELITY_FLOOR:g} of its start "
+            f"(×{every.min():.2g} to ×{every.max():.3g} over all {true.size} records; column "
+            "loss_notebook keeps it)."
         )
-    floor = float(problem.objective().floor)
+    floor = reachable_minimum(problem, widths_of(reproduction.weights))
     if modern is not None:
-        first = int(modern["step"][np.argmax(modern["loss"] < 10 * floor)])
+        first = int(modern["step"][np.argmax(floor.reached(modern["loss"]))])
+        final, bound = reproduction.final_losses.get("LM step=0.2", (modern["loss"][-1], np.nan))
         text = (
-            f"- Its LM 'floor' is the 2017 lstsq cut-off: with modern lstsq, 'LM step=0.2' reaches "
-            f"{modern['loss'].min():.2e} (the round-off floor of Y = A·X is {floor:.2e}) by step "
-            f"{first}"
+            f"- Its LM 'floor' is the 2017 lstsq cut-off: with modern lstsq, 'LM step=0.2' is "
+            f"within the loop's round-off ({floor.resolution:.1e}) of the exact minimum "
+            f"{floor.value:.2e} (the rounding of Y = A·X) by step {first}; its final loss is "
+            f"{final:.2e} (double-double, ±{bound:.0e})"
         )
         if legacy is not None:
             text += f"; with rcond=-1 (2017) its best is {legacy['loss'].min():.2e}."
@@ -73,13 +94,14 @@ def findings(reproduction: Reproduction) -> list[str]:
     elif legacy is not None:
         out.append(
             f"- With rcond=-1 (2017) 'LM step=0.2' stalls at {legacy['loss'].min():.2e}; "
-            "run with --rcond modern to see it reach the round-off floor."
+            "run with --rcond modern to see it reach the exact minimum."
         )
     return out
 
 
 def summary_lines(reproduction: Reproduction) -> list[str]:
     problem = reproduction.problem
+    floor = reachable_minimum(problem, widths_of(reproduction.weights))
     s = problem.singular_values
     lines = [
         f"deeplinear reproduce — seed {reproduction.seed}: A is {problem.A.shape[0]}×"
@@ -88,8 +110,11 @@ def summary_lines(reproduction: Reproduction) -> list[str]:
         + " ".join(f"{v:.3g}" for v in s)
         + f";  true κ(A) = {problem.condition_number:.3g}",
         "",
-        *run_table(reproduction.table),
-        "(time: wall seconds of the run's batch, compile excluded; batched runs share it)",
+        *run_table(reproduction.table, reproduction.final_losses, floor),
+        "(final loss: the final weights' loss in double-double arithmetic; best loss: the loop's "
+        f"float64 value, * where within its round-off {floor.resolution:.1e} of the exact minimum "
+        f"{floor.value:.2e}; time: wall seconds of the run's batch, compile excluded; batched "
+        "runs share it)",
         "",
         "Where the notebook misleads:",
         *findings(reproduction),

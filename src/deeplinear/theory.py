@@ -55,7 +55,8 @@ def decoupled_flow(a0: np.ndarray, s: np.ndarray, depth: int, times: np.ndarray,
     a0, s, times = (np.asarray(x, dtype=np.float64) for x in (a0, s, times))
     if depth == 2:
         growth = np.exp(-4 * c * np.outer(times, s))
-        return s / (1 + (s / a0 - 1) * growth)
+        with np.errstate(divide="ignore"):  # a mode that starts at 0 stays there (a saddle)
+            return np.where(a0 == 0, 0.0, s / (1 + (s / a0 - 1) * growth))
     out = np.empty((times.size, a0.size))
     for i, (start, target) in enumerate(zip(a0, s)):
 
@@ -77,3 +78,34 @@ def decoupled_loss(strengths: np.ndarray, s: np.ndarray, c: float, rest: float) 
 def gn_predicted_rate(lambda_min: float, lr: float) -> float:
     """Per-step loss factor (1 − η λ_min⁺)² predicted by the Gauss-Newton spectrum."""
     return float((1.0 - np.float64(lr) * np.float64(lambda_min)) ** 2)
+
+
+def decoupled_gd_first_below(
+    layers: np.ndarray, s: np.ndarray, lr: float, c: float, rest: float, goal: float, max_steps: int
+) -> int | None:
+    """The first step at which the exact decoupled GD recursion's loss is ≤ ``goal`` (or None).
+
+    The same recursion as :func:`decoupled_gd`, in a compiled ``while_loop`` so that the steps a
+    plateau takes (10⁵–10⁶) cost milliseconds.
+    """
+    from ._backend import jax, jnp
+
+    b0 = jnp.asarray(np.asarray(layers, dtype=np.float64))
+    target = jnp.asarray(np.asarray(s, dtype=np.float64))
+    others_mask = 1.0 - jnp.eye(b0.shape[0])[:, :, None]  # (l, k, 1): 0 where k = l
+
+    def loss(b):
+        return c * jnp.sum((jnp.prod(b, axis=0) - target) ** 2) + rest
+
+    def body(carry):
+        t, b = carry
+        a = jnp.prod(b, axis=0)
+        others = jnp.prod(jnp.where(others_mask > 0, b[None], 1.0), axis=1)
+        return t + 1, b - 2 * c * lr * (a - target) * others
+
+    def cond(carry):
+        t, b = carry
+        return (t < max_steps) & (loss(b) > goal) & jnp.isfinite(loss(b))
+
+    t, b = jax.jit(lambda b: jax.lax.while_loop(cond, body, (0, b)))(b0)
+    return int(t) if float(loss(b)) <= goal else None
