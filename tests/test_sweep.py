@@ -13,8 +13,9 @@ import pytest
 
 from deeplinear import sweep
 from deeplinear.errors import UsageError
-from deeplinear.report import write_report
+from deeplinear.report import _floors, write_report
 from deeplinear.results import _to_numpy
+from deeplinear.runfile import build
 
 SWEEP = """
 seeds = 2
@@ -261,3 +262,31 @@ def test_a_changed_sweep_does_not_resume_the_old_groups(tmp_path):
     ]
     assert max(lm_steps) == 10
     assert len(list((tmp_path / "groups").glob("*.parquet"))) == len(changed.groups)
+
+
+def test_report_judges_each_axis_point_against_its_own_floor(tmp_path):
+    """With label noise on one axis point, LM's runs there end at the noise floor: converged."""
+    text = (
+        SWEEP.replace('samples = "population"', "samples = 40")
+        .replace('"problem.condition_number" = [10.0, 100.0]', '"problem.noise" = [0.0, 0.5]')
+        .replace("targets = [1e-6]", "targets = [1e-20]")
+    )
+    s = plan(text)
+    sweep.run(s, tmp_path)
+    floors = _floors(s)
+    for group in s.groups:
+        for seed in group.seeds:
+            setup = build(s.run_config(group, seed))
+            X, Y = setup.problem.X, setup.problem.Y
+            residual = np.linalg.lstsq(X.T, Y.T, rcond=None)[1].sum()
+            k = min(setup.widths)
+            ols = np.linalg.lstsq(X.T, Y.T, rcond=None)[0].T
+            evals, evecs = np.linalg.eigh(X @ X.T)
+            sigma = np.linalg.svd(ols @ (evecs * np.sqrt(evals)) @ evecs.T, compute_uv=False)
+            truth = residual + np.sum(sigma[k:] ** 2)  # reduced-rank regression, another route
+            assert floors[group.id, seed].value == pytest.approx(truth, rel=1e-8, abs=1e-25)
+    page = write_report(tmp_path).read_text()
+    lm_rows = [row.split("</tr>")[0] for row in page.split("<tr>") if row.startswith("<td>lm</td>")]
+    cells = {row.split("</td>")[1][4:]: row for row in lm_rows}
+    assert "converged ×2" in cells["noise=0.5"]  # at the noise floor, not "stalled"
+    assert "reached 1e-20 ×2" in cells["noise=0"]

@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from . import accurate, plots, rundir, runfile, runner, theory
 from . import config as configs
-from . import plots, rundir, runfile, runner, theory
 from ._backend import jax
 from .curvature import critical_point
 from .errors import UsageError
-from .floors import reachable_minimum
+from .floors import MAX_ACCURATE_TERMS, reachable_minimum
 from .methods import make_method
 from .results import read_table, run_series
 from .verdict import Verdict, judge, mode_evidence
@@ -54,10 +54,12 @@ class Continuation:
         probe=None,
         initial_weights=None,
         progress=None,
+        problem=None,
     ):
         self.method, self.objective, self.rate = method, objective, rate
         self.weights, self.state, self.step = weights, state, int(first_step)
         self.probe, self.initial_weights, self.progress = probe, initial_weights, progress
+        self.problem = problem
         # about 1000 records per segment (see ``verdict.judge``'s segments)
         self.record_every = record_every or max(1, int(np.clip(first_step, 1000, 50_000)) // 1000)
         self.chunk = 1000 * self.record_every  # one compiled chunk serves every segment
@@ -105,6 +107,17 @@ class Continuation:
 
     def _current(self) -> tuple:
         return tuple(np.asarray(w)[0] for w in self.weights)
+
+    def accurate_loss(self) -> tuple[float, float] | None:
+        """The current loss in double-double and its error bound (None where unaffordable)."""
+        if self.problem is None:
+            return None
+        X, Y = self.problem.X, self.problem.Y if self.problem.Y is not None else self.problem.A
+        weights = self._current()
+        terms = sum(np.size(w) for w in weights) * (1 if X is None else X.shape[1])
+        if terms * max(np.shape(w)[1] for w in weights) > MAX_ACCURATE_TERMS:
+            return None
+        return accurate.loss(weights, X, Y), accurate.loss_error_bound(weights, X, Y)
 
     def critical_point(self):
         return critical_point(self.objective, self._current())
@@ -233,6 +246,7 @@ def explain(
                     probe=setup.probe,
                     initial_weights=setup.weights,
                     progress=_throttled(progress, run_id),
+                    problem=setup.problem,
                 )
                 continuations[run_id] = extend
             gd_like = spec.name in GD_LIKE

@@ -364,7 +364,7 @@ def judge(
     if first is not None and highest > 1:
         return _unstable(base, evidence, goal, first, highest, extend, budget_steps)
     if kind == "converged":
-        return _converged(base, evidence, info, goal, first)
+        return _converged(base, evidence, info, goal, first, extend)
     if first is not None:
         recorded = "plateau" if recorded_kind == "stalled" and not _zero_gradient(evidence) else ""
         return _measured(base, evidence, goal, first, recorded, seconds_per_step, extend)
@@ -400,19 +400,26 @@ def _seconds(eta, seconds_per_step, extend):
     return None if seconds_per_step is None else tuple(e * seconds_per_step for e in eta)
 
 
-def _converged(base, evidence, info, goal, first) -> Verdict:
+def _converged(base, evidence, info, goal, first, extend) -> Verdict:
     floor = base.floor
     base.kind = "converged"
-    excess = base.excess_loss
     where = f"by step {info['step']}"
+    exact = extend.accurate_loss() if hasattr(extend, "accurate_loss") else None
+    excess = f"excess {base.excess_loss:.1e} (the loop's float64 value)"
+    if exact is not None:
+        value, bound = exact
+        base.excess_loss = value - floor.value
+        excess = f"loss {value:.3g} in double-double (±{bound:.0e}), excess {base.excess_loss:.1e}"
     base.headline = (
-        f"converged to the reachable minimum {floor.value:.3g} ({', '.join(floor.kinds)}) {where}: "
-        f"excess {excess:.1e} within the loop's round-off {floor.resolution:.1e}"
+        f"converged to the reachable minimum {floor.value:.3g} ({', '.join(floor.kinds)}) {where}; "
+        f"{excess}: within the loop's round-off {floor.resolution:.1e}"
     )
     if first is not None and base.target_reachable:
         before, at = _crossing_steps(evidence, first)
         base.eta_steps, base.eta_method = (before, at), "measured"
-        base.evidence.insert(0, f"reached the target {goal:.3g} at step {evidence.steps[first]}")
+        base.evidence.insert(
+            0, f"reached {_target_words(base)} ({goal:.3g}) at step {evidence.steps[first]}"
+        )
     return base
 
 
