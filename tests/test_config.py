@@ -152,7 +152,7 @@ def test_missing_npz_file(tmp_path):
         runfile.build(parse(NPZ, base_dir=tmp_path))
 
 
-@pytest.mark.parametrize("path", sorted(Path("examples").glob("*.toml")), ids=str)
+@pytest.mark.parametrize("path", sorted(Path("examples").glob("**/*.toml")), ids=str)
 def test_every_example_parses(path):
     text = path.read_text()
     if "seeds" in tomllib.loads(text):  # a sweep file

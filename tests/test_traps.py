@@ -5,6 +5,7 @@ and a spiking Adam: the cases where a simple rule on the loss curve gets the ver
 """
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -279,3 +280,17 @@ def test_explain_reports_progress_while_it_continues(tmp_path, monkeypatch):
     lines = []
     explain(tmp_path / "out", figures=False, progress=lines.append)
     assert lines and lines[-1].startswith("explain: continuing seed0/gd/0.001 — step ")
+
+
+def test_a_theory_that_does_not_match_says_so(tmp_path):
+    """η above the stable step: the exact recursion and the run part ways; no "matches to 1.0"."""
+    example = Path(__file__).parent.parent / "examples" / "deep_decoupled.toml"
+    text = (
+        example.read_text()
+        .replace("learning_rates = [0.05, 0.1]", "learning_rates = [0.9]")
+        .replace("steps = 4000", "steps = 200")
+    )
+    _, (verdict,), result = run_and_explain(tmp_path, text, budget_steps=0)
+    assert verdict["kind"] == "diverged"
+    assert result.theory["note"].startswith("the exact decoupled GD recursion does NOT match")
+    assert result.theory["max_mode_error"] > 1e-6
