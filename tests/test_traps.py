@@ -14,6 +14,7 @@ from deeplinear import config as configs
 from deeplinear import notebook, runfile
 from deeplinear.explain import explain
 from deeplinear.problem import notebook_problem
+from deeplinear.verdict import KINDS
 
 PLATEAU_PROBLEM = """
 [problem]
@@ -294,3 +295,39 @@ def test_a_theory_that_does_not_match_says_so(tmp_path):
     assert verdict["kind"] == "diverged"
     assert result.theory["note"].startswith("the exact decoupled GD recursion does NOT match")
     assert result.theory["max_mode_error"] > 1e-6
+
+
+TARGETS = {
+    "zero": np.zeros((5, 4)),
+    "rank 1": np.outer(np.arange(1.0, 6.0), np.ones(4)),
+    "full": np.random.default_rng(0).standard_normal((5, 4)),
+}
+INITS = {
+    "zero": (np.zeros((5, 3)), np.zeros((3, 4))),
+    "rank 1": (np.outer(np.ones(5), [1.0, 0, 0]), np.zeros((3, 4))),
+    "gaussian": None,
+}
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("init", INITS)
+def test_run_and_explain_survive_zero_and_rank_deficient_targets_and_inits(tmp_path, target, init):
+    np.savez(tmp_path / "target.npz", A=TARGETS[target])
+    if INITS[init] is None:
+        init_text = 'kind = "gaussian"'
+    else:
+        np.savez(tmp_path / "init.npz", W1=INITS[init][0], W2=INITS[init][1])
+        init_text = 'kind = "npz"\npath = "init.npz"'
+    text = (
+        'steps = 100\ncheckpoints = 3\n[problem]\nkind = "npz"\npath = "target.npz"\n'
+        f"[model]\nhidden = [3]\n[init]\n{init_text}\n"
+        '[[methods]]\nname = "gd"\nlearning_rates = [0.01]\n'
+        '[[methods]]\nname = "lm"\nlearning_rates = [1.0]\nsteps = 20\n'
+    )
+    _, verdicts, _ = run_and_explain(tmp_path, text, budget_steps=5000)
+    sigma = np.linalg.svd(TARGETS[target], compute_uv=False)
+    for verdict in verdicts:
+        assert verdict["kind"] in KINDS
+        assert verdict["floor"]["value"] == pytest.approx(np.sum(sigma[3:] ** 2), abs=1e-12)
+        if INITS[init] is not None and init == "zero" and target != "zero":
+            assert verdict["kind"] == "saddle" and verdict["grad_norm"] == 0.0, verdict

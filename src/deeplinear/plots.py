@@ -41,7 +41,7 @@ def _style(series, index: int) -> dict:
     return style
 
 
-def _panel_pair(runs, title: str, upto: int | None, floor: float | None):
+def _panel_pair(runs, title: str, upto: int | None, floor=None):
     fig, (ax_loss, ax_grad) = plt.subplots(2, 1, figsize=(12, 9), sharex=True)
     fig.subplots_adjust(left=0.08, right=0.98, top=0.95, bottom=0.07, hspace=0.08)
     for index, series in runs:
@@ -62,9 +62,16 @@ def _panel_pair(runs, title: str, upto: int | None, floor: float | None):
         keep = steps <= upto if upto is not None else slice(None)
         ax_loss.semilogy(steps[keep], loss[keep], label=label, **style)
         ax_grad.semilogy(steps[keep], grad[keep], label=label, **style)
-    if floor is not None and floor > 0:
+    if floor is not None and floor.value > 0:
         ax_loss.axhline(
-            floor, color="0.5", lw=0.8, ls="-.", label="exact minimum (rounding of Y = A·X)"
+            floor.value, color="0.5", lw=0.8, ls="-.", label="exact minimum (rounding of Y = A·X)"
+        )
+        ax_loss.axhspan(
+            floor.value,
+            floor.value + floor.resolution,
+            color="0.85",
+            alpha=0.6,
+            label="the loop's round-off: below its top the loss is rounding",
         )
     ax_loss.set_ylabel("loss  Σ‖W1 W2 x − y‖²")
     ax_grad.set_ylabel("gradient magnitude")
@@ -87,9 +94,10 @@ def _save(fig, path: Path) -> Path:
 
 
 def notebook_figures(
-    table, out_dir: Path, *, seed: int, condition_number: float, floor: float | None = None
+    table, out_dir: Path, *, seed: int, condition_number: float, floor=None
 ) -> list[Path]:
-    """Write ``figure1_gd_adam.png`` and ``figure2_with_lm.png`` into ``out_dir``."""
+    """Write ``figure1_gd_adam.png`` and ``figure2_with_lm.png`` into ``out_dir`` (``floor``: a
+    ``floors.Floor``, drawn on the second with the loop's round-off above it)."""
     runs = list(enumerate(run_series(table).values()))  # index fixes each run's colour
     first_order = [(i, r) for i, r in runs if r["method"][0] != "seed-lm"]
     head = f"seed {seed}: W1·W2·X ≈ A·X, true κ(A) = {condition_number:.3g} (the notebook said 1e5)"
@@ -158,18 +166,28 @@ def mode_figure(series: dict, comparison: dict, out: Path) -> Path:
 
 
 def prediction_figure(series: dict, continuations: dict, verdicts, floor, out: Path) -> Path:
-    """The recorded loss (relative), its continuation, the target, the verdict's ETA range, the
-    reachable minimum and the loop's round-off above it (``floors.Floor``)."""
-    fig, axes = _grid(len(series), "Loss relative to its initial value, with the continuation")
+    """The excess over the reachable minimum (``floors.Floor``), relative to its initial value:
+    recorded, continued, the target (where reachable), the verdict's ETA range, and the loop's
+    round-off (below it the excess is rounding)."""
+    kinds = ", ".join(floor.kinds)
+    fig, axes = _grid(
+        len(series),
+        f"Excess over the reachable minimum {floor.value:.3g} ({kinds}), relative to its start",
+    )
     by_run = {v.run: v for v in verdicts}
+    tiny = max(floor.resolution, np.finfo(np.float64).tiny) * 1e-2
+
+    def relative(loss, start):
+        return np.maximum(np.asarray(loss) - floor.value, tiny) / start
+
     for ax, (run_id, data) in zip(axes, series.items()):
-        initial = data["loss"][0]
-        ax.plot(data["step"], data["loss"] / initial, color="C0", lw=1.4, label="recorded")
+        start = max(data["loss"][0] - floor.value, tiny)
+        ax.plot(data["step"], relative(data["loss"], start), color="C0", lw=1.4, label="recorded")
         extra = continuations.get(run_id)
         if extra is not None and extra.steps:
             ax.plot(
                 np.concatenate(extra.steps),
-                np.concatenate(extra.loss) / initial,
+                relative(np.concatenate(extra.loss), start),
                 color="C1",
                 lw=1.0,
                 ls="--",
@@ -177,8 +195,11 @@ def prediction_figure(series: dict, continuations: dict, verdicts, floor, out: P
             )
         verdict = by_run.get(run_id)
         if verdict is not None:
-            ax.axhline(verdict.target, color="0.4", lw=0.8, ls=":", label="target")
-            if verdict.eta_steps is not None and np.isfinite(verdict.eta_steps[1]):
+            if verdict.target_reachable and verdict.target_loss is not None:
+                goal = (verdict.target_loss - floor.value) / start
+                ax.axhline(goal, color="0.4", lw=0.8, ls=":", label="target")
+            eta = verdict.eta_steps
+            if eta is not None and np.isfinite(eta[1]) and eta[1] > 0:
                 last = data["step"][-1]
                 ax.axvspan(
                     last + verdict.eta_steps[0],
@@ -188,17 +209,10 @@ def prediction_figure(series: dict, continuations: dict, verdicts, floor, out: P
                     label="ETA range",
                 )
             ax.set_title(f"{data['run'][0]}: {verdict.kind}", fontsize=9)
-        kinds = ", ".join(floor.kinds)
-        ax.axhline(
-            floor.value / initial, color="0.6", lw=0.8, ls="-.", label=f"reachable min. ({kinds})"
-        )
         ax.axhspan(
-            floor.value / initial,
-            (floor.value + floor.resolution) / initial,
-            color="0.85",
-            alpha=0.6,
-            label="loop round-off",
+            tiny / start, floor.resolution / start, color="0.85", alpha=0.6, label="loop round-off"
         )
+        ax.set_ylabel("(loss − min) / (initial − min)", fontsize=8)
         _log_axes(ax)
         ax.set_ylim(top=min(ax.get_ylim()[1], 1e12))  # diverged runs would swamp the scale
         ax.set_xlabel("step")

@@ -134,7 +134,7 @@ def reproduce(
             out_dir,
             seed=seed,
             condition_number=problem.condition_number,
-            floor=float(objective.floor),
+            floor=reachable_minimum(problem, widths_of(weights), objective),
         )
         reproduction.files = [curves, *figures]
     return reproduction
