@@ -264,6 +264,20 @@ def _remaining(evidence: _Evidence, floor: Floor, goal: float) -> int | None:
     return 0 if kind == "stalled" and _zero_gradient(evidence) else None
 
 
+def _continue(evidence, extend, floor, goal, budget: int, segment: int) -> None:
+    """Extend the evidence in segments (doubling, up to 64× the first) until nothing more is
+    needed (``_remaining``) or the budget is spent."""
+    size = segment
+    while evidence.spent < budget:
+        needed = _remaining(evidence, floor, goal)
+        if needed == 0:
+            return
+        n = min(size if needed is None else needed, budget - evidence.spent)
+        evidence.add(*extend(n))
+        evidence.spent += n
+        size = min(2 * size, 64 * segment)
+
+
 def judge(
     run: str,
     steps: np.ndarray,
@@ -293,12 +307,10 @@ def judge(
     """
     steps, loss = np.asarray(steps), np.asarray(loss, dtype=np.float64)
     grad = None if grad_norm is None else np.asarray(grad_norm, dtype=np.float64)
-    start = _excess0 = float(loss[0])
     if relative_to == "excess":
-        _excess0 = float(floor.excess(loss[0]))
-        goal = floor.value + target * _excess0
+        goal = floor.value + target * float(floor.excess(loss[0]))
     else:
-        goal = target * start
+        goal = target * float(loss[0])
     reachable = floor.reachable(goal)
     evidence = _Evidence(steps, loss, grad, recorded_until=int(steps[-1]))
     base = Verdict(
@@ -316,15 +328,7 @@ def judge(
         segment_steps = int(np.clip(steps[-1], 1000, 50_000))
     recorded_kind, _ = classify(steps, loss, floor)
     if extend is not None and budget_steps > 0:
-        size = segment_steps
-        while evidence.spent < budget_steps:
-            needed = _remaining(evidence, floor, goal)
-            if needed == 0:
-                break
-            n = min(size if needed is None else needed, budget_steps - evidence.spent)
-            evidence.add(*extend(n))
-            evidence.spent += n
-            size = min(2 * size, 64 * segment_steps)
+        _continue(evidence, extend, floor, goal, budget_steps, segment_steps)
     base.step = evidence.last
     finite = np.isfinite(evidence.loss)
     if finite[-1]:
