@@ -32,6 +32,8 @@ Configs are data: parsed with ``tomllib``, never evaluated.
 from __future__ import annotations
 
 import math
+import os
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,7 +80,19 @@ INIT_KINDS = (
     "spectral",
     "npz",
 )
+INIT_KEYS_BY_KIND = {  # what each kind reads, beyond "kind": anything else would be ignored
+    "notebook": set(),
+    "gaussian": {"scale"},
+    "scaled_gaussian": {"scale"},
+    "orthogonal": {"scale"},
+    "balanced": {"scale"},
+    "spectral": {"strengths"},
+    "npz": {"path"},
+}
 METHOD_KEYS = {"name", "learning_rates", "steps"}
+MAX_STEPS = 2**31 - 1  # the compiled loop counts steps in 32 bits
+MAX_CHECKPOINTS = 1000  # each is a dense Gauss-Newton spectrum
+MAX_TEXT_BYTES = 1 << 20  # a run or sweep file is a few kB: refuse anything over 1 MiB
 
 
 @dataclass(frozen=True)
@@ -110,11 +124,13 @@ def _type_name(value) -> str:
     return type(value).__name__
 
 
-def require_int(value, path: str, minimum: int | None = None) -> int:
+def require_int(value, path: str, minimum: int | None = None, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise UsageError(f"{path} must be an integer, got {value!r} ({_type_name(value)})")
     if minimum is not None and value < minimum:
         raise UsageError(f"{path} must be ≥ {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise UsageError(f"{path} must be ≤ {maximum}, got {value}")
     return value
 
 
@@ -129,7 +145,7 @@ def require_number(value, path: str, minimum=None, *, strict: bool = False) -> f
 
 
 def require_choice(value, path: str, choices) -> str:
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         raise UsageError(f"{path} must be one of {', '.join(map(repr, choices))}, got {value!r}")
     return value
 
@@ -143,36 +159,75 @@ def _check_keys(table: dict, allowed: set, path: str) -> None:
         raise UsageError(f"unknown key {where} (allowed here: {', '.join(sorted(allowed))})")
 
 
+def read_text(path: str | Path, what: str = "run file", limit: int = MAX_TEXT_BYTES) -> str:
+    """The UTF-8 text of the regular file at ``path`` (at most ``limit`` bytes), or a one-line
+    UsageError: never blocks on a FIFO or device, never reads an endless file."""
+    path = Path(path)
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise UsageError(f"{what} {path} does not exist: check the path") from None
+    except OSError as error:
+        raise UsageError(f"{what} {path} cannot be read ({error.strerror or error})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise UsageError(f"{what} {path} is a directory: give the TOML file inside it")
+    if not stat.S_ISREG(info.st_mode):
+        raise UsageError(f"{what} {path} is not a regular file (a FIFO or device): give a file")
+    try:  # O_NONBLOCK: should it have become a FIFO since, opening it must not wait
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise UsageError(f"{what} {path} is not a regular file: give a file")
+            data = handle.read(limit + 1)
+    except OSError as error:
+        raise UsageError(f"{what} {path} cannot be read ({error.strerror or error})") from None
+    if len(data) > limit:
+        raise UsageError(
+            f"{what} {path} is over {limit >> 20} MiB: is it the right file? (a run file is "
+            "a few kB of TOML)"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise UsageError(
+            f"{what} {path} is not UTF-8 text (byte {error.start}, line {line}): save it as UTF-8"
+        ) from None
+
+
+def parse_toml(text: str, path, what: str = "run file") -> dict:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        reason = " ".join(str(error).split())
+        raise UsageError(f"{what} {path} is not valid TOML: {reason}") from None
+
+
 def load(path: str | Path, base_dir: str | Path | None = None) -> RunConfig:
     """Read and check the run file at ``path`` (relative paths in it are from ``base_dir``,
     by default the file's own folder)."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise UsageError(f"run file {path} does not exist: check the path") from None
-    except OSError as error:
-        raise UsageError(f"run file {path} cannot be read ({error.strerror})") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise UsageError(f"run file {path} is not valid TOML: {error}") from None
+    text = read_text(path, "run file")
+    data = parse_toml(text, path, "run file")
     return parse(data, base_dir=Path(base_dir) if base_dir else path.parent, source=text)
 
 
 def parse(data: dict, *, base_dir: Path = Path("."), source: str = "") -> RunConfig:
     """Check a run file's contents (already parsed TOML) and fill in defaults."""
+    if not isinstance(data, dict):
+        raise UsageError(f"a run file must be a TOML table, got {_type_name(data)}")
     _check_keys(data, TOP_KEYS, "")
     seed = require_int(data.get("seed", 0), "seed", 0)
     if seed >= 2**32:
         raise UsageError(f"seed must be below 2**32, got {seed}")
     generator = require_choice(data.get("generator", "numpy"), "generator", ("numpy", "jax"))
-    steps = require_int(data.get("steps", 1000), "steps", 1)
-    record_every = require_int(data.get("record_every", 1), "record_every", 1)
-    checkpoints = require_int(data.get("checkpoints", 4), "checkpoints", 0)
+    steps = require_int(data.get("steps", 1000), "steps", 1, MAX_STEPS)
+    record_every = require_int(data.get("record_every", 1), "record_every", 1, MAX_STEPS)
+    checkpoints = require_int(data.get("checkpoints", 4), "checkpoints", 0, MAX_CHECKPOINTS)
 
-    problem = dict(data.get("problem", {"kind": "notebook"}))
+    problem = data.get("problem", {"kind": "notebook"})
     _check_keys(problem, set().union(*PROBLEM_KEYS.values()), "problem")
+    problem = dict(problem)
     kind = require_choice(problem.get("kind", "notebook"), "problem.kind", tuple(PROBLEM_KEYS))
     problem["kind"] = kind
     _check_keys(problem, PROBLEM_KEYS[kind], "problem")
@@ -189,23 +244,27 @@ def parse(data: dict, *, base_dir: Path = Path("."), source: str = "") -> RunCon
         )
     hidden = tuple(require_int(h, f"model.hidden[{i}]", 1) for i, h in enumerate(hidden))
 
-    init = dict(data.get("init", {"kind": "notebook" if kind == "notebook" else "gaussian"}))
+    init = data.get("init", {"kind": "notebook" if kind == "notebook" else "gaussian"})
     _check_keys(init, INIT_KEYS, "init")
+    init = dict(init)
     init["kind"] = require_choice(init.get("kind", "gaussian"), "init.kind", INIT_KINDS)
-    if "scale" in init:
-        require_number(init["scale"], "init.scale", 0, strict=True)
+    _check_init(init)
     if init["kind"] == "notebook" and (kind != "notebook" or len(hidden) != 1):
         raise UsageError("init.kind = 'notebook' needs problem.kind = 'notebook' and depth 2")
-    if init["kind"] == "npz" and "path" not in init:
-        raise UsageError("init.path is missing: init.kind = 'npz' needs a file with W1 … WL")
+    if isinstance(init.get("strengths"), list) and kind != "npz":  # npz: known once A is read
+        d_in, d_out = problem.get("input", 6), problem.get("output", 10)
+        modes = min(*hidden, d_in, d_out, problem.get("rank", min(d_in, d_out)))
+        if len(init["strengths"]) not in (1, modes):
+            raise UsageError(
+                f"init.strengths has {len(init['strengths'])} values: give 1, or one per mode "
+                f"({modes} = the narrowest width or the target's rank)"
+            )
 
     raw_methods = data.get("methods")
     if not isinstance(raw_methods, list) or not raw_methods:
         raise UsageError("methods is missing or empty: add at least one [[methods]] table")
     methods = tuple(_method(m, i, steps, record_every) for i, m in enumerate(raw_methods))
-    ids = [(m.name, tuple(m.hyperparameters.items())) for m in methods]
-    if len(set(map(str, ids))) != len(ids):
-        raise UsageError("methods lists the same method and hyperparameters twice: merge them")
+    check_unique_runs(methods, seed)
     name = data.get("name", "")
     if not isinstance(name, str):
         raise UsageError(f"name must be a string, got {name!r}")
@@ -224,10 +283,43 @@ def parse(data: dict, *, base_dir: Path = Path("."), source: str = "") -> RunCon
     )
 
 
+def _check_init(init: dict) -> None:
+    kind = init["kind"]
+    extra = sorted(set(init) - {"kind"} - INIT_KEYS_BY_KIND[kind])
+    if extra:
+        takes = ", ".join(sorted(INIT_KEYS_BY_KIND[kind])) or "nothing else"
+        raise UsageError(
+            f"init.{extra[0]} does not apply to init.kind = {kind!r} (it takes: {takes}): "
+            "remove it or change init.kind"
+        )
+    if "scale" in init:
+        require_number(init["scale"], "init.scale", 0, strict=True)
+    if "strengths" in init:
+        values = init["strengths"]
+        if isinstance(values, list):
+            if not values:
+                raise UsageError("init.strengths is an empty list: give one number per mode")
+            for i, v in enumerate(values):
+                require_number(v, f"init.strengths[{i}]", 0)
+        else:
+            require_number(values, "init.strengths", 0)
+    if kind == "npz" and "path" not in init:
+        raise UsageError("init.path is missing: init.kind = 'npz' needs a file with W1 … WL")
+    if "path" in init and (not isinstance(init["path"], str) or not init["path"]):
+        raise UsageError(f"init.path must be the path of an .npz file, got {init['path']!r}")
+
+
 def _check_problem(problem: dict) -> None:
     for key in ("input", "output", "rank"):
         if key in problem:
             require_int(problem[key], f"problem.{key}", 1)
+    if "row_scale_min" in problem:
+        value = require_number(problem["row_scale_min"], "problem.row_scale_min", 0, strict=True)
+        if value > 1:
+            raise UsageError(
+                f"problem.row_scale_min must be ≤ 1 (A's rows are scaled from 1 down to it), "
+                f"got {value!r}"
+            )
     samples = problem.get("samples", 1000 if problem["kind"] == "notebook" else "population")
     if samples != "population":
         require_int(samples, "problem.samples", 1)
@@ -267,6 +359,8 @@ def _check_problem(problem: dict) -> None:
             raise UsageError("problem.whiten needs problem.samples to be an integer")
     if problem["kind"] == "npz" and not isinstance(problem.get("path"), str):
         raise UsageError("problem.path is missing: give an .npz file with A, or X and Y")
+    if problem["kind"] == "npz" and not problem["path"]:
+        raise UsageError("problem.path is empty: give an .npz file with A, or X and Y")
 
 
 def _method(table, index: int, steps: int, record_every: int) -> MethodSpec:
@@ -292,7 +386,7 @@ def _method(table, index: int, steps: int, record_every: int) -> MethodSpec:
         require_number(r, f"{path}.learning_rates[{i}]", 0, strict=True)
         for i, r in enumerate(rates)
     )
-    method_steps = require_int(table.get("steps", steps), f"{path}.steps", 1)
+    method_steps = require_int(table.get("steps", steps), f"{path}.steps", 1, MAX_STEPS)
     if method_steps % record_every:
         raise UsageError(f"{path}.steps ({method_steps}) must be a multiple of record_every")
     hyper = {k: v for k, v in table.items() if k not in METHOD_KEYS}
@@ -303,3 +397,52 @@ def _method(table, index: int, steps: int, record_every: int) -> MethodSpec:
     except TypeError as error:
         raise UsageError(f"{path}: {error}") from None
     return MethodSpec(name, rates, method_steps, hyper)
+
+
+def format_number(value) -> str:
+    """``value`` as short as ``:g`` prints it where that reads back as the same number, else
+    exactly (``repr``): two different values never print alike (``1e-05``, ``1.0000001e-05``)."""
+    if isinstance(value, float):
+        short = f"{value:g}"
+        return short if float(short) == value else repr(value)
+    return str(value)
+
+
+def run_id(seed: int, method: str, rate: float, hyper: dict) -> str:
+    """A run's id in the results table: ``seed0/adam(b1=0.8)/0.001``."""
+    suffix = "".join(f",{k}={v}" for k, v in sorted(hyper.items()))  # floats: repr, exact
+    return f"seed{seed}/{method}{f'({suffix[1:]})' if suffix else ''}/{format_number(rate)}"
+
+
+def check_unique_runs(methods, seed: int, prefix: str = "") -> None:
+    """Refuse, before anything runs, two runs that would be the same run (same method,
+    hyperparameters and learning rate) or share an id in the results table."""
+    from .methods import make_method
+
+    seen: dict = {}
+    ids: dict = {}
+    for index, spec in enumerate(methods):
+        path = f"{prefix}methods[{index}]"
+        method = make_method(spec.name, **spec.hyperparameters)
+        for position, rate in enumerate(spec.learning_rates):
+            where = f"{path}.learning_rates[{position}]"
+            key = (method, rate)
+            if key in seen:
+                other = seen[key]
+                fix = (
+                    "remove the repeated learning rate"
+                    if other.startswith(path + ".")
+                    else "merge the two tables (same method and hyperparameters)"
+                )
+                raise UsageError(
+                    f"{where} repeats {other}: {spec.name} at learning rate "
+                    f"{format_number(rate)} twice would be one run: {fix}"
+                )
+            seen[key] = where
+            run = run_id(seed, spec.name, rate, spec.hyperparameters)
+            if run in ids:
+                raise UsageError(
+                    f"{where} and {ids[run]} would both be run {run!r}: make their "
+                    "hyperparameters differ by more than their spelling"
+                )
+            ids[run] = where

@@ -83,9 +83,16 @@ def _spectral(widths, modes, strengths) -> tuple[np.ndarray, ...]:
             "init.strengths must be finite and ≥ 0 (0 leaves a mode out: a strict saddle)"
         )
     d = strengths ** (1.0 / depth)
-    left = [U[:, :m], *(np.eye(h)[:, :m] for h in widths[1:-1])]
-    right = [*(np.eye(h)[:, :m] for h in widths[1:-1]), V[:, :m]]
+    left = [U[:, :m], *(_leading(h, m) for h in widths[1:-1])]
+    right = [*(_leading(h, m) for h in widths[1:-1]), V[:, :m]]
     return tuple((a * d) @ b.T for a, b in zip(left, right))
+
+
+def _leading(h: int, m: int) -> np.ndarray:
+    """The first m columns of the h × h identity, without forming it."""
+    out = np.zeros((h, m))
+    out[np.arange(m), np.arange(m)] = 1.0
+    return out
 
 
 def check_weights(weights, widths: list[int], source: str) -> tuple[np.ndarray, ...]:
@@ -95,7 +102,12 @@ def check_weights(weights, widths: list[int], source: str) -> tuple[np.ndarray, 
         raise UsageError(f"{source} has {len(weights)} layers, the config needs {len(shapes)}")
     out = []
     for i, (w, shape) in enumerate(zip(weights, shapes), start=1):
-        w = np.asarray(w, dtype=np.float64)
+        w = np.asarray(w)
+        if w.dtype.kind not in "fiu" or w.dtype.names is not None:
+            raise UsageError(
+                f"{source}: W{i} has dtype {w.dtype}: give real numbers (floating or integers)"
+            )
+        w = w.astype(np.float64)
         if w.shape != shape:
             raise UsageError(f"{source}: W{i} has shape {w.shape}, expected {shape}")
         if not np.all(np.isfinite(w)):

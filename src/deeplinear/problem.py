@@ -12,7 +12,11 @@ The same generator can be driven by a JAX key instead of NumPy's legacy global s
 
 from __future__ import annotations
 
+import os
+import stat
+import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -201,3 +205,163 @@ def spectral_problem(
     if noise:
         Y = Y + noise * rng.standard_normal(Y.shape)
     return Problem(name, A, X, Y, U=U, V=V, s=np.asarray(values, dtype=np.float64))
+
+
+# .npz files (problem data, initial weights): read defensively, headers first -----------------
+
+NPY_MAGIC = b"\x93NUMPY"
+_REFUSED_KINDS = {
+    "c": "complex: the imaginary part would be lost",
+    "b": "booleans",
+    "m": "time differences",
+    "M": "dates",
+    "U": "text",
+    "S": "bytes",
+    "V": "records",
+    "O": "Python objects",
+}
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _npz_headers(path: Path, field: str) -> dict[str, tuple[tuple, np.dtype, zipfile.ZipInfo]]:
+    """name → (shape, dtype, member) of every array in the .npz at ``path``, from the headers
+    alone (nothing is allocated, nothing unpickled), or a one-line UsageError."""
+    where = f"{field} = {str(path)!r}"
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise UsageError(f"{where} does not exist: check the path") from None
+    except OSError as error:
+        raise UsageError(f"{where} cannot be read ({error.strerror or error})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise UsageError(f"{where} is not a regular file: give an .npz file (np.savez)")
+    try:
+        with open(path, "rb") as handle:
+            start = handle.read(len(NPY_MAGIC))
+    except OSError as error:
+        raise UsageError(f"{where} cannot be read ({error.strerror or error})") from None
+    if start == NPY_MAGIC:
+        raise UsageError(f"{where} is a single .npy array: save named arrays with np.savez")
+    headers = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.infolist():
+                if not member.filename.endswith(".npy"):
+                    continue
+                with archive.open(member) as handle:
+                    version = np.lib.format.read_magic(handle)
+                    if version == (1, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
+                    elif version in ((2, 0), (3, 0)):
+                        shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+                    else:
+                        raise ValueError(f"unsupported .npy format version {version}")
+                headers[member.filename[: -len(".npy")]] = (tuple(shape), dtype, member)
+    except UsageError:
+        raise
+    except Exception as error:  # a damaged file: zipfile, zlib, the .npy header parser
+        raise UsageError(
+            f"{where} is not a readable .npz file ({_one_line(error)}): write it again with "
+            "np.savez"
+        ) from None
+    return headers
+
+
+def _check_header(name: str, shape: tuple, dtype: np.dtype, field: str, ndim: int = 2) -> None:
+    if dtype.kind in _REFUSED_KINDS or dtype.names is not None or dtype.shape != ():
+        what = _REFUSED_KINDS.get(dtype.kind, "records")
+        raise UsageError(
+            f"{field}: {name} has dtype {dtype} ({what}): save real numbers "
+            "(floating point or integers)"
+        )
+    if dtype.kind not in "fiu":
+        raise UsageError(f"{field}: {name} has dtype {dtype}: save real floating-point numbers")
+    if len(shape) != ndim:
+        raise UsageError(f"{field}: {name} must be a {ndim}-d array, got shape {shape}")
+    if 0 in shape:
+        raise UsageError(f"{field}: {name} is empty (shape {shape}): it needs at least one entry")
+
+
+def read_npz(path: str | Path, field: str, names, shapes: dict | None = None) -> dict:
+    """The arrays ``names`` of the .npz at ``path`` as float64 matrices, each checked: a real
+    dtype (floating, or integers converted), 2-d, not empty, finite, of ``shapes[name]`` where
+    given, and all together within the memory limit; else a one-line UsageError naming
+    ``field``. Other arrays in the file are never read."""
+    from .budget import Limits, check_bytes
+
+    path = Path(path)
+    headers = _npz_headers(path, field)
+    total = 0
+    for name in names:
+        if name not in headers:
+            continue
+        shape, dtype, _ = headers[name]
+        _check_header(name, shape, dtype, field)
+        if shapes and name in shapes and shape != tuple(shapes[name]):
+            raise UsageError(f"{field}: {name} has shape {shape}, expected {tuple(shapes[name])}")
+        total += 8 * int(np.prod(shape, dtype=object))
+    check_bytes(total, Limits.from_env(), f"{field}'s arrays")
+    out = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for name in names:
+                if name not in headers:
+                    continue
+                with archive.open(headers[name][2]) as handle:
+                    array = np.lib.format.read_array(handle, allow_pickle=False)
+                if array.shape != headers[name][0]:
+                    raise ValueError(f"{name} does not match its header")
+                out[name] = array
+    except Exception as error:  # truncated data, a bad CRC, a damaged stream
+        raise UsageError(
+            f"{field} = {str(path)!r} is damaged ({_one_line(error)}): write it again with np.savez"
+        ) from None
+    for name, array in out.items():
+        array = array.astype(np.float64)
+        if not np.all(np.isfinite(array)):
+            raise UsageError(f"{field}: {name} has non-finite values (NaN or inf): fix the data")
+        out[name] = array
+    return out
+
+
+def npz_problem_shapes(path: str | Path, field: str = "problem.path"):
+    """(output, input, samples or None) of a problem .npz, from its headers alone."""
+    path = Path(path)
+    headers = _npz_headers(path, field)
+    for name in ("A", "X", "Y"):
+        if name in headers:
+            _check_header(name, *headers[name][:2], field)
+    if "X" in headers or "Y" in headers:
+        if not ("X" in headers and "Y" in headers):
+            raise UsageError(f"{field} {path} has only one of X and Y: it needs both (or A)")
+        (d_in, n), (d_out, n_y) = headers["X"][0], headers["Y"][0]
+        if n != n_y:
+            raise UsageError(
+                f"{field}: X has {n} samples but Y has {n_y}: they must match "
+                "(X is input × n, Y is output × n)"
+            )
+        return d_out, d_in, n
+    if "A" not in headers:
+        raise UsageError(
+            f"{field} {path} has neither A nor X and Y (it has {sorted(headers) or 'no arrays'})"
+        )
+    d_out, d_in = headers["A"][0]
+    return d_out, d_in, None
+
+
+def npz_problem(path: str | Path, field: str = "problem.path") -> Problem:
+    """The problem in an .npz: a target ``A`` (population loss), or data ``X``, ``Y`` (sample
+    loss; A is then the least-squares map), every array checked (``read_npz``)."""
+    path = Path(path)
+    _, _, samples = npz_problem_shapes(path, field)
+    if samples is None:
+        return Problem(path.stem, read_npz(path, field, ["A"])["A"])
+    data = read_npz(path, field, ["X", "Y"])
+    X, Y = data["X"], data["Y"]
+    if not np.any(X):
+        raise UsageError(f"{field}: X is all zero: the inputs must not all vanish")
+    A = np.linalg.lstsq(X.T, Y.T, rcond=None)[0].T  # the best linear map
+    return Problem(path.stem, A, X, Y)

@@ -6,6 +6,8 @@ import difflib
 
 from ..errors import UsageError
 from ._base import AbstractMethod as AbstractMethod
+from ._base import Hyper as Hyper
+from ._base import declarations as declarations
 from ._levenberg_marquardt import GaussNewtonCG as GaussNewtonCG
 from ._levenberg_marquardt import LevenbergMarquardt as LevenbergMarquardt
 from ._optax import GD as GD

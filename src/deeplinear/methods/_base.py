@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import math
 from typing import Any, ClassVar
 
 from ..errors import UsageError
@@ -39,6 +40,25 @@ class AbstractMethod(abc.ABC):
         self, weights: PyTree, state: PyTree, objective, loss, grads
     ) -> tuple[PyTree, PyTree]: ...
 
+    def __post_init__(self):
+        check_hyperparameters(self)  # each field against its declaration
+        self.check()
+
+    def check(self) -> None:
+        """Checks across fields, beyond each field's declaration (one-line UsageError)."""
+        return None
+
+    def memory_values(self, shapes: list[tuple[int, int]], k: int | None) -> float:
+        """Float64 values one run holds while it steps (weights, gradient, state, temporaries),
+        for layer ``shapes`` and ``k`` rows of the reduced residual (None: population loss):
+        the memory estimate ``budget`` checks before anything runs."""
+        return 8 * sum(a * b for a, b in shapes)
+
+    def passes(self, depth: int) -> float:
+        """Traversals of the layer chain per step, relative to one value-and-gradient: the
+        per-layer overhead in ``budget``'s time estimate."""
+        return 1.0
+
     def record(self, state: PyTree) -> dict:
         """Per-record quantities of the method's own (e.g. LM's damping), recorded as columns."""
         return {}
@@ -48,18 +68,110 @@ class AbstractMethod(abc.ABC):
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
-def check_range(method: str, field: str, value, low=None, high=None, *, low_open=False) -> None:
-    """Raise a one-line UsageError unless ``low (<|≤) value < high``."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise UsageError(f"{method}.{field} must be a number, got {value!r}")
-    if low is not None and (value < low or (low_open and value == low)):
-        bound = ">" if low_open else "≥"
-        raise UsageError(f"{method}.{field} must be {bound} {low}, got {value!r}")
-    if high is not None and value >= high:
-        raise UsageError(f"{method}.{field} must be < {high}, got {value!r}")
+@dataclasses.dataclass(frozen=True)
+class Hyper:
+    """What one hyperparameter accepts, declared once beside its field (see ``number`` etc.).
+
+    ``AbstractMethod.__post_init__`` checks every field against its declaration, and
+    ``deeplinear methods`` prints the same declaration, so the two never disagree.
+    """
+
+    kind: str  # "number" | "integer" | "choice" | "flag"
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # low itself excluded
+    high_open: bool = True  # high itself excluded
+    choices: tuple = ()
+    optional: bool = False  # None allowed (from Python only: TOML has no null)
+
+    def describe(self) -> str:
+        """``a number in (0, 1)``, ``an integer in [1, 200]``, ``one of 'a', 'b'``, …"""
+        if self.kind == "choice":
+            text = "one of " + ", ".join(map(repr, self.choices))
+        elif self.kind == "flag":
+            text = "true or false"
+        else:
+            text = "a finite number" if self.kind == "number" else "an integer"
+            low, high = _bound(self.low), _bound(self.high)
+            if self.low is not None and self.high is not None:
+                text += (
+                    f" in {'(' if self.low_open else '['}{low}, {high}"
+                    f"{')' if self.high_open else ']'}"
+                )
+            elif self.low is not None:
+                text += f" {'>' if self.low_open else '≥'} {low}"
+            elif self.high is not None:
+                text += f" {'<' if self.high_open else '≤'} {high}"
+        return text + (" (or None)" if self.optional else "")
+
+    def check(self, method: str, field: str, value) -> None:
+        """Raise a one-line UsageError naming ``method.field`` unless ``value`` fits."""
+        if value is None and self.optional:
+            return
+        expected = f"{method}.{field} must be {self.describe()}, got {value!r}"
+        if self.kind == "choice":
+            if not isinstance(value, str) or value not in self.choices:
+                raise UsageError(expected)
+            return
+        if self.kind == "flag":
+            if not isinstance(value, bool):
+                raise UsageError(expected)
+            return
+        wanted = int if self.kind == "integer" else int | float
+        if isinstance(value, bool) or not isinstance(value, wanted):
+            raise UsageError(f"{expected} ({type(value).__name__})")
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            raise UsageError(expected)
+        if self.low is not None and (number < self.low or (self.low_open and number == self.low)):
+            raise UsageError(expected)
+        if self.high is not None and (
+            number > self.high or (self.high_open and number == self.high)
+        ):
+            raise UsageError(expected)
 
 
-def check_count(method: str, field: str, value) -> None:
-    """Raise a one-line UsageError unless ``value`` is a positive integer."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UsageError(f"{method}.{field} must be a positive integer, got {value!r}")
+def _bound(value) -> str:
+    return str(value) if value is None or isinstance(value, int) else f"{value:g}"
+
+
+def number(default, low=None, high=None, *, low_open=False, high_open=True, optional=False):
+    """A finite real hyperparameter in [low, high) (``low_open``/``high_open`` choose the ends)."""
+    spec = Hyper("number", low, high, low_open, high_open, optional=optional)
+    return dataclasses.field(default=default, metadata={"hyper": spec})
+
+
+def integer(default, low=1, high=None):
+    """An integer hyperparameter in [low, high] (bounds included)."""
+    spec = Hyper("integer", low, high, high_open=False)
+    return dataclasses.field(default=default, metadata={"hyper": spec})
+
+
+def choice(default, *choices):
+    """A string hyperparameter, one of ``choices``."""
+    return dataclasses.field(default=default, metadata={"hyper": Hyper("choice", choices=choices)})
+
+
+def flag(default, *, optional=False):
+    """A boolean hyperparameter (``optional``: None too, meaning "decide by the problem")."""
+    spec = Hyper("flag", optional=optional)
+    return dataclasses.field(default=default, metadata={"hyper": spec})
+
+
+def declarations(cls) -> dict[str, tuple[Any, Hyper]]:
+    """Every hyperparameter of a method class: name → (default, declaration)."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if "hyper" not in f.metadata:  # a programming error, caught by the tests
+            raise TypeError(f"{cls.__name__}.{f.name} has no declaration (number, integer, …)")
+        out[f.name] = (f.default, f.metadata["hyper"])
+    return out
+
+
+def check_hyperparameters(method) -> None:
+    """Check every field of ``method`` against its declaration (one-line UsageError)."""
+    for name, (_, spec) in declarations(type(method)).items():
+        spec.check(method.name, name, getattr(method, name))

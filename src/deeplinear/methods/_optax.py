@@ -12,7 +12,7 @@ import dataclasses
 import optax
 
 from ..errors import UsageError
-from ._base import AbstractMethod, check_count, check_range
+from ._base import AbstractMethod, choice, integer, number
 
 SCHEDULES = ("constant", "cosine", "exponential")
 
@@ -26,21 +26,9 @@ class AbstractOptaxMethod(AbstractMethod):
     multiplies η by ``decay_factor`` every ``decay_steps`` (smoothly).
     """
 
-    schedule: str = "constant"
-    decay_steps: int = 1000
-    decay_factor: float = 0.01
-
-    def __post_init__(self):
-        if self.schedule not in SCHEDULES:
-            raise UsageError(
-                f"{self.name}.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
-            )
-        check_count(self.name, "decay_steps", self.decay_steps)
-        check_range(self.name, "decay_factor", self.decay_factor, 0, low_open=True)
-        self.check()
-
-    def check(self) -> None:
-        """Range checks of the method's own hyperparameters (one-line UsageError)."""
+    schedule: str = choice("constant", *SCHEDULES)
+    decay_steps: int = integer(1000, 1, 2**31 - 1)
+    decay_factor: float = number(0.01, 0, 1, low_open=True, high_open=False)
 
     @abc.abstractmethod
     def transformation(self, learning_rate) -> optax.GradientTransformation: ...
@@ -90,41 +78,29 @@ class GD(AbstractOptaxMethod):
 class Adam(AbstractOptaxMethod):
     """Adam with bias correction; ``eps`` is added to the bias-corrected sqrt(v̂) (optax)."""
 
-    b1: float = 0.9
-    b2: float = 0.999
-    eps: float = 1e-8
+    b1: float = number(0.9, 0, 1)
+    b2: float = number(0.999, 0, 1)
+    eps: float = number(1e-8, 0)
 
     name = "adam"
     label = "ADAM"
     description = "Adam (optax.adam)"
     reference = "Kingma & Ba 2015, arXiv:1412.6980"
 
-    def check(self):
-        check_adam(self)
-
     def transformation(self, learning_rate):
         return optax.adam(learning_rate, b1=self.b1, b2=self.b2, eps=self.eps)
-
-
-def check_adam(method) -> None:
-    check_range(method.name, "b1", method.b1, 0, 1)
-    check_range(method.name, "b2", method.b2, 0, 1)
-    check_range(method.name, "eps", method.eps, 0)
 
 
 @dataclasses.dataclass(frozen=True)
 class Momentum(AbstractOptaxMethod):
     """Heavy ball: v ← β v + ∇f, W ← W − η v."""
 
-    momentum: float = 0.9
+    momentum: float = number(0.9, 0, 1)
 
     name = "momentum"
     label = "MOMENTUM"
     description = "gradient descent with heavy-ball momentum (optax.sgd)"
     reference = "Polyak 1964"
-
-    def check(self):
-        check_range(self.name, "momentum", self.momentum, 0, 1)
 
     def transformation(self, learning_rate):
         return optax.sgd(learning_rate, momentum=self.momentum)
@@ -147,19 +123,15 @@ class Nesterov(Momentum):
 class AdamW(AbstractOptaxMethod):
     """Adam with decoupled weight decay; the decay moves the minimum, so the loss floors above 0."""
 
-    b1: float = 0.9
-    b2: float = 0.999
-    eps: float = 1e-8
-    weight_decay: float = 1e-4
+    b1: float = number(0.9, 0, 1)
+    b2: float = number(0.999, 0, 1)
+    eps: float = number(1e-8, 0)
+    weight_decay: float = number(1e-4, 0)
 
     name = "adamw"
     label = "ADAMW"
     description = "Adam with decoupled weight decay (optax.adamw); the decay biases the minimum"
     reference = "Loshchilov & Hutter 2019, arXiv:1711.05101"
-
-    def check(self):
-        check_adam(self)
-        check_range(self.name, "weight_decay", self.weight_decay, 0)
 
     def transformation(self, learning_rate):
         return optax.adamw(
@@ -171,17 +143,13 @@ class AdamW(AbstractOptaxMethod):
 class RMSProp(AbstractOptaxMethod):
     """W ← W − η ∇f / sqrt(ν + ε), ν the running mean of ∇f²."""
 
-    decay: float = 0.9
-    eps: float = 1e-8
+    decay: float = number(0.9, 0, 1)
+    eps: float = number(1e-8, 0)
 
     name = "rmsprop"
     label = "RMSPROP"
     description = "RMSProp (optax.rmsprop)"
     reference = "Tieleman & Hinton 2012"
-
-    def check(self):
-        check_range(self.name, "decay", self.decay, 0, 1)
-        check_range(self.name, "eps", self.eps, 0)
 
     def transformation(self, learning_rate):
         return optax.rmsprop(learning_rate, decay=self.decay, eps=self.eps)
@@ -191,17 +159,13 @@ class RMSProp(AbstractOptaxMethod):
 class Adagrad(AbstractOptaxMethod):
     """W ← W − η ∇f / sqrt(Σ ∇f² + ε)."""
 
-    initial_accumulator_value: float = 0.1
-    eps: float = 1e-7
+    initial_accumulator_value: float = number(0.1, 0)
+    eps: float = number(1e-7, 0)
 
     name = "adagrad"
     label = "ADAGRAD"
     description = "Adagrad (optax.adagrad)"
     reference = "Duchi, Hazan & Singer 2011"
-
-    def check(self):
-        check_range(self.name, "initial_accumulator_value", self.initial_accumulator_value, 0)
-        check_range(self.name, "eps", self.eps, 0)
 
     def transformation(self, learning_rate):
         return optax.adagrad(learning_rate, self.initial_accumulator_value, self.eps)
@@ -211,7 +175,7 @@ class Adagrad(AbstractOptaxMethod):
 class LBFGS(AbstractOptaxMethod):
     """L-BFGS with optax's zoom line search; η scales the first trial step (1 is the default)."""
 
-    memory_size: int = 10
+    memory_size: int = integer(10, 1, 1000)
 
     name = "lbfgs"
     label = "LBFGS"
@@ -219,12 +183,14 @@ class LBFGS(AbstractOptaxMethod):
     reference = "Liu & Nocedal 1989; Nocedal & Wright 2006, alg. 7.5"
 
     def check(self):
-        check_count(self.name, "memory_size", self.memory_size)
         if self.schedule != "constant":
             raise UsageError("lbfgs.schedule must be 'constant': its line search sets the step")
 
     def transformation(self, learning_rate):
         return optax.lbfgs(learning_rate, memory_size=self.memory_size)
+
+    def memory_values(self, shapes, k):
+        return (2 * self.memory_size + 10) * sum(a * b for a, b in shapes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,19 +202,14 @@ class Muon(AbstractOptaxMethod):
     spectral size): use a decaying schedule.
     """
 
-    beta: float = 0.95
-    ns_steps: int = 5
-    weight_decay: float = 0.0
+    beta: float = number(0.95, 0, 1)
+    ns_steps: int = integer(5, 1, 100)
+    weight_decay: float = number(0.0, 0)
 
     name = "muon"
     label = "MUON"
     description = "Muon: orthogonalized momentum (optax.contrib.muon); needs a decaying schedule"
     reference = "Jordan et al. 2024; optax.contrib.muon"
-
-    def check(self):
-        check_range(self.name, "beta", self.beta, 0, 1)
-        check_range(self.name, "weight_decay", self.weight_decay, 0)
-        check_count(self.name, "ns_steps", self.ns_steps)
 
     def transformation(self, learning_rate):
         return optax.contrib.muon(

@@ -16,8 +16,7 @@ from __future__ import annotations
 import dataclasses
 
 from .._backend import jax, jnp
-from ..errors import UsageError
-from ._base import AbstractMethod
+from ._base import AbstractMethod, choice
 
 LINEAR_SOLVERS = ("svd", "qr", "auto")
 
@@ -35,16 +34,18 @@ def _residual(weights, objective):
 
 @dataclasses.dataclass(frozen=True)
 class AbstractOptimistixMethod(AbstractMethod):
-    linear_solver: str = "svd"
-
-    def __post_init__(self):
-        if self.linear_solver not in LINEAR_SOLVERS:
-            raise UsageError(
-                f"{self.name}.linear_solver must be one of {', '.join(LINEAR_SOLVERS)}, "
-                f"got {self.linear_solver!r}"
-            )
+    linear_solver: str = choice("svd", *LINEAR_SOLVERS)
 
     solver_name = ""  # the optimistix class
+
+    def memory_values(self, shapes, k):
+        # the dense Jacobian of the reduced residual (in the state) and its factorization
+        p = sum(a * b for a, b in shapes)
+        rows = shapes[0][0] * (shapes[-1][1] if k is None else k)
+        return 5 * rows * p + min(rows, p) ** 2 + 12 * p
+
+    def passes(self, depth):
+        return 4.0
 
     def solver(self):
         import optimistix as optx
@@ -75,7 +76,7 @@ class AbstractOptimistixMethod(AbstractMethod):
 
 @dataclasses.dataclass(frozen=True)
 class OptimistixLM(AbstractOptimistixMethod):
-    linear_solver: str = "qr"
+    linear_solver: str = choice("qr", *LINEAR_SOLVERS)
 
     name = "optimistix-lm"
     label = "optx-LM"

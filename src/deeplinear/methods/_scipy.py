@@ -36,6 +36,16 @@ class AbstractScipyMethod(AbstractMethod):
     def step(self, weights, state, objective, loss, grads):
         raise UsageError(f"{self.name} runs outside the compiled loop: use runner.run")
 
+    def memory_values(self, shapes, k):
+        # the dense Jacobian (MINPACK pads it to at least p rows) and its factorization
+        p = sum(a * b for a, b in shapes)
+        rows = shapes[0][0] * (shapes[-1][1] if k is None else k)
+        rows = max(rows, p) if self.scipy_method == "lm" else rows
+        return 4 * rows * p + min(rows, p) ** 2 + 12 * p
+
+    def passes(self, depth):
+        return 25.0  # each evaluation a call from Python into compiled code
+
     def run_one(self, objective, weights, steps, record_every=1, probe=None, keep_weights=False):
         """One run: (curve, final weights, seconds), a row every ``record_every`` evaluations.
 

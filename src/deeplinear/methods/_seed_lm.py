@@ -20,9 +20,9 @@ import dataclasses
 
 from jax.flatten_util import ravel_pytree
 
+from .. import _linalg as linalg
 from .._backend import jax, jnp
-from ..errors import UsageError
-from ._base import AbstractMethod, check_range
+from ._base import AbstractMethod, choice, number
 
 
 def gauge_residual(weights, delta) -> jax.Array:
@@ -71,12 +71,12 @@ def min_norm_gauss_newton_step(weights, objective, solver: str = "auto", rcond=N
     if solver == "auto":
         solver = "qr" if gauge_is_null_space(weights) else "svd"
     if solver == "svd":
-        delta = jnp.linalg.lstsq(J, -r, rcond=rcond)[0]
+        delta = linalg.lstsq(J, -r, rcond=rcond)[0]
     else:
         gauge = jax.jacfwd(lambda d: gauge_residual(weights, unravel(d)))(jnp.zeros_like(flat))
-        q, upper = jnp.linalg.qr(jnp.concatenate([J, gauge]))
+        q, upper = linalg.qr(jnp.concatenate([J, gauge]))
         rhs = q[: r.size].T @ -r
-        delta = jax.scipy.linalg.solve_triangular(upper, rhs, lower=False)
+        delta = linalg.solve_triangular(upper, rhs, lower=False)
     return unravel(delta)
 
 
@@ -84,19 +84,22 @@ def min_norm_gauss_newton_step(weights, objective, solver: str = "auto", rcond=N
 class SeedLM(AbstractMethod):
     """w ← w + η · argmin-norm ‖J δ + r‖ (undamped, fixed step; the notebook's method)."""
 
-    solver: str = "auto"
-    rcond: float | None = None
+    solver: str = choice("auto", "auto", "qr", "svd")
+    rcond: float | None = number(None, 0, 1, optional=True)
 
     name = "seed-lm"
     label = "LM"
     description = "the notebook's method: a fixed fraction η of the minimum-norm Gauss-Newton step"
     reference = "seed notebook (2017); Levenberg 1944, Marquardt 1963"
 
-    def __post_init__(self):
-        if self.solver not in ("auto", "qr", "svd"):
-            raise UsageError(f"seed-lm.solver must be 'auto', 'qr' or 'svd', got {self.solver!r}")
-        if self.rcond is not None:
-            check_range(self.name, "rcond", self.rcond, 0, 1)
+    def memory_values(self, shapes, k):
+        # the dense Jacobian stacked with the gauge rows, and its QR (or SVD) factors
+        p, out = sum(a * b for a, b in shapes), shapes[0][0]
+        rows = out * (shapes[-1][1] if k is None else k) + sum(a * a for a, _ in shapes[1:])
+        return 4 * rows * p + 8 * p
+
+    def passes(self, depth):
+        return 3.0
 
     def init(self, weights, objective, learning_rate):
         return jnp.asarray(learning_rate, dtype=jnp.float64)

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import dataclasses
 
+from .. import _linalg as linalg
 from .._backend import jnp
 from ..model import partial_products
-from ._base import AbstractMethod, check_range
+from ._base import AbstractMethod, number
 
 
 def _damped(M, absolute=0.0, relative=0.0):
@@ -30,12 +31,19 @@ def _damped(M, absolute=0.0, relative=0.0):
     return M + (absolute + relative * jnp.trace(M) / n) * jnp.eye(n, dtype=M.dtype)
 
 
+def _gram_values(shapes) -> float:
+    """The partial products P_i, Q_i and the two Grams per layer, with solver copies."""
+    out, into = shapes[0][0], shapes[-1][1]
+    partial = sum(out * a + b * into for a, b in shapes)
+    return 2 * partial + 4 * sum(a * a + b * b for a, b in shapes)
+
+
 def _precondition(g, left, right):
     """left⁻¹ g right⁻¹ for symmetric positive definite left and right (None = identity)."""
     if left is not None:
-        g = jnp.linalg.solve(left, g)
+        g = linalg.solve(left, g)
     if right is not None:
-        g = jnp.linalg.solve(right, g.T).T
+        g = linalg.solve(right, g.T).T
     return g
 
 
@@ -51,6 +59,12 @@ class AbstractLayerPreconditioned(AbstractMethod):
     def init(self, weights, objective, learning_rate):
         return jnp.asarray(learning_rate, dtype=jnp.float64)
 
+    def memory_values(self, shapes, k):
+        return _gram_values(shapes) + 8 * sum(a * b for a, b in shapes)
+
+    def passes(self, depth):
+        return 3.0
+
     def step(self, weights, state, objective, loss, grads):
         new = tuple(
             w - state * self.scale * _precondition(g, left, right)
@@ -61,15 +75,12 @@ class AbstractLayerPreconditioned(AbstractMethod):
 
 @dataclasses.dataclass(frozen=True)
 class ScaledGD(AbstractLayerPreconditioned):
-    damping: float = 0.0  # relative to the mean eigenvalue of each Gram
+    damping: float = number(0.0, 0)  # relative to the mean eigenvalue of each Gram
 
     name = "scaled-gd"
     label = "ScaledGD"
     description = "ScaledGD: gradients preconditioned by the other factors' Grams"
     reference = "Tong, Ma & Chi, JMLR 2021 (arXiv:2005.08898)"
-
-    def __post_init__(self):
-        check_range(self.name, "damping", self.damping, 0)
 
     def grams(self, weights, objective, loss):
         lefts, rights = partial_products(weights)
@@ -82,15 +93,12 @@ class ScaledGD(AbstractLayerPreconditioned):
 
 @dataclasses.dataclass(frozen=True)
 class PrecGD(AbstractLayerPreconditioned):
-    damping: float = 1.0  # c in λ = c·sqrt(f / s̄)
+    damping: float = number(1.0, 0, low_open=True)  # c in λ = c·sqrt(f / s̄)
 
     name = "precgd"
     label = "PrecGD"
     description = "PrecGD: ScaledGD with Grams damped by sqrt(loss)"
     reference = "Zhang, Fattahi & Zhang, NeurIPS 2021 (arXiv:2104.10790)"
-
-    def __post_init__(self):
-        check_range(self.name, "damping", self.damping, 0, low_open=True)
 
     def grams(self, weights, objective, loss):
         S = objective.covariance()
@@ -106,16 +114,13 @@ class PrecGD(AbstractLayerPreconditioned):
 
 @dataclasses.dataclass(frozen=True)
 class NaturalGradient(AbstractLayerPreconditioned):
-    damping: float = 0.0  # relative to the mean eigenvalue of each Kronecker factor
+    damping: float = number(0.0, 0)  # relative to the mean eigenvalue of each Kronecker factor
 
     name = "natural-gradient"
     label = "NG"
     description = "natural gradient with the exact Kronecker-factored Gauss-Newton block per layer"
     reference = "Amari 1998; Martens & Grosse 2015; Bernacchia, Lengyel & Hennequin 2018"
     scale = 0.5
-
-    def __post_init__(self):
-        check_range(self.name, "damping", self.damping, 0)
 
     def grams(self, weights, objective, loss):
         S = objective.covariance()
@@ -143,6 +148,12 @@ class ALS(AbstractMethod):
     def init(self, weights, objective, learning_rate):
         return jnp.asarray(learning_rate, dtype=jnp.float64)
 
+    def memory_values(self, shapes, k):
+        return _gram_values(shapes) + 8 * sum(a * b for a, b in shapes)
+
+    def passes(self, depth):
+        return float(depth)  # the partial products again for every layer
+
     def step(self, weights, state, objective, loss, grads):
         weights = list(weights)
         for i in range(len(weights)):
@@ -156,5 +167,5 @@ def layer_least_squares(left, right, objective):
     """argmin_W ‖P W Q Lᵀ − T‖ of minimum norm, P⁺ T (Q Lᵀ)⁺ (P, Q None = identity)."""
     # the system z · (Q Lᵀ) = T, transposed: (L Qᵀ) zᵀ = Tᵀ; for the last layer Q = I
     system = objective.factor if right is None else objective.apply_factor(right).T
-    z = objective.target if system is None else jnp.linalg.lstsq(system, objective.target.T)[0].T
-    return z if left is None else jnp.linalg.lstsq(left, z)[0]
+    z = objective.target if system is None else linalg.lstsq(system, objective.target.T)[0].T
+    return z if left is None else linalg.lstsq(left, z)[0]

@@ -19,6 +19,7 @@ import numpy as np
 import optax
 
 from .._backend import jax, jnp
+from ..errors import UsageError
 from ._optax import GD, Adam
 
 
@@ -78,6 +79,20 @@ class TF1Adam(Adam):
     name = "tf1-adam"
     description = "Adam as TF1 ran it (ε convention, float32 hyperparameters and β-powers)"
     reference = "tf.compat.v1.train.AdamOptimizer; Kingma & Ba 2015"
+
+    def check(self):
+        # TF1 holds them as float32 constants: b1, b2 must stay below 1 and eps finite there
+        for field in ("b1", "b2"):
+            if np.float32(getattr(self, field)) >= 1:
+                raise UsageError(
+                    f"{self.name}.{field} rounds to 1 in float32 (TF1's constants), got "
+                    f"{getattr(self, field)!r}: use at most {float(np.nextafter(np.float32(1), 0))}"
+                )
+        if self.eps > float(np.finfo(np.float32).max):
+            raise UsageError(
+                f"{self.name}.eps overflows float32 (TF1's constants), got {self.eps!r}: "
+                f"use at most {float(np.finfo(np.float32).max):.4g}"
+            )
 
     def learning_rate_used(self, learning_rate):
         return float32_rounded(learning_rate)
