@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import accurate, plots, rundir, runfile, runner, theory
@@ -31,6 +32,7 @@ from .verdict import Verdict, judge, mode_evidence
 GD_LIKE = ("gd", "tf1-gd")  # methods whose local rate the Gauss-Newton spectrum predicts
 PROGRESS_SECONDS = 2.0  # a progress line at most this often while a run is being continued
 MATCH = 1e-6  # largest mode error (relative to s_i) still called a match of the theory
+RUN_FILES = ("config.toml", "curves.parquet", "gn_spectrum.parquet")  # besides state/<i>.npz
 
 
 class Continuation:
@@ -202,7 +204,8 @@ def explain(
     run is being continued.
     """
     directory = Path(directory)
-    if not (directory / "curves.parquet").is_file() or not (directory / "config.toml").is_file():
+    rundir.recover(directory)  # after a killed ``run --force``: the old experiment or the new
+    if not any((directory / name).exists() for name in (rundir.MANIFEST, *RUN_FILES)):
         raise UsageError(
             f"{directory} is not a results directory of 'deeplinear run' "
             "(no curves.parquet and config.toml): run 'deeplinear run CONFIG --out DIR' first"
@@ -211,9 +214,8 @@ def explain(
         raise UsageError(f"--target must be in (0, 1) (relative to the initial loss), got {target}")
     if relative_to not in ("initial", "excess"):
         raise UsageError(f"--relative-to must be 'initial' or 'excess', got {relative_to!r}")
-    table, metadata = read_table(directory / "curves.parquet")
+    held, table, metadata, spectra = _verified(directory)
     config = configs.load(directory / "config.toml", metadata.get("config_dir"))
-    spectra = _read_spectra(directory / "gn_spectrum.parquet")
     setup = runfile.build(config)
     floor = reachable_minimum(setup.problem, setup.widths, setup.objective)
     series = run_series(table)
@@ -221,8 +223,13 @@ def explain(
     verdicts, continuations = [], {}
     for index, spec in enumerate(config.methods):
         method = make_method(spec.name, **spec.hyperparameters)
-        state_file = directory / "state" / f"{index}.npz"
-        resumable = state_file.is_file() and not getattr(method, "out_of_loop", False)
+        state_file = directory / "state" / f"{index}.npz"  # verified with the others
+        if f"state/{index}.npz" not in held[rundir.FILES]:
+            raise UsageError(
+                f"{directory / rundir.MANIFEST} does not list state/{index}.npz: re-run "
+                f"'deeplinear run CONFIG --out {directory}' to write it again"
+            )
+        resumable = not getattr(method, "out_of_loop", False)
         saved = (
             runfile.load_state(state_file, method, setup, spec.learning_rates)
             if resumable
@@ -289,6 +296,45 @@ def explain(
     }
     rundir.write_atomic(directory / "verdicts.json", json.dumps(payload, indent=2).encode())
     return Explanation(verdicts, comparison, [directory / "verdicts.json", *files])
+
+
+def _verified(directory: Path) -> tuple[dict, object, dict, dict]:
+    """Check a results directory before trusting any of it; its manifest, curves and spectra.
+
+    ``experiment.json`` must name a run whose identity is ``config.toml``'s (a run file edited
+    after the run is refused), and every file it lists must match its sha256: a file that is
+    missing, truncated, altered or from another experiment is refused in one line.
+    """
+    fix = f"re-run 'deeplinear run CONFIG --out {directory}' to write it again"
+    held = rundir.read_manifest(directory, "run", fix)
+    listed = set(held[rundir.FILES])
+    states = [name for name in listed if name.startswith("state/")]
+    expected = {*RUN_FILES, *(f"state/{i}.npz" for i in range(len(states)))}
+    if listed != expected:  # exactly what ``runfile.execute`` writes
+        odd = sorted(listed ^ expected)[0]
+        manifest = directory / rundir.MANIFEST
+        raise UsageError(f"{manifest} does not list the files of a run ({odd}): {fix}")
+    config = directory / "config.toml"
+    try:
+        source = config.read_bytes()
+    except OSError as error:
+        raise UsageError(f"{config} cannot be read ({error.strerror or error}): {fix}") from None
+    if runfile.source_identity(source) != rundir.identity(held):
+        raise UsageError(
+            f"{config} was changed after the run (experiment.json names another run file): "
+            f"restore it, or run the changed file: 'deeplinear run CONFIG --out {directory} "
+            "--force'"
+        )
+    for name, digest in held[rundir.FILES].items():
+        rundir.check_file(directory / name, digest, fix)
+    table, metadata = read_table(directory / "curves.parquet", fix)
+    try:
+        spectra = _read_spectra(directory / "gn_spectrum.parquet")
+    except (OSError, ValueError, KeyError, pa.ArrowException) as error:
+        reason = " ".join(str(error).split())[:200]
+        path = directory / "gn_spectrum.parquet"
+        raise UsageError(f"{path} is unreadable ({reason}): {fix}") from None
+    return held, table, metadata, spectra
 
 
 def _throttled(progress, run_id: str):

@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .errors import UsageError
 from .rundir import write_atomic
 from .runner import Curve
 
@@ -141,46 +142,96 @@ def _git_revision() -> str | None:
     return out.stdout.strip() or None
 
 
-def write_table(table: pa.Table, path, metadata: dict) -> None:
-    """Write ``table`` to ``path`` atomically, with ``metadata`` as JSON in the file's metadata."""
+def write_table(table: pa.Table, path, metadata: dict) -> str:
+    """Write ``table`` to ``path`` atomically, with ``metadata`` as JSON in the file's metadata.
+
+    Returns the file's sha256 (hex), for the manifest written after it.
+    """
     table = table.replace_schema_metadata({METADATA_KEY: json.dumps(metadata).encode()})
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
-    write_atomic(path, buffer.getvalue())
+    return write_atomic(path, buffer.getvalue())
 
 
-def read_table(path) -> tuple[pa.Table, dict]:
-    """The table at ``path`` and its deeplinear metadata."""
-    table = pq.read_table(path)
-    raw = (table.schema.metadata or {}).get(METADATA_KEY, b"{}")
-    return table, json.loads(raw)
+def read_table(path, fix: str = "re-run the command that wrote it") -> tuple[pa.Table, dict]:
+    """The table at ``path`` and its deeplinear metadata.
+
+    A file that is not a readable Parquet file, lacks the results columns or has no deeplinear
+    metadata is refused with a one-line UsageError naming it and ending with ``fix``.
+    """
+    try:
+        table = pq.read_table(path)
+    except FileNotFoundError:
+        raise UsageError(f"{path} is missing: {fix}") from None
+    except (OSError, ValueError, pa.ArrowException) as error:  # ArrowInvalid is a ValueError
+        reason = " ".join(str(error).split())[:200]
+        raise UsageError(f"{path} is not a readable Parquet file ({reason}): {fix}") from None
+    try:
+        metadata = json.loads((table.schema.metadata or {})[METADATA_KEY])
+    except (KeyError, ValueError):
+        metadata = None
+    if not isinstance(metadata, dict):
+        raise UsageError(f"{path} has no readable deeplinear metadata: {fix}")
+    missing = [name for name in SCHEMA.names if name not in table.column_names]
+    if missing:
+        raise UsageError(f"{path} is not a results table (no column {missing[0]!r}): {fix}")
+    return table, metadata
 
 
 def run_series(table: pa.Table) -> dict[str, dict[str, np.ndarray]]:
     """Each run's columns as NumPy arrays, keyed by ``run_id``, in table order.
 
-    List columns (diagnostics with one value per mode or layer) become 2-d arrays.
+    List columns (diagnostics with one value per mode or layer) become 2-d arrays as wide as the
+    run's own rows: runs of a sweep may differ in depth or width (an axis), their rows never.
     """
     columns = {name: _to_numpy(table.column(name)) for name in table.column_names}
+    widths = {
+        name: _lengths(table.column(name).combine_chunks())
+        for name in table.column_names
+        if pa.types.is_list(table.schema.field(name).type)
+    }
     ids = columns["run_id"]
     order = list(dict.fromkeys(ids))  # first-appearance order
     position = {run_id: i for i, run_id in enumerate(order)}
     codes = np.fromiter((position[i] for i in ids), dtype=np.int64, count=len(ids))
     rows = np.argsort(codes, kind="stable")  # each run's rows, in table order
     bounds = np.searchsorted(codes[rows], np.arange(len(order) + 1))
+
+    def part(name, values, own):
+        if name not in widths:
+            return values[own]
+        width = int(widths[name][own].max()) if own.size else 0
+        return values[own, :width]
+
     return {
-        run_id: {name: values[rows[bounds[i] : bounds[i + 1]]] for name, values in columns.items()}
+        run_id: {
+            name: part(name, values, rows[bounds[i] : bounds[i + 1]])
+            for name, values in columns.items()
+        }
         for i, run_id in enumerate(order)
     }
 
 
 def _to_numpy(column: pa.ChunkedArray) -> np.ndarray:
+    """A column as NumPy; a list column as a 2-d array, its rows shorter than the longest (null
+    rows, or fewer layers or modes at another axis point of a sweep) padded with NaN."""
     if not pa.types.is_list(column.type):
         return column.to_numpy(zero_copy_only=False)
     column = column.combine_chunks()
-    if column.null_count == 0:
-        values = column.flatten().to_numpy(zero_copy_only=False)
-        return values.reshape(len(column), -1) if len(column) else values.reshape(0, 0)
-    rows = column.to_pylist()
-    width = next((len(v) for v in rows if v is not None), 0)
-    return np.array([v if v is not None else [np.nan] * width for v in rows], dtype=np.float64)
+    lengths = _lengths(column)
+    flat = column.flatten().to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+    width = int(lengths.max()) if len(lengths) else 0
+    if column.null_count == 0 and np.all(lengths == width):
+        return flat.reshape(len(column), width)
+    out = np.full((len(column), width), np.nan)
+    starts = np.cumsum(lengths) - lengths
+    out[
+        np.repeat(np.arange(len(column)), lengths),
+        np.arange(len(flat)) - np.repeat(starts, lengths),
+    ] = flat
+    return out
+
+
+def _lengths(column: pa.Array) -> np.ndarray:
+    """Each row's list length (0 for a null row)."""
+    return column.value_lengths().fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +23,22 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import config as configs
 from . import diagnostics, rundir, runner
 from . import init as inits
 from ._backend import jax
 from .config import RunConfig
 from .errors import UsageError
 from .methods import make_method
-from .problem import NotebookDims, Problem, notebook_problem, singular_values, spectral_problem
+from .problem import (
+    NotebookDims,
+    Problem,
+    notebook_problem,
+    npz_problem,
+    read_npz,
+    singular_values,
+    spectral_problem,
+)
 from .results import RunInfo, curves_table, provenance, write_table
 
 MAX_PARAMETERS_FOR_SPECTRUM = 3000  # dense Gauss-Newton spectra above this are skipped
@@ -70,7 +80,13 @@ class Setup:
 
 
 def build(config: RunConfig) -> Setup:
-    """The problem, objective, initial weights and probe a run file describes."""
+    """The problem, objective, initial weights and probe a run file describes.
+
+    Refuses (one line) a problem and initial weights that would not fit in the memory limit
+    (``budget``), before drawing or reading any of them."""
+    from .budget import check_setup_memory
+
+    check_setup_memory(config)
     spec, hidden = config.problem, list(config.hidden)
     rng = _generator(config.generator, config.seed)
     drawn = None
@@ -106,51 +122,12 @@ def build(config: RunConfig) -> Setup:
             noise=spec.get("noise", 0.0),
         )
     else:
-        problem = _npz_problem(config.base_dir / spec["path"])
+        problem = npz_problem(config.base_dir / spec["path"], "problem.path")
     widths = [problem.A.shape[0], *hidden, problem.A.shape[1]]
     weights = _initial_weights(config, problem, widths, drawn)
     return Setup(
         problem, problem.objective(), weights, widths, diagnostics.Probe.for_problem(problem)
     )
-
-
-def _load_npz(path: Path, field: str) -> dict:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except FileNotFoundError:
-        raise UsageError(f"{field} = {str(path)!r} does not exist: check the path") from None
-    except (OSError, ValueError) as error:
-        raise UsageError(f"{field} = {str(path)!r} is not a readable .npz file ({error})") from None
-
-
-def _finite_matrix(array, name: str, field: str) -> np.ndarray:
-    array = np.asarray(array)
-    if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
-        raise UsageError(f"{field}: {name} must be a 2-d numeric array, got shape {array.shape}")
-    array = array.astype(np.float64)
-    if not np.all(np.isfinite(array)):
-        raise UsageError(f"{field}: {name} has non-finite values")
-    return array
-
-
-def _npz_problem(path: Path) -> Problem:
-    data = _load_npz(path, "problem.path")
-    if "X" in data or "Y" in data:
-        if not ("X" in data and "Y" in data):
-            raise UsageError(f"problem.path {path} has only one of X and Y: it needs both (or A)")
-        X = _finite_matrix(data["X"], "X", "problem.path")
-        Y = _finite_matrix(data["Y"], "Y", "problem.path")
-        if X.shape[1] != Y.shape[1]:
-            raise UsageError(
-                f"problem.path: X has {X.shape[1]} samples but Y has {Y.shape[1]}: "
-                "they must match (X is input × n, Y is output × n)"
-            )
-        A = np.linalg.lstsq(X.T, Y.T, rcond=None)[0].T  # the best linear map
-        return Problem(path.stem, A, X, Y)
-    if "A" not in data:
-        raise UsageError(f"problem.path {path} has neither A nor X and Y (it has {sorted(data)})")
-    return Problem(path.stem, _finite_matrix(data["A"], "A", "problem.path"))
 
 
 def _initial_weights(config, problem, widths, drawn) -> tuple:
@@ -159,13 +136,13 @@ def _initial_weights(config, problem, widths, drawn) -> tuple:
     if kind == "notebook":
         return tuple(drawn)
     if kind == "npz":
-        data = _load_npz(config.base_dir / spec["path"], "init.path")
-        layers = []
-        for i in range(1, len(widths)):
-            if f"W{i}" not in data:
-                raise UsageError(f"init.path has no W{i}: it needs W1 … W{len(widths) - 1}")
-            layers.append(data[f"W{i}"])
-        return inits.check_weights(layers, widths, "init.path")
+        names = [f"W{i}" for i in range(1, len(widths))]
+        shapes = dict(zip(names, inits.layer_shapes(widths)))
+        data = read_npz(config.base_dir / spec["path"], "init.path", names, shapes)
+        for name in names:
+            if name not in data:
+                raise UsageError(f"init.path has no {name}: it needs W1 … W{len(widths) - 1}")
+        return inits.check_weights([data[n] for n in names], widths, "init.path")
     rng = _generator(config.generator, [config.seed, 1])
     return inits.initial_weights(
         kind,
@@ -177,14 +154,17 @@ def _initial_weights(config, problem, widths, drawn) -> tuple:
     )
 
 
-def run_id(seed: int, method: str, rate: float, hyper: dict) -> str:
-    suffix = "".join(f",{k}={v}" for k, v in sorted(hyper.items()))
-    return f"seed{seed}/{method}{f'({suffix[1:]})' if suffix else ''}/{rate:g}"
+run_id = configs.run_id  # unique per run: ``config.check_unique_runs`` refuses collisions
 
 
 def experiment_identity(config: RunConfig) -> dict:
-    digest = hashlib.sha256(config.source.encode()).hexdigest()[:16]
-    return {"experiment": "run", "config_sha256": digest}
+    """What makes two runs the same experiment (``experiment.json``, beside its checksums)."""
+    return source_identity(config.source.encode())
+
+
+def source_identity(source: bytes) -> dict:
+    """``experiment_identity`` of a run file's bytes (``config.toml`` in a results directory)."""
+    return {"experiment": "run", "config_sha256": hashlib.sha256(source).hexdigest()[:16]}
 
 
 @dataclass
@@ -202,15 +182,22 @@ def execute(
     force: bool = False,
     progress: Callable[[str], None] | None = None,
     command: list[str] | None = None,
+    limits=None,
 ) -> RunFileResult:
-    """Run every method of ``config``; write the results to ``out`` (if given)."""
+    """Run every method of ``config``; write the results to ``out`` (if given).
+
+    Refuses first (one line) a run whose estimated memory or time is over the limits
+    (``budget.Limits``: by default half this machine's memory and one hour)."""
+    from .budget import Limits, check, estimate_run
+
+    check(estimate_run(config), limits or Limits.from_env(), "this run")
     say = progress or (lambda message: None)
     out_dir = rundir.claim(out, experiment_identity(config), force) if out is not None else None
     setup = build(config)
     parameters = sum(a * b for a, b in zip(setup.widths, setup.widths[1:]))
     keep = config.checkpoints > 0 and parameters <= MAX_PARAMETERS_FOR_SPECTRUM
     runs, spectra, batches = [], [], []
-    for index, spec in enumerate(config.methods):
+    for spec in config.methods:
         method = make_method(spec.name, **spec.hyperparameters)
         say(f"{spec.name}: {len(spec.learning_rates)} runs × {spec.steps} steps")
         result = runner.run(
@@ -240,16 +227,13 @@ def execute(
                 spectra += _checkpoint_spectra(info.run_id, curve, setup, config.checkpoints)
             curve.extras.pop("weights", None)
             runs.append((info, curve))
-        if out_dir is not None:
-            _save_state(out_dir / "state" / f"{index}.npz", result)
     table = curves_table(runs)
     spectra_table = (
         pa.Table.from_pylist(spectra)
         if spectra
         else pa.table({"run_id": pa.array([], pa.string())})
     )
-    if out_dir is not None:
-        rundir.write_atomic(out_dir / "config.toml", config.source.encode())
+    if out_dir is not None:  # nothing is written before every run has finished
         metadata = provenance(
             command,
             seed=config.seed,
@@ -257,10 +241,24 @@ def execute(
             experiment=experiment_identity(config),
             config_dir=str(config.base_dir.resolve()),  # where its .npz paths are relative to
         )
-        write_table(table, out_dir / "curves.parquet", metadata)
-        buffer = io.BytesIO()
-        pq.write_table(spectra_table, buffer)
-        rundir.write_atomic(out_dir / "gn_spectrum.parquet", buffer.getvalue())
+
+        def write(folder: Path) -> dict[str, str]:
+            sha256 = {
+                "config.toml": rundir.write_atomic(folder / "config.toml", config.source.encode())
+            }
+            sha256["curves.parquet"] = write_table(table, folder / "curves.parquet", metadata)
+            buffer = io.BytesIO()
+            pq.write_table(spectra_table, buffer)
+            sha256["gn_spectrum.parquet"] = rundir.write_atomic(
+                folder / "gn_spectrum.parquet", buffer.getvalue()
+            )
+            for index, (_, result) in enumerate(batches):
+                name = f"state/{index}.npz"
+                sha256[name] = _save_state(folder / name, result)
+            return sha256
+
+        # a sibling folder swapped in whole, experiment.json (with the checksums) written last
+        rundir.replace(out_dir, experiment_identity(config), write)
     return RunFileResult(setup, table, spectra_table, batches)
 
 
@@ -306,19 +304,45 @@ def _checkpoint_spectra(run_id_: str, curve, setup: Setup, count: int) -> list[d
     return rows
 
 
-def _save_state(path: Path, result: runner.BatchResult) -> None:
+def _save_state(path: Path, result: runner.BatchResult) -> str:
+    """Write a batch's final weights and optimizer state; return the file's sha256."""
     leaves = jax.tree_util.tree_leaves((result.final_weights, result.final_state))
     buffer = io.BytesIO()
     np.savez(buffer, *[np.asarray(leaf) for leaf in leaves])
     path.parent.mkdir(exist_ok=True)
-    rundir.write_atomic(path, buffer.getvalue())
+    return rundir.write_atomic(path, buffer.getvalue())
 
 
 def load_state(path: Path, method, setup: Setup, rates) -> tuple[tuple, object]:
-    """The batched final weights and optimizer state saved by ``execute``."""
+    """The batched final weights and optimizer state saved by ``execute``.
+
+    Every array must have the shape and dtype ``method`` gives its state for ``rates``; a file
+    that does not (another method, another size, another deeplinear) is refused in one line.
+    """
     rates = np.asarray(rates, dtype=np.float64)
     template = runner.start_state(method, setup.objective, setup.weights, rates)
+    expected = jax.tree_util.tree_leaves(template)
     structure = jax.tree_util.tree_structure(template)
-    with np.load(path, allow_pickle=False) as data:
-        leaves = [data[f"arr_{i}"] for i in range(len(data.files))]
+    fix = "re-run 'deeplinear run CONFIG --out DIR' to write it again"
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            names = [f"arr_{i}" for i in range(len(expected))]
+            if sorted(data.files) != sorted(names):
+                raise UsageError(
+                    f"{path} holds {len(data.files)} arrays, not the {len(expected)} of "
+                    f"{type(method).__name__}'s state: {fix}"
+                )
+            leaves = [data[name] for name in names]
+    except UsageError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        reason = " ".join(str(error).split())
+        raise UsageError(f"{path} is not a readable state file ({reason}): {fix}") from None
+    for i, (leaf, want) in enumerate(zip(leaves, expected)):
+        if leaf.shape != np.shape(want) or leaf.dtype != np.asarray(want).dtype:
+            raise UsageError(
+                f"{path}: array {i} is {leaf.dtype}{list(leaf.shape)}, but "
+                f"{type(method).__name__}'s state needs {np.asarray(want).dtype}"
+                f"{list(np.shape(want))}: {fix}"
+            )
     return jax.tree_util.tree_unflatten(structure, leaves)
