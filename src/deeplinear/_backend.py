@@ -7,6 +7,13 @@ computations that name no device still run on the first one, so nothing else cha
 count already chosen (``jax_num_cpu_devices``, ``--xla_force_host_platform_device_count``, or
 JAX started before this import) is kept. An optional persistent compilation cache is enabled
 from ``DEEPLINEAR_JAX_CACHE``.
+
+Linear algebra inside compiled loops goes through ``one_matrix_at_a_time``: jaxlib's CPU LAPACK
+kernels (0.10) split a *batch* of matrices into chunks on XLA's intra-op thread pool and block
+their thread until the chunks are done, while XLA runs a program's independent operations on that
+same pool. When every pool thread is inside such a kernel, the chunks wait for a thread that never
+comes: the process hangs at 0 % CPU (a 2-core machine has a pool of two). Given one matrix, a
+kernel runs inline and never waits, so batches are looped over one matrix at a time.
 """
 
 import contextlib
@@ -45,4 +52,29 @@ def enable_compilation_cache(directory: str | None = None) -> str | None:
     return directory
 
 
-__all__ = ["enable_compilation_cache", "jax", "jnp"]
+def one_matrix_at_a_time(fn):
+    """``fn`` (a LAPACK-backed call on single matrices) that, under ``vmap``, loops over the batch.
+
+    ``vmap`` would hand LAPACK the whole batch in one call, which jaxlib parallelizes on XLA's
+    intra-op pool with a blocking wait that can deadlock (module docstring); ``lax.map`` gives it
+    one matrix per call, run inline. Nested ``vmap``s nest the loops. Not differentiable (the
+    callers only measure or solve, they are not differentiated through).
+    """
+
+    @jax.custom_batching.custom_vmap
+    def single(*args):
+        return fn(*args)
+
+    @single.def_vmap
+    def _loop(axis_size, in_batched, *args):
+        args = tuple(
+            x if batched else jnp.broadcast_to(x, (axis_size, *jnp.shape(x)))
+            for x, batched in zip(args, in_batched)
+        )
+        out = jax.lax.map(lambda xs: single(*xs), args)
+        return out, jax.tree_util.tree_map(lambda _: True, out)
+
+    return single
+
+
+__all__ = ["enable_compilation_cache", "jax", "jnp", "one_matrix_at_a_time"]

@@ -7,11 +7,22 @@ and exit status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
+import os
+import signal
 import sys
+import threading
+import time
+from pathlib import Path
 
 from .errors import UsageError
 
 EXIT_USAGE = 2
+EXIT_STOPPED = 1  # a sweep group stalled (--stall-seconds) or its worker died
+GRACE_SECONDS = 10.0  # a signal the command cannot take (stuck in native code) ends it this late
+MAX_NAME_BYTES = 255  # one path component (NAME_MAX on Linux and macOS)
+MAX_PATH_BYTES = 4000  # a little under PATH_MAX (4096)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
         "curves.parquet and both figures to --out and print a summary.",
     )
     rep.add_argument("--seed", type=_seed, default=0, help="NumPy legacy seed (default 0)")
-    rep.add_argument("--out", help="results directory (default runs/reproduce-seed<N>)")
+    rep.add_argument("--out", type=_out, help="results directory (default runs/reproduce-seed<N>)")
     rep.add_argument(
         "--rcond",
         choices=("modern", "2017", "both"),
@@ -55,8 +66,9 @@ def _parser() -> argparse.ArgumentParser:
         "gn_spectrum.parquet, the final states and a copy of the run file into --out.",
     )
     run.add_argument("config", help="the run file (TOML), e.g. examples/seed.toml")
-    run.add_argument("--out", help="results directory (default runs/<run file name>)")
+    run.add_argument("--out", type=_out, help="results directory (default runs/<run file name>)")
     run.add_argument("--force", action="store_true", help="replace a different experiment in --out")
+    _limit_arguments(run)
     exp = commands.add_parser(
         "explain",
         help="verdicts for the runs in a results directory",
@@ -86,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
         "extrapolate only)",
     )
     exp.add_argument("--no-figures", action="store_true", help="print the verdicts only")
+    _limit_arguments(exp)
     commands.add_parser("methods", help="list every method with its hyperparameters")
     swp = commands.add_parser(
         "sweep",
@@ -93,8 +106,16 @@ def _parser() -> argparse.ArgumentParser:
         description="Run every group of a sweep file not yet in --out; a second run resumes.",
     )
     swp.add_argument("sweep_file", help="the sweep file (TOML), e.g. examples/seed_fair.toml")
-    swp.add_argument("--out", help="results directory (default runs/<sweep file name>)")
+    swp.add_argument("--out", type=_out, help="results directory (default runs/<sweep file name>)")
     swp.add_argument("--force", action="store_true", help="replace a different sweep in --out")
+    _limit_arguments(swp)
+    swp.add_argument(
+        "--stall-seconds",
+        type=_positive_float,
+        metavar="S",
+        help="stop a group that makes no progress (no chunk of steps done) for S seconds, "
+        "keeping the finished groups (default 600)",
+    )
     swp.add_argument(
         "--ray",
         metavar="local|HOST:PORT",
@@ -105,13 +126,61 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _limit_arguments(command) -> None:
+    command.add_argument(
+        "--max-memory",
+        type=_positive_float,
+        metavar="GIB",
+        help="refuse anything estimated to need more memory (default: half of this machine's; "
+        "or set DEEPLINEAR_MAX_MEMORY_GIB)",
+    )
+    command.add_argument(
+        "--max-hours",
+        type=_positive_float,
+        metavar="H",
+        help="refuse anything estimated to take longer (default 1; or set DEEPLINEAR_MAX_HOURS)",
+    )
+
+
+def _apply_limits(args) -> None:
+    """--max-memory and --max-hours, through the environment ``budget.Limits`` reads (so that a
+    sweep's Ray workers see them too)."""
+    from .budget import MEMORY_ENV, TIME_ENV
+
+    if getattr(args, "max_memory", None) is not None:
+        os.environ[MEMORY_ENV] = repr(args.max_memory)
+    if getattr(args, "max_hours", None) is not None:
+        os.environ[TIME_ENV] = repr(args.max_hours)
+
+
+def _out(text: str) -> str:
+    """An --out path the file system can hold: no component over 255 bytes."""
+    if not text:
+        raise argparse.ArgumentTypeError("must not be empty")
+    try:
+        encoded = os.fsencode(text)
+    except UnicodeError:
+        raise argparse.ArgumentTypeError(f"cannot be encoded as a file name: {text!r}") from None
+    if len(encoded) > MAX_PATH_BYTES:
+        raise argparse.ArgumentTypeError(
+            f"is {len(encoded)} bytes long, over {MAX_PATH_BYTES}: choose a shorter path"
+        )
+    for part in Path(text).parts:
+        if len(os.fsencode(part)) > MAX_NAME_BYTES:
+            raise argparse.ArgumentTypeError(
+                f"has a name of {len(os.fsencode(part))} bytes ({part[:20]}…), over the "
+                f"{MAX_NAME_BYTES} a file system allows: choose a shorter name"
+            )
+    return text
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    if not math.isfinite(value) or not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
     return value
 
 
@@ -125,17 +194,79 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _run(args) -> int:
-    from pathlib import Path
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
+
+def _writable_parts(out, folders=(), files=()) -> None:
+    """Refuse, before anything runs, an --out whose subfolders or files cannot take the
+    results (a read-only folder, a folder where a file goes and the reverse)."""
+    for name in files:
+        if (Path(out) / name).is_dir():
+            raise UsageError(
+                f"--out {out}: {Path(out) / name} is a folder where a file goes: remove it or "
+                "choose another --out"
+            )
+    for name in folders:
+        folder = Path(out) / name
+        if not (folder.exists() or folder.is_symlink()):
+            continue
+        if not folder.is_dir():
+            raise UsageError(
+                f"--out {out}: {folder} is not a folder: remove it or choose another --out"
+            )
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise UsageError(
+                f"--out {out}: {folder} is not writable: make it writable (chmod u+w "
+                f"{folder}) or choose another --out"
+            )
+
+
+def _writable_directory(directory, command: str, writes: str) -> Path:
+    """The results directory of explain/report: an existing folder this user can write into."""
+    path = Path(directory)
+    if not path.exists():
+        raise UsageError(
+            f"{command} {directory}: not a results directory (it does not exist): check the path"
+        )
+    if not path.is_dir():
+        raise UsageError(
+            f"{command} {directory}: not a results directory (a file): give the directory"
+        )
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UsageError(
+            f"{command} {directory}: the directory is not writable and {command} writes {writes} "
+            f"into it: make it writable (chmod u+w {directory})"
+        )
+    return path
+
+
+def _ray_installed() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("ray") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _run(args) -> int:
     from ._backend import enable_compilation_cache
+    from .budget import Limits, check, estimate_run
     from .config import load
     from .rundir import claim
     from .runfile import execute, experiment_identity
 
+    _apply_limits(args)
     config = load(args.config)
     out = args.out or str(Path("runs") / Path(args.config).stem)
+    estimate = estimate_run(config)
+    check(estimate, Limits.from_env(), f"run {args.config}")  # before --out is touched
+    files = ["config.toml", "curves.parquet", "gn_spectrum.parquet"]
+    files += [f"state/{index}.npz" for index in range(len(config.methods))]
+    _writable_parts(out, ["state"], files)
     claim(out, experiment_identity(config), args.force)
+    _say(f"estimated {estimate.describe()}")
     enable_compilation_cache()
     result = execute(
         config,
@@ -158,10 +289,47 @@ def _run(args) -> int:
     return 0
 
 
+def _explain_budget(directory: Path, steps: int) -> None:
+    """Refuse, before any work, a --budget whose continuations would take over the time limit
+    (when the directory's run file can be read; explain itself reports a damaged directory)."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from .budget import Limits, check, estimate_run
+    from .config import load
+    from .results import METADATA_KEY
+
+    if steps == 0 or not (directory / "config.toml").is_file():
+        return
+    try:
+        metadata = json.loads(
+            (pq.read_schema(directory / "curves.parquet").metadata or {})[METADATA_KEY]
+        )
+        base_dir = metadata.get("config_dir") if isinstance(metadata, dict) else None
+    except Exception:  # unreadable curves: explain refuses the directory itself
+        base_dir = None
+    try:
+        config = load(directory / "config.toml", base_dir)
+        estimate = estimate_run(config, steps=steps)
+    except UsageError:
+        return  # explain names what is wrong with the directory
+    estimate = type(estimate)(
+        estimate.bytes,
+        estimate.seconds,
+        estimate.memory_advice,
+        "give a smaller --budget (0: extrapolate only)",
+    )
+    check(estimate, Limits.from_env(), f"explain with --budget {steps}")
+
+
 def _explain(args) -> int:
     from ._backend import enable_compilation_cache
     from .explain import explain
 
+    _apply_limits(args)
+    directory = _writable_directory(args.directory, "explain", "verdicts.json and figures")
+    _explain_budget(directory, args.budget)
     enable_compilation_cache()
     result = explain(
         args.directory,
@@ -177,29 +345,37 @@ def _explain(args) -> int:
 
 
 def _methods(args) -> int:
-    import dataclasses
+    from .methods import METHODS, declarations
 
-    from .methods import METHODS
-
+    pad = " " * 11
     for name, cls in METHODS.items():
-        fields = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls)) or "—"
-        print(
-            f"{name:<10} {cls.description}\n{'':<10} hyperparameters: learning_rate, {fields}"
-            f"\n{'':<10} reference: {cls.reference}"
-        )
+        print(f"{name:<10} {cls.description}")
+        print(f"{pad}learning_rates: a list of finite numbers > 0")
+        for field, (default, spec) in declarations(cls).items():
+            print(f"{pad}{field} = {default!r}: {spec.describe()}")
+        print(f"{pad}reference: {cls.reference}")
     return 0
 
 
 def _sweep(args) -> int:
-    from pathlib import Path
-
     from . import rundir, sweep
+    from .budget import Limits, check
 
-    plan = sweep.load(args.sweep_file)
+    _apply_limits(args)
+    plan = sweep.load(args.sweep_file)  # and the memory of its largest group
+    cost = sweep.estimate(plan)
+    check(cost, Limits.from_env(), f"sweep {args.sweep_file}")
+    if args.ray and not _ray_installed():
+        raise UsageError(
+            f"--ray {args.ray} needs Ray, which is not installed: pip install 'deeplinear[ray]', "
+            "or run without --ray"
+        )
     if args.ray and args.ray != "local":
         sweep.check_ray_address(args.ray)  # before anything is started or written
     out = Path(args.out or Path("runs") / Path(args.sweep_file).stem)
+    _writable_parts(out, ["groups"], ["manifest.json", "sweep.toml"])
     rundir.claim(out, {"experiment": "sweep", "sweep_sha256": plan.digest}, args.force)
+    _say(f"estimated {cost.describe()} (the largest group's memory)")
     from ._backend import enable_compilation_cache
 
     enable_compilation_cache()
@@ -224,7 +400,8 @@ def _sweep(args) -> int:
             flush=True,
         )
 
-    files = sweep.run(plan, out, ray=args.ray, progress=progress)
+    stall = args.stall_seconds or sweep.STALL_SECONDS
+    files = sweep.run(plan, out, ray=args.ray, progress=progress, stall_seconds=stall)
     print(f"{len(files)} groups in {out}/groups; next: deeplinear report {out}")
     return 0
 
@@ -232,6 +409,7 @@ def _sweep(args) -> int:
 def _report(args) -> int:
     from .report import write_report
 
+    _writable_directory(args.directory, "report", "report.html and its figures")
     print(f"wrote {write_report(args.directory)}")
     return 0
 
@@ -263,6 +441,117 @@ def _reproduce(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Exit status: 0; 1 when a sweep group stalled or its worker died; 2 for bad
+    input; 130 on SIGINT (Ctrl-C) and 143 on SIGTERM — each failure with one line on stderr.
+
+    SIGINT and SIGTERM raise in the command, which unwinds: results files are written atomically,
+    so those finished are complete and none is half-written. As the ``deeplinear`` command
+    (``argv`` None): a failed or interrupted command ends the process without the interpreter's
+    shutdown (which would wait for XLA work still in flight, or crash tearing it down); a signal
+    once a command succeeded (during that shutdown, where it used to print ``Exception ignored
+    in threading._shutdown`` and exit 0) ends it at once; one the command cannot take (stuck in
+    native code) ends it ``GRACE_SECONDS`` later; a second signal ends it at once.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return _command(argv)
+    console = argv is None
+    state = {"handled": False}
+
+    def interrupt(signum, frame):
+        if state["handled"]:
+            _exit_now(signum)  # a second signal: the user insists
+        state["handled"] = True
+        raise _Interrupted(signum)
+
+    previous = {number: signal.getsignal(number) for number in _SIGNALS}
+    watcher = _watch_native_waits(state) if console else contextlib.nullcontext()
+    with watcher:
+        for number in _SIGNALS:
+            signal.signal(number, interrupt)
+        try:
+            code = _command(argv)
+        finally:
+            for number in _SIGNALS:  # from here on (shutdown): end at once, files are complete
+                signal.signal(number, _exit_now if console else previous[number])
+    if console and code != 0:  # interrupted or stopped: XLA work may still be in flight, and
+        _flush()  # the interpreter's shutdown would wait for it (forever, if it hangs) or crash
+        os._exit(code)
+    return code
+
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class _Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM, raised in the main thread, where the command unwinds."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _interrupted_line(signum: int) -> str:
+    return (
+        f"deeplinear: interrupted ({signal.Signals(signum).name}); files already written are "
+        "complete"
+    )
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+
+
+def _exit_now(signum, frame=None) -> None:
+    """End the process now with 128 + the signal's number, after one line and flushing."""
+    _flush()
+    with contextlib.suppress(Exception):
+        print(_interrupted_line(signum), file=sys.stderr, flush=True)
+    os._exit(128 + signum)
+
+
+@contextlib.contextmanager
+def _watch_native_waits(state):
+    """Python runs signal handlers in the main thread between bytecodes, so a command stuck in
+    native code (a hung XLA call) would never see one: a thread reads the signal numbers
+    Python's wakeup fd gets and ends the process if the handler has not run GRACE_SECONDS later."""
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    try:
+        old = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    except ValueError:  # not the main thread after all
+        os.close(read)
+        os.close(write)
+        yield
+        return
+
+    def watch():
+        while True:
+            try:
+                numbers = os.read(read, 16)
+            except OSError:
+                return
+            if not numbers:
+                return
+            signum = next((n for n in numbers if n in _SIGNALS), None)
+            if signum is None:
+                continue
+            deadline = time.monotonic() + GRACE_SECONDS
+            while time.monotonic() < deadline and not state["handled"]:
+                time.sleep(0.1)
+            if not state["handled"]:
+                _exit_now(signum)
+
+    threading.Thread(target=watch, name="deeplinear-signal-watch", daemon=True).start()
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(old)
+        os.close(write)  # the thread's read returns b"" and it ends
+
+
+def _command(argv: list[str] | None) -> int:
     try:
         args = _parser().parse_args(argv)
         commands = {
@@ -277,9 +566,17 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as error:
         print(f"deeplinear: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("deeplinear: interrupted; files already written are complete", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as error:
+        signum = getattr(error, "signum", signal.SIGINT)
+        print(_interrupted_line(signum), file=sys.stderr, flush=True)
+        return 128 + signum
+    except RuntimeError as error:
+        from ._watchdog import STOPPED
+
+        if not isinstance(error, STOPPED):
+            raise
+        print(f"deeplinear: error: {error}", file=sys.stderr)
+        return EXIT_STOPPED
 
 
 if __name__ == "__main__":

@@ -17,8 +17,17 @@ from typing import NamedTuple
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from ._backend import jax, jnp
+from ._backend import jax, jnp, one_matrix_at_a_time
 from .model import end_to_end
+
+_singular_values = one_matrix_at_a_time(lambda w: jnp.linalg.svd(w, compute_uv=False))
+
+
+def _layer_singular_values(w):
+    """σ(w), largest first, without a batched LAPACK call (``one_matrix_at_a_time``); NaN for a
+    layer with non-finite entries (a diverged run), which LAPACK is never given."""
+    finite = jnp.all(jnp.isfinite(w))
+    return jnp.where(finite, _singular_values(jnp.where(finite, w, 0.0)), jnp.nan)
 
 
 class Probe(NamedTuple):
@@ -36,7 +45,7 @@ class Probe(NamedTuple):
     def measure(self, weights) -> dict:
         W = end_to_end(weights)
         learned = jnp.einsum("ir,ij,jr->r", self.U, W, self.V) / self.s
-        sigmas = [jnp.linalg.svd(w, compute_uv=False) for w in weights]
+        sigmas = [_layer_singular_values(w) for w in weights]
         imbalance = [jnp.linalg.norm(a.T @ a - b @ b.T) for a, b in zip(weights[:-1], weights[1:])]
         return {
             "mode_learned": learned,

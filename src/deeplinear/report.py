@@ -17,6 +17,8 @@ import base64
 import html
 import io
 import json
+import tomllib
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -25,9 +27,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from .errors import UsageError
 from .results import run_series
 from .rundir import write_atomic
-from .sweep import load, read
+from .sweep import Sweep, load, parse, read
 from .verdict import classify
 
 
@@ -123,6 +126,9 @@ def performance_profile(best, target, measure="seconds"):
     return methods, taus, {m: [(np.asarray(ratios[m]) <= t).mean() for t in taus] for m in methods}
 
 
+DIVERGED = 1e30  # loss / initial loss above this is drawn as a gap (a log axis must end somewhere)
+
+
 def _png(fig, path: Path) -> str:
     """Save ``fig`` as ``path``.png and .svg; return the PNG as base64 for inlining."""
     svg = io.BytesIO()
@@ -157,8 +163,11 @@ def _curves_figure(table, best, path: Path) -> str:
         curves = [series[r["run_id"]] for r in entry["runs"]]
         length = min(len(c["loss"]) for c in curves)
         rel = np.array([c["loss"][:length] / c["loss"][0] for c in curves])
+        rel[~(rel < DIVERGED)] = np.nan  # diverging rows (up to inf) are no quantile to draw
         steps = curves[0]["step"][:length]
-        q25, q50, q75 = np.nanpercentile(rel, [25, 50, 75], axis=0)
+        with warnings.catch_warnings():  # steps where every run is NaN stay NaN (not drawn)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            q25, q50, q75 = np.nanpercentile(rel, [25, 50, 75], axis=0)
         label = f"{entry['method']} η={entry['learning_rate']:.3g} {_point(entry['point'])}"
         ax.plot(steps, q50, color=f"C{i % 10}", label=label)
         ax.fill_between(steps, q25, q75, color=f"C{i % 10}", alpha=0.2)
@@ -183,9 +192,25 @@ def _floors(plan) -> dict:
     out = {}
     for group in plan.groups:
         for seed in group.seeds:
-            setup = build(plan.run_config(group, seed))
+            try:
+                setup = build(plan.run_config(group, seed))
+            except UsageError:  # e.g. its .npz data moved since the sweep: not judged
+                continue
             out[group.id, seed] = reachable_minimum(setup.problem, setup.widths, setup.objective)
     return out
+
+
+def _plan(directory: Path) -> Sweep:
+    """The sweep in ``directory``, its relative paths (an ``.npz`` problem) resolved where the
+    sweep file was when it ran (``manifest.json``'s ``base_dir``), else beside the copy."""
+    try:
+        base = json.loads((directory / "manifest.json").read_text()).get("base_dir")
+    except (OSError, ValueError, AttributeError):
+        base = None
+    if not (isinstance(base, str) and Path(base).is_dir()):
+        return load(directory / "sweep.toml")
+    text = (directory / "sweep.toml").read_text()
+    return parse(tomllib.loads(text), source=text, base_dir=Path(base))
 
 
 def _verdicts(series, runs, floors: dict, target: float) -> str:
@@ -194,10 +219,13 @@ def _verdicts(series, runs, floors: dict, target: float) -> str:
     kinds: dict = {}
     for r in runs:
         data = series[r["run_id"]]
+        floor = floors.get((r["group"], r["seed"]))
         if (data["loss"] <= target * data["loss"][0]).any():
             kind = f"reached {target:g}"
+        elif floor is None:
+            kind = "not judged (its problem's data is not found)"
         else:
-            kind = classify(data["step"], data["loss"], floors[r["group"], r["seed"]])[0]
+            kind = classify(data["step"], data["loss"], floor)[0]
         kinds[kind] = kinds.get(kind, 0) + 1
     return ", ".join(f"{k} ×{n}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
 
@@ -206,7 +234,7 @@ def write_report(directory: str | Path) -> Path:
     """Analyse the sweep in ``directory`` and write ``report.html`` there."""
     directory = Path(directory)
     table = read(directory)
-    plan = load(directory / "sweep.toml")
+    plan = _plan(directory)
     source, targets = plan.source, plan.targets
     summaries = run_summaries(table, targets)
     best = best_configs(summaries, targets[0], plan.select)

@@ -18,17 +18,25 @@ A **group** is one axis point and one method (with its hyperparameters): its run
 weights are arguments, not constants). Each finished group is one Parquet file under
 ``groups/``, written atomically, so ``kill -9`` at any moment loses only the unfinished group and
 never duplicates rows; the manifest lists what the sweep contains.
+
+Group files are not trusted blindly: after each one its sha256 is written beside it
+(``groups/_<name>.sha256``, ``sha256sum``'s format). A resume recomputes every group whose file
+does not match (and says so); ``read`` (and so ``report``) refuses it in one line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import io
 import itertools
 import json
+import math
 import os
+import re
 import socket
+import sys
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,11 +47,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import config as configs
+from . import rundir
 from .errors import UsageError
 from .rundir import write_atomic
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: group files are written without the folder's lock
+    fcntl = None
+
 SELECT = ("time_to_target", "final_loss", "auc")  # how each group's best learning rate is chosen
 SCALINGS = ("none", "per_sample")  # per_sample: η / n for a sample loss (it grows with n)
+STALL_SECONDS = 600.0  # ``deeplinear sweep``: a group silent this long is stopped (--stall-seconds)
 BYTES_PER_VALUE = 8
 
 
@@ -100,10 +115,30 @@ def _with_point(base: dict, point: dict) -> dict:
     for path, value in point.items():
         *parents, leaf = path.split(".")
         table = data
-        for key in parents:
+        for i, key in enumerate(parents):
             table = table.setdefault(key, {})
+            if not isinstance(table, dict):
+                through = ".".join(parents[: i + 1])
+                raise UsageError(
+                    f'axes."{path}" goes through {through}, which is not a table: '
+                    "give the path of a value inside a table, e.g. problem.condition_number"
+                )
         table[leaf] = value
     return data
+
+
+MAX_GRID = 10_000  # values in one learning-rate grid
+MAX_SEEDS = 1_000_000
+MAX_GROUPS = 10_000  # axis points × methods in one sweep: split a larger one into several files
+NOT_AXES = {
+    "seed": "the seed is not an axis: list the seeds in seeds = [...] (or give a count)",
+    "seeds": "seeds is not an axis: give seeds = [...] at the top of the sweep file",
+    "methods": "methods are not an axis: add one [[methods]] table per variant",
+    "name": "the sweep's name is not an axis",
+    "targets": "targets is not an axis: list them in targets = [...]",
+    "select": "select is not an axis: set select = ... once",
+    "axes": "axes cannot be an axis",
+}
 
 
 def grid(value, path: str) -> list[float]:
@@ -111,6 +146,8 @@ def grid(value, path: str) -> list[float]:
     if isinstance(value, list):
         if not value:
             raise UsageError(f"{path} is an empty grid: give at least one value")
+        if len(value) > MAX_GRID:
+            raise UsageError(f"{path} has {len(value)} values, more than {MAX_GRID}: use fewer")
         return value
     if not isinstance(value, dict):
         raise UsageError(f"{path} must be a list or a table {{min, max, num, scaling}}")
@@ -119,43 +156,125 @@ def grid(value, path: str) -> list[float]:
         raise UsageError(f"unknown key {path}.{unknown[0]} (allowed: min, max, num, scaling)")
     low = configs.require_number(value.get("min"), f"{path}.min")
     high = configs.require_number(value.get("max"), f"{path}.max")
-    num = configs.require_int(value.get("num"), f"{path}.num", 1)
+    num = configs.require_int(value.get("num"), f"{path}.num", 1, MAX_GRID)
     scaling = configs.require_choice(
         value.get("scaling", "log"), f"{path}.scaling", ("log", "linear")
     )
     if high < low:
         raise UsageError(f"{path}.max must be ≥ {path}.min, got {high} < {low}")
+    if high == low and num > 1:
+        raise UsageError(
+            f"{path}: min = max = {low} gives {num} equal values (one run each, the same run): "
+            "use num = 1, or widen the range"
+        )
     if scaling == "log":
         if low <= 0:
             raise UsageError(f"{path}.min must be > 0 for a log grid, got {low}")
-        return np.geomspace(low, high, num).tolist()
-    return np.linspace(low, high, num).tolist()
+        values = np.geomspace(low, high, num).tolist()
+    else:
+        values = np.linspace(low, high, num).tolist()
+    if len(set(values)) != len(values):
+        raise UsageError(
+            f"{path}: {num} values between {low} and {high} are not all distinct in float64: "
+            "use fewer (num) or widen the range"
+        )
+    return values
 
 
 def load(path: str | Path) -> Sweep:
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise UsageError(f"sweep file {path} does not exist: check the path") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise UsageError(f"sweep file {path} is not valid TOML: {error}") from None
+    text = configs.read_text(path, "sweep file")
+    data = configs.parse_toml(text, path, "sweep file")
     return parse(data, source=text, base_dir=path.parent)
 
 
+def _check_axes(axes) -> int:
+    """The axes table checked (valid paths, non-empty lists of distinct finite values, a number
+    of axis points that can be enumerated); returns that number."""
+    if not isinstance(axes, dict):
+        raise UsageError("axes must be a table of TOML paths to lists")
+    points = 1
+    for key, values in axes.items():
+        where = f'axes."{key}"'
+        parts = key.split(".")
+        if not all(parts):
+            raise UsageError(f"{where} is not a path: name a value, e.g. problem.condition_number")
+        if parts[0] in NOT_AXES:
+            raise UsageError(f"{where}: {NOT_AXES[parts[0]]}")
+        if parts[0] not in configs.TOP_KEYS:
+            allowed = ", ".join(sorted(configs.TOP_KEYS - set(NOT_AXES)))
+            raise UsageError(
+                f"{where}: unknown key {parts[0]} (an axis path starts with one of {allowed})"
+            )
+        if not isinstance(values, list) or not values:
+            raise UsageError(f"{where} is an empty grid: give a non-empty list")
+        points *= len(values)
+    if points > MAX_GROUPS:
+        sizes = " × ".join(str(len(v)) for v in axes.values())
+        raise UsageError(
+            f"axes has {sizes} = {points} axis points, more than {MAX_GROUPS}: split the sweep "
+            "into several files or use fewer axis values"
+        )
+    for key, values in axes.items():
+        where = f'axes."{key}"'
+        seen: dict[str, int] = {}
+        for i, value in enumerate(values):
+            bad = _non_finite(value)
+            if bad is not None:
+                raise UsageError(f"{where}[{i}] holds {bad}: give finite numbers")
+            label = _short(value)
+            same = json.dumps(value, sort_keys=True, default=str)
+            for name in (label, same):
+                if seen.setdefault(name, i) != i:
+                    raise UsageError(
+                        f"{where}[{i}] repeats {where}[{seen[name]}] ({label}): the same axis "
+                        "point twice would be the same runs; remove one"
+                    )
+    return points
+
+
+def _non_finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, list):
+        for item in value:
+            if (bad := _non_finite(item)) is not None:
+                return bad
+    if isinstance(value, dict):
+        for item in value.values():
+            if (bad := _non_finite(item)) is not None:
+                return bad
+    return None
+
+
 def parse(data: dict, *, source: str = "", base_dir: Path = Path(".")) -> Sweep:
-    """Check a sweep file: every axis point and method is checked as a run file would be."""
+    """Check a sweep file: every axis point and method is checked as a run file would be, run
+    ids are unique, and the largest group's memory and the sweep's time are within the limits
+    (``budget.Limits``) — all before anything runs."""
+    if not isinstance(data, dict):
+        raise UsageError("a sweep file must be a TOML table")
     data = dict(data)
+    if "seed" in data:
+        raise UsageError("seed: a sweep takes seeds = [...] (or a count), not seed: rename it")
     seeds = data.pop("seeds", 1)
     if isinstance(seeds, int) and not isinstance(seeds, bool):
         if seeds < 1:
             raise UsageError(f"seeds must be ≥ 1 (or a list of seeds), got {seeds}")
+        if seeds > MAX_SEEDS:
+            raise UsageError(f"seeds must be at most {MAX_SEEDS} (or a list of seeds), got {seeds}")
         seeds = list(range(seeds))
     if not isinstance(seeds, list) or not seeds:
         raise UsageError("seeds must be a positive integer or a non-empty list of seeds")
-    seeds = tuple(configs.require_int(s, f"seeds[{i}]", 0) for i, s in enumerate(seeds))
+    if len(seeds) > MAX_SEEDS:
+        raise UsageError(f"seeds lists {len(seeds)} seeds, more than {MAX_SEEDS}: use fewer")
+    seeds = tuple(configs.require_int(s, f"seeds[{i}]", 0, 2**32 - 1) for i, s in enumerate(seeds))
+    first: dict[int, int] = {}
+    for i, s in enumerate(seeds):
+        if first.setdefault(s, i) != i:
+            raise UsageError(
+                f"seeds[{i}] repeats seeds[{first[s]}] (seed {s}): the same seed twice would be "
+                "the same runs; remove one"
+            )
     targets = data.pop("targets", [1e-10])
     if not isinstance(targets, list) or not targets:
         raise UsageError("targets must be a non-empty list, e.g. [1e-10]")
@@ -163,16 +282,19 @@ def parse(data: dict, *, source: str = "", base_dir: Path = Path(".")) -> Sweep:
         configs.require_number(t, f"targets[{i}]", 0, strict=True) for i, t in enumerate(targets)
     )
     axes = data.pop("axes", {})
-    if not isinstance(axes, dict):
-        raise UsageError("axes must be a table of TOML paths to lists")
-    for key, values in axes.items():
-        if not isinstance(values, list) or not values:
-            raise UsageError(f"axes.{key!r} is an empty grid: give a non-empty list")
+    count = _check_axes(axes)
     select = configs.require_choice(data.pop("select", "time_to_target"), "select", SELECT)
     methods = data.get("methods")
     if not isinstance(methods, list) or not methods:
         raise UsageError("methods is missing or empty: add at least one [[methods]] table")
+    if count * len(methods) > MAX_GROUPS:
+        raise UsageError(
+            f"the sweep has {count} axis points × {len(methods)} methods = "
+            f"{count * len(methods)} groups, more than {MAX_GROUPS}: split it into several "
+            "sweep files or use fewer axis values"
+        )
     scalings = []
+    data["methods"] = methods = [dict(t) if isinstance(t, dict) else t for t in methods]
     for i, table in enumerate(methods):
         if not isinstance(table, dict):
             continue
@@ -181,14 +303,22 @@ def parse(data: dict, *, source: str = "", base_dir: Path = Path(".")) -> Sweep:
         scaling = table.pop("learning_rate_scaling", "none")
         path = f"methods[{i}].learning_rate_scaling"
         scalings.append(configs.require_choice(scaling, path, SCALINGS))
-    data.setdefault("seed", seeds[0])
-    checked = configs.parse(data, base_dir=base_dir, source=source)  # methods, shared sections
+    data["seed"] = seeds[0]
+    configs.parse(data, base_dir=base_dir, source=source)  # methods, shared sections
     points = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
-    groups = []
+    groups, labels = [], set()
     for point in points:
-        configs.parse(_with_point(data, point), base_dir=base_dir, source=source)  # each point
         label = ",".join(f"{k}={_short(v)}" for k, v in point.items()) or "base"
-        for spec, scaling in zip(checked.methods, scalings):
+        try:  # each point as the run file it is (its own steps, sections, …)
+            at_point = configs.parse(_with_point(data, point), base_dir=base_dir, source=source)
+        except UsageError as error:
+            if not point or str(error).startswith("axes."):
+                raise
+            raise UsageError(f"at the axis point {label}: {error}") from None
+        if label in labels:  # distinct values print distinctly (_short): a safeguard
+            raise UsageError(f"two axis points print alike ({label}): their run ids would collide")
+        labels.add(label)
+        for spec, scaling in zip(at_point.methods, scalings):
             hyper = "".join(f",{k}={v}" for k, v in sorted(spec.hyperparameters.items()))
             # everything that decides the group's rows: a changed grid, length or section makes
             # a new group file instead of resuming the old one
@@ -199,73 +329,164 @@ def parse(data: dict, *, source: str = "", base_dir: Path = Path(".")) -> Sweep:
             ).hexdigest()[:10]
             group_id = f"{label}|{spec.name}{hyper}|{digest}"
             groups.append(Group(group_id, point, spec, seeds, scaling))
+    if len({g.id.rsplit("|", 1)[1] for g in groups}) != len(groups):
+        raise UsageError("two groups of the sweep would share a group file: report this as a bug")
     sweep = Sweep(source, data, axes, seeds, targets, tuple(groups), Path(base_dir), select)
-    need, have = memory_estimate(sweep, checked.record_every), _machine_bytes()
-    if need > have / 2:
-        raise UsageError(
-            f"the sweep's largest group would hold ~{need / 2**30:.1f} GiB of records in memory, "
-            f"more than half of this machine's {have / 2**30:.1f} GiB: record less often "
-            "(record_every), or use fewer seeds or learning rates per group"
-        )
+    _check_memory(sweep)
     return sweep
 
 
-def memory_estimate(sweep: Sweep, record_every: int) -> int:
-    """Bytes the largest group holds before it is written (an upper estimate).
+def _point_config(sweep: Sweep, group: Group) -> configs.RunConfig:
+    return sweep.run_config(group, group.seeds[0])
 
-    Per run and recorded row: the table's numbers plus per-mode and per-layer diagnostics (at
-    most 4 × the widest layer), three copies (device, host, table), plus the final weights.
-    """
-    data = sweep.base
-    problem, model = data.get("problem", {}), data.get("model", {})
-    dims = [problem.get("input", 6), problem.get("output", 10), *model.get("hidden", [6])]
-    for key, values in sweep.axes.items():  # an axis may widen the problem
-        if key in ("problem.input", "problem.output"):
-            dims += [int(v) for v in values]
-        elif key == "model.hidden":
-            dims += [int(h) for widths in values for h in widths]
-    widest = max(int(d) for d in dims)
-    worst = 0
+
+def _group_cost(sweep: Sweep, group: Group, config) -> tuple[float, float, tuple]:
+    """(bytes, seconds without compiling, program key) of one group."""
+    from . import budget
+    from .methods import make_method
+
+    d = budget.dims(config)
+    spec = config.methods[0]
+    method = make_method(spec.name, **spec.hyperparameters)
+    runs = len(group.seeds) * len(spec.learning_rates)
+    work, records, seconds = budget.batch(method, d, runs, spec.steps, config.record_every)
+    setup = len(group.seeds) * (budget._data_values(d) + budget._init_values(d)) * 8
+    key = (spec.name, tuple(sorted(spec.hyperparameters.items())), d.widths, d.k, runs)
+    return budget.RUNTIME_BYTES + setup + work + records, seconds, (key, method, d)
+
+
+def estimate(sweep: Sweep):
+    """A ``budget.Estimate`` of the sweep: the largest group's memory (groups run one at a time
+    per process) and the time of every group, each shape compiled once."""
+    from . import budget
+
+    worst, seconds, programs = 0.0, 0.0, {}
     for group in sweep.groups:
-        rows = group.method.steps // record_every + 1
-        runs = len(group.seeds) * len(group.method.learning_rates)
-        per_run = rows * (16 + 4 * widest) * 3 + 2 * widest * widest
-        worst = max(worst, runs * per_run * BYTES_PER_VALUE)
-    return worst
+        need, secs, (key, method, d) = _group_cost(sweep, group, _point_config(sweep, group))
+        worst, seconds = max(worst, need), seconds + secs
+        programs.setdefault(key, budget.compile_seconds(method, d))  # compiled once per shape
+    return budget.Estimate(
+        worst,
+        seconds + sum(programs.values()),
+        "record less often (record_every), or use fewer seeds or learning rates per group",
+        "use fewer axis points, seeds, learning rates or steps",
+    )
 
 
-def _machine_bytes() -> int:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # not POSIX: assume the project's 24 GiB
-        return 24 * 2**30
+def _check_memory(sweep: Sweep) -> None:
+    """Refuse a sweep whose largest group would not fit in memory (``budget``: one line with
+    the number, the limit and how to raise it). Its time is checked by ``deeplinear sweep``
+    (``estimate``) before it starts: reading a finished sweep again does not depend on it."""
+    from . import budget
+
+    need = estimate(sweep)
+    budget.check(
+        budget.Estimate(need.bytes, 0.0, need.memory_advice),
+        budget.Limits.from_env(),
+        "the sweep's largest group",
+    )
+
+
+def memory_estimate(sweep: Sweep, record_every: int) -> int:
+    """Bytes the largest group holds before it is written (an upper estimate, ``budget``)."""
+    return int(
+        max(_group_cost(sweep, g, _point_config(sweep, g))[0] for g in sweep.groups)
+        if sweep.groups
+        else 0
+    )
 
 
 def _short(value) -> str:
+    """An axis value as it appears in run ids and axis columns: floats as short as ``:g``
+    prints them where that is exact, else exactly, so distinct values never print alike."""
     if isinstance(value, float):
-        return f"{value:g}"
-    return json.dumps(value, separators=(",", ":"))
+        return configs.format_number(value)
+    return json.dumps(value, separators=(",", ":"), default=str)
 
 
 def group_file(directory: Path, group: Group) -> Path:
     return directory / "groups" / (group.id.rsplit("|", 1)[1] + ".parquet")
 
 
-def run_group(sweep: Sweep, group: Group) -> pa.Table:
+NOT_WRITTEN = "is not written yet"  # ``verify_group``: neither the file nor its checksum exists
+GROUP_FILE = re.compile(r"groups/[0-9a-f]{10}\.parquet")
+
+
+def checksum_file(path: Path) -> Path:
+    """A group file's checksum: ``_<name>.sha256`` beside it (``_``: not part of the dataset)."""
+    return path.with_name(f"_{path.stem}.sha256")
+
+
+@contextlib.contextmanager
+def _locked(folder: Path, shared: bool = False):
+    """The group folder's lock, so that a group file and its checksum change together even when
+    two sweeps write into one ``--out``."""
+    fd = None
+    with contextlib.suppress(OSError):  # e.g. a read-only folder: nothing can be written anyway
+        fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        if fd is not None and fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def write_group(path: Path, table: pa.Table, metadata: dict) -> None:
+    """Write a group file, then its sha256 beside it (each atomically)."""
+    from .results import write_table
+
+    with _locked(path.parent):
+        digest = write_table(table, path, metadata)
+        write_atomic(checksum_file(path), f"{digest}  {path.name}\n".encode())
+
+
+def verify_group(path: Path) -> str | None:
+    """None when the group file at ``path`` matches its checksum; else why it cannot be trusted
+    (``NOT_WRITTEN`` for a group not run yet)."""
+    check = checksum_file(path)
+    with _locked(path.parent, shared=True):
+        if not path.exists():
+            return "is missing (its checksum is there)" if check.exists() else NOT_WRITTEN
+        try:
+            digest, name = check.read_text().split()
+        except FileNotFoundError:
+            return f"has no checksum ({check})"
+        except (OSError, ValueError):  # ValueError: not two words, or not UTF-8
+            return f"has an unreadable checksum ({check})"
+        if name != path.name or len(digest) != 64:
+            return f"has an unreadable checksum ({check})"
+        try:
+            actual = rundir.sha256_file(path)
+        except OSError as error:
+            return f"cannot be read ({error.strerror or error})"
+    if actual != digest:
+        return "does not match its checksum (damaged, truncated or replaced since it was written)"
+    return None
+
+
+def run_group(sweep: Sweep, group: Group, beat: Callable[[], None] | None = None) -> pa.Table:
     """All seeds and learning rates of one group, as one table (with axis and group columns).
 
     In-loop methods run every seed × learning rate as one batch of one compiled program (each
-    member with its own problem); out-of-loop peers (SciPy) run one seed at a time.
+    member with its own problem); out-of-loop peers (SciPy) run one seed at a time. ``beat`` is
+    called whenever a chunk of steps or a seed is done (the watchdog's heartbeat).
     """
     from . import runfile  # heavy: JAX
     from .methods import make_method
 
+    beat = beat or (lambda: None)
     configs_ = [sweep.run_config(group, seed) for seed in group.seeds]
     method = make_method(group.method.name, **group.method.hyperparameters)
     if getattr(method, "out_of_loop", False):
-        table = pa.concat_tables([runfile.execute(c).table for c in configs_])
+        tables = []
+        for c in configs_:
+            tables.append(runfile.execute(c).table)
+            beat()
+        table = pa.concat_tables(tables)
     else:
-        table = _batched_table(method, configs_)
+        table = _batched_table(method, configs_, beat)
     point = group.id.split("|", 1)[0]  # run ids are unique across axis points too
     ids = [f"{point}/{run_id}" for run_id in table.column("run_id").to_pylist()]
     table = table.set_column(0, "run_id", pa.array(ids))
@@ -275,7 +496,7 @@ def run_group(sweep: Sweep, group: Group) -> pa.Table:
     return conform(table, group.point)
 
 
-def _batched_table(method, configs_) -> pa.Table:
+def _batched_table(method, configs_, beat: Callable[[], None]) -> pa.Table:
     """Every seed × learning rate of one method in one vmapped batch."""
     from . import runfile, runner
     from ._backend import jax
@@ -299,6 +520,7 @@ def _batched_table(method, configs_) -> pa.Table:
         record_every=first.record_every,
         probe=stack([m[0].probe for m in members]),
         shared=False,
+        progress=lambda done, total: beat(),
     )
     runs = [
         (
@@ -357,11 +579,19 @@ def conform(table: pa.Table, point: dict) -> pa.Table:
     return pa.table(columns)
 
 
-def _group_bytes(source: str, base_dir: str, index: int) -> bytes:
-    """A Ray task: rebuild the sweep from its text (configs are data), run one group, Parquet."""
+def _group_bytes(source: str, base_dir: str, index: int, stall_seconds: float | None) -> bytes:
+    """A Ray task: rebuild the sweep from its text (configs are data), run one group (under the
+    watchdog, in a worker of its own, unless ``stall_seconds`` is None), Parquet."""
+    from ._watchdog import Worker
+
     plan = parse(tomllib.loads(source), source=source, base_dir=Path(base_dir))
+    if stall_seconds is None:
+        table = run_group(plan, plan.groups[index])
+    else:
+        with Worker(plan, stall_seconds) as worker:
+            table = worker.run(index)
     buffer = io.BytesIO()
-    pq.write_table(run_group(plan, plan.groups[index]), buffer)
+    pq.write_table(table, buffer)
     return buffer.getvalue()
 
 
@@ -385,18 +615,29 @@ def run(
     *,
     ray: str | None = None,
     progress: Callable[[int, int, Group], None] | None = None,
+    notice: Callable[[str], None] | None = None,
+    stall_seconds: float | None = None,
 ) -> list[Path]:
     """Run every group not yet on disk; return the group files (old and new).
 
     ``ray``: None runs here; "local" starts a local Ray cluster; "HOST:PORT" joins one (every
     worker needs deeplinear installed). Files are written here, by this process, atomically.
+    ``stall_seconds``: run the groups in a worker process (``_watchdog``) and stop with
+    ``GroupStalledError``, naming the group, when it makes no progress (no chunk of steps done)
+    for that long; None runs them in this process, unwatched (so does a non-POSIX system). The
+    ``deeplinear sweep`` command watches by default (``STALL_SECONDS``).
+    A group whose file does not match its checksum is run again; ``notice`` (default: a line on
+    stderr) says which.
     """
-    from .results import provenance, write_table
+    from .results import provenance
 
     directory = Path(directory)
+    say = notice or (lambda line: print(f"deeplinear: {line}", file=sys.stderr, flush=True))
+    rundir.claim(directory, {"experiment": "sweep", "sweep_sha256": sweep.digest}, force=True)
     (directory / "groups").mkdir(parents=True, exist_ok=True)
     manifest = {
         "sweep_sha256": sweep.digest,
+        "base_dir": str(Path(sweep.base_dir).resolve()),  # relative paths (report's .npz data)
         "groups": [
             {
                 "id": g.id,
@@ -410,22 +651,41 @@ def run(
     write_atomic(directory / "manifest.json", json.dumps(manifest, indent=2, default=str).encode())
     write_atomic(directory / "sweep.toml", sweep.source.encode())
     files = [group_file(directory, g) for g in sweep.groups]
-    for stale in set((directory / "groups").glob("*.parquet")) - set(files):
+    keep = set(files) | {checksum_file(f) for f in files}
+    for stale in set((directory / "groups").glob("*.parquet")) - keep:
         stale.unlink()  # a replaced (--force) sweep's groups: not this sweep's rows
-    todo = [i for i, path in enumerate(files) if not path.exists()]  # resume: skip finished
+    for stale in set((directory / "groups").glob("_*.sha256")) - keep:
+        stale.unlink()
+    todo = []  # resume: skip the finished groups whose files match their checksums
+    for index, path in enumerate(files):
+        reason = verify_group(path)
+        if reason is not None:
+            todo.append(index)
+        if reason not in (None, NOT_WRITTEN):
+            say(f"{path} {reason}: running its group again")
     done = len(files) - len(todo)
 
     def finish(index: int, table: pa.Table) -> None:
         nonlocal done
         metadata = provenance(sweep=sweep.digest, group=sweep.groups[index].id)
-        write_table(table, files[index], metadata)
+        write_group(files[index], table, metadata)
         done += 1
         if progress:
             progress(done, len(files), sweep.groups[index])
 
-    if ray is None:
+    if os.name != "posix":  # the watchdog's worker needs POSIX pipes: unwatched elsewhere
+        stall_seconds = None
+    if ray is None and stall_seconds is None:
         for index in todo:
             finish(index, run_group(sweep, sweep.groups[index]))
+        return files
+    if ray is None:
+        from ._watchdog import Worker
+
+        if todo:
+            with Worker(sweep, stall_seconds) as worker:
+                for index in todo:
+                    finish(index, worker.run(index))
         return files
     import ray as ray_module
 
@@ -438,20 +698,102 @@ def run(
         ignore_reinit_error=True,
     )
     try:
-        task = ray_module.remote(_group_bytes)
-        pending = {task.remote(sweep.source, str(sweep.base_dir), i): i for i in todo}
+        from ._watchdog import GroupStalledError, WorkerDiedError
+
+        task = ray_module.remote(max_retries=0)(_group_bytes)
+        args = (sweep.source, str(sweep.base_dir))
+        pending = {task.remote(*args, i, stall_seconds): i for i in todo}
         while pending:
             ready, _ = ray_module.wait(list(pending), num_returns=1)
             index = pending.pop(ready[0])
-            finish(index, pq.read_table(io.BytesIO(ray_module.get(ready[0]))))
+            try:
+                table = pq.read_table(io.BytesIO(ray_module.get(ready[0])))
+            except (GroupStalledError, WorkerDiedError) as error:  # Ray's wrapper keeps the class
+                for ref in pending:
+                    ray_module.cancel(ref, force=True)
+                raise getattr(error, "cause", error) from None
+            finish(index, table)
     finally:
         ray_module.shutdown()
     return files
 
 
 def read(directory: str | Path) -> pa.Table:
-    """Every finished group's rows, as one table (also readable as a Parquet dataset)."""
-    files = sorted((Path(directory) / "groups").glob("*.parquet"))
-    if not files:
+    """Every finished group's rows, as one table (also readable as a Parquet dataset).
+
+    Nothing is trusted blindly: ``experiment.json``, ``sweep.toml`` and ``manifest.json`` must
+    name the same sweep, and every group file present must match its checksum and hold its
+    group; anything else is refused in one line naming the file and the fix.
+    """
+    from .results import read_table
+
+    directory = Path(directory)
+    fix = f"re-run 'deeplinear sweep SWEEP --out {directory}' to run its group again"
+    tables, listed = [], _listed_groups(directory)
+    unlisted = sorted(set((directory / "groups").glob("*.parquet")) - {p for _, p in listed})
+    if unlisted:
+        raise UsageError(f"{unlisted[0]} is not a group of this sweep (manifest.json): {fix}")
+    for group_id, path in listed:
+        reason = verify_group(path)
+        if reason == NOT_WRITTEN:
+            continue  # not run yet (or failed): the report covers the finished groups
+        if reason is not None:
+            raise UsageError(f"{path} {reason}: {fix}")
+        table, metadata = read_table(path, fix)
+        if metadata.get("group") != group_id or "group" not in table.column_names:
+            raise UsageError(f"{path} does not hold the group manifest.json names: {fix}")
+        tables.append(table)
+    if not tables:
         raise UsageError(f"{directory} holds no finished groups: run 'deeplinear sweep' first")
-    return pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
+    return pa.concat_tables(tables, promote_options="default")
+
+
+def _listed_groups(directory: Path) -> list[tuple[str, Path]]:
+    """(group id, file) of every group ``manifest.json`` lists, once ``experiment.json``,
+    ``sweep.toml`` and ``manifest.json`` are found to name one sweep."""
+    fix = f"re-run 'deeplinear sweep SWEEP --out {directory} --force' (finished groups are kept)"
+    if not (directory / "sweep.toml").is_file() and not (directory / "groups").is_dir():
+        raise UsageError(f"{directory} holds no finished groups: run 'deeplinear sweep' first")
+    held = _json(directory / rundir.MANIFEST, fix)
+    digest = held.get("sweep_sha256") if held.get("experiment") == "sweep" else None
+    if not isinstance(digest, str):
+        raise UsageError(f"{directory / rundir.MANIFEST} does not name a sweep: {fix}")
+    try:
+        source = (directory / "sweep.toml").read_bytes()
+    except OSError as error:
+        path = directory / "sweep.toml"
+        raise UsageError(f"{path} cannot be read ({error.strerror or error}): {fix}") from None
+    if hashlib.sha256(source).hexdigest()[:16] != digest:
+        raise UsageError(
+            f"{directory / 'sweep.toml'} was changed after the sweep (experiment.json names "
+            f"another sweep file): restore it, or {fix}"
+        )
+    listing = _json(directory / "manifest.json", fix)
+    groups = listing.get("groups")
+    if listing.get("sweep_sha256") != digest or not isinstance(groups, list):
+        raise UsageError(f"{directory / 'manifest.json'} does not list this sweep's groups: {fix}")
+    out = []
+    for entry in groups:
+        file = entry.get("file") if isinstance(entry, dict) else None
+        group_id = entry.get("id") if isinstance(entry, dict) else None
+        if not (
+            isinstance(file, str)
+            and GROUP_FILE.fullmatch(file)
+            and isinstance(group_id, str)
+            and group_id.endswith("|" + file[len("groups/") : -len(".parquet")])
+        ):
+            raise UsageError(f"{directory / 'manifest.json'} lists a malformed group: {fix}")
+        out.append((group_id, directory / file))
+    return out
+
+
+def _json(path: Path, fix: str) -> dict:
+    try:
+        held = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise UsageError(f"{path} is missing: {fix}") from None
+    except (OSError, ValueError):
+        held = None
+    if not isinstance(held, dict):
+        raise UsageError(f"{path} is unreadable (not a JSON object): {fix}")
+    return held
