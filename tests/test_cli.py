@@ -129,8 +129,11 @@ def test_ctrl_c_leaves_no_half_written_file(tmp_path):
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert sorted(os.listdir(out)) == ["experiment.json"]  # nothing half-written
-    rerun = cli("reproduce", "--out", str(out), "--rcond", "2017")
-    assert rerun.returncode == 0, rerun.stderr
+    # the same experiment may claim the directory again (the full rerun costs ~20 s of NumPy)
+    from deeplinear import rundir
+    from deeplinear.experiment import experiment_identity
+
+    assert rundir.claim(out, experiment_identity(0, "2017")) == out
 
 
 def test_run_then_explain(tmp_path):
