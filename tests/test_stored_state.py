@@ -21,7 +21,6 @@ import tempfile
 import tomllib
 from pathlib import Path
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -30,7 +29,8 @@ from deeplinear import config, rundir, runfile, runner, sweep
 from deeplinear.errors import UsageError
 from deeplinear.explain import explain
 from deeplinear.report import write_report
-from deeplinear.results import _to_numpy, read_table
+from deeplinear.results import read_table
+from result_rows import assert_same_rows
 
 FUZZ = os.environ.get("DEEPLINEAR_FUZZ") == "1"
 EXAMPLES = settings(
@@ -97,7 +97,6 @@ learning_rates = [0.05, 0.1]
 name = "adam"
 learning_rates = [0.05]
 """
-TIMING = {"seconds", "compile_seconds"}
 
 
 def outcome(directory) -> list:
@@ -476,20 +475,6 @@ def test_explain_on_a_damaged_directory_exits_2_with_one_line(runs):
 
 
 # ---------------------------------------------------------------- sweeps: recompute or refuse
-
-
-def rows(table):
-    names = [n for n in table.column_names if n not in TIMING]
-    return table.select(names).sort_by([("run_id", "ascending"), ("step", "ascending")])
-
-
-def assert_same_rows(a, b):
-    a, b = rows(a), rows(b)
-    assert a.column_names == b.column_names and a.num_rows == b.num_rows
-    for name in a.column_names:
-        np.testing.assert_array_equal(
-            _to_numpy(a.column(name)), _to_numpy(b.column(name)), err_msg=name
-        )
 
 
 @pytest.fixture(scope="module")

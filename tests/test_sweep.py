@@ -14,8 +14,8 @@ import pytest
 from deeplinear import sweep
 from deeplinear.errors import UsageError
 from deeplinear.report import _floors, write_report
-from deeplinear.results import _to_numpy
 from deeplinear.runfile import build
+from result_rows import assert_same_rows
 
 SWEEP = """
 seeds = 2
@@ -43,26 +43,9 @@ learning_rates = [1.0]
 steps = 20
 """
 
-TIMING = {"seconds", "compile_seconds"}
-
 
 def plan(text=SWEEP):
     return sweep.parse(tomllib.loads(text), source=text)
-
-
-def rows(table):
-    names = [n for n in table.column_names if n not in TIMING]
-    return table.select(names).sort_by([("run_id", "ascending"), ("step", "ascending")])
-
-
-def assert_same_rows(a, b):
-    """Bit-identical values in every column but the timings (NaN equals NaN)."""
-    a, b = rows(a), rows(b)
-    assert a.column_names == b.column_names and a.num_rows == b.num_rows
-    for name in a.column_names:
-        np.testing.assert_array_equal(
-            _to_numpy(a.column(name)), _to_numpy(b.column(name)), err_msg=name
-        )
 
 
 def test_groups_and_rows(tmp_path):
