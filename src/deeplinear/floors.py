@@ -105,15 +105,23 @@ def irreducible_loss(X: np.ndarray, Y: np.ndarray) -> tuple[float, str]:
     X, Y = np.asarray(X, dtype=np.float64), np.asarray(Y, dtype=np.float64)
     P = range_basis(X)
     if P.shape[1] == 0:
-        return float(np.sum(Y**2)), "X = 0: nothing of Y is reachable"
+        return float(np.sum(Y**2)), _how(X, Y)
     W0 = np.linalg.lstsq(X.T, Y.T, rcond=None)[0].T
-    if Y.shape[0] * X.size <= MAX_ACCURATE_TERMS:
-        r = accurate.residual((W0,), X, Y)
-        how = "‖r − r P Pᵀ‖², r = Y − W₀X in double-double at the least-squares W₀"
-    else:
-        r = Y - W0 @ X
-        how = "‖r − r P Pᵀ‖², r = Y − W₀X in float64 (too large for double-double)"
-    return float(np.sum((r - (r @ P) @ P.T) ** 2)), how
+    r = accurate.residual((W0,), X, Y) if _affordable(X, Y) else Y - W0 @ X
+    return float(np.sum((r - (r @ P) @ P.T) ** 2)), _how(X, Y)
+
+
+def _affordable(X, Y) -> bool:
+    """Is the double-double residual Y − W₀X within ``MAX_ACCURATE_TERMS`` multiply-adds?"""
+    return np.shape(Y)[0] * np.size(X) <= MAX_ACCURATE_TERMS
+
+
+def _how(X, Y) -> str:
+    if not np.any(X):
+        return "X = 0: nothing of Y is reachable"
+    if _affordable(X, Y):
+        return "‖r − r P Pᵀ‖², r = Y − W₀X in double-double at the least-squares W₀"
+    return "‖r − r P Pᵀ‖², r = Y − W₀X in float64 (too large for double-double)"
 
 
 def reachable_minimum(problem, widths, objective=None) -> Floor:
@@ -122,7 +130,7 @@ def reachable_minimum(problem, widths, objective=None) -> Floor:
     ``resolution`` is measured, not assumed: at W_k, the best rank-k map computed in float64
     from the loop's own reduced data (L, T), it is the larger of (a) the loop's float64 loss
     minus its double-double value and (b) that value minus the floor — what representing the
-    problem in float64 costs — times 4, and at least ``k·u²·‖T‖²`` (the rounding of the residual
+    problem in float64 costs — times 2, and at least ``k·u²·‖T‖²`` (the rounding of the residual
     entries) and ``32·u·floor`` (of the sum itself).
     """
     objective = problem.objective() if objective is None else objective
@@ -131,7 +139,8 @@ def reachable_minimum(problem, widths, objective=None) -> Floor:
         irreducible, how = 0.0, "population loss: nothing is irreducible"
         reduced = np.asarray(problem.A, dtype=np.float64)
     else:
-        irreducible, how = irreducible_loss(problem.X, problem.Y)
+        # the objective already holds min_W ‖WX − Y‖² (``irreducible_loss``): not computed twice
+        irreducible, how = float(objective.floor), _how(problem.X, problem.Y)
         reduced = np.asarray(problem.Y, dtype=np.float64) @ range_basis(problem.X)
     sigma = np.linalg.svd(reduced, compute_uv=False) if reduced.size else np.zeros(0)
     target_rank = _numerical_rank(sigma, reduced.shape)
@@ -165,7 +174,7 @@ def _resolution(problem, objective, k: int, value: float) -> float:
     in_loop = float(objective.loss((W,)))
     X = problem.X if problem.Y is not None else None
     Y = problem.Y if problem.Y is not None else problem.A
-    if X is not None and Y.shape[0] * X.size > MAX_ACCURATE_TERMS:
+    if X is not None and not _affordable(X, Y):
         return max(statistical, floor)
     exact = accurate.loss((W,), X, Y)
     measured = 2 * max(abs(in_loop - exact), exact - value)
