@@ -33,7 +33,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .floors import Floor
+from ..floors import Floor
 
 WINDOWS = (0.1, 0.25, 0.5)  # fractions of the evidence used for rate fits
 SLOW = ("converging linearly", "sublinear", "plateau")  # still progressing: slow, not stuck
@@ -587,7 +587,7 @@ def _nearly_critical(point, excess: float) -> bool:
 
 
 def _saddle(base, evidence, point, extend, learning_rate, gd_like) -> Verdict:
-    from .curvature import saddle_escape_prediction
+    from ..curvature import saddle_escape_prediction
 
     excess = base.excess_loss
     base.kind = "saddle"
