@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import difflib
 
+import pyarrow as pa
+
 from ..errors import UsageError
 from ._base import AbstractMethod as AbstractMethod
 from ._base import Hyper as Hyper
@@ -23,6 +25,8 @@ from ._optax import RMSProp as RMSProp
 from ._peers import OptimistixDogleg as OptimistixDogleg
 from ._peers import OptimistixGN as OptimistixGN
 from ._peers import OptimistixLM as OptimistixLM
+from ._plugins import PLUGIN_GROUP as PLUGIN_GROUP
+from ._plugins import Registry as Registry
 from ._scipy import ScipyLM as ScipyLM
 from ._scipy import ScipyTRF as ScipyTRF
 from ._seed_lm import SeedLM as SeedLM
@@ -59,13 +63,14 @@ _ALL = (
     ScipyLM,
     ScipyTRF,
 )
-METHODS: dict[str, type[AbstractMethod]] = {m.name: m for m in _ALL}
+METHODS: Registry = Registry(_ALL)
+register = METHODS.register
 
 
 def make_method(name: str, **hyperparameters) -> AbstractMethod:
     """The method registered as ``name`` with the given hyperparameters."""
     if name not in METHODS:
-        close = difflib.get_close_matches(name, METHODS, n=1)
+        close = difflib.get_close_matches(name, list(METHODS), n=1)
         hint = f"did you mean {close[0]!r}?" if close else f"choose one of {', '.join(METHODS)}"
         raise UsageError(f"unknown method {name!r}: {hint}")
     cls = METHODS[name]
@@ -75,3 +80,20 @@ def make_method(name: str, **hyperparameters) -> AbstractMethod:
         expected = ", ".join(sorted(fields)) or "none"
         raise UsageError(f"{name}: unknown hyperparameter {unknown[0]!r} (it takes: {expected})")
     return cls(**hyperparameters)
+
+
+def recorded_columns() -> dict[str, pa.DataType]:
+    """The union of every registered method's ``columns`` (what ``record(state)`` returns):
+    the method columns a sweep's group files all carry (null where a method has none)."""
+    union: dict[str, pa.DataType] = {}
+    owner: dict[str, str] = {}
+    for name, cls in METHODS.items():
+        for column, kind in getattr(cls, "columns", {}).items():
+            if column in union and union[column] != kind:
+                raise UsageError(
+                    f"method {name!r} records column {column!r} as {kind}, but {owner[column]!r} "
+                    f"records it as {union[column]}: give one of them another column name"
+                )
+            union.setdefault(column, kind)
+            owner.setdefault(column, name)
+    return union
