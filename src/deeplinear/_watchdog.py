@@ -70,7 +70,7 @@ STOPPED = (GroupStalledError, WorkerDiedError)  # ``deeplinear sweep``: one line
 
 
 def _label(group) -> str:
-    return group.id.rsplit("|", 1)[0]
+    return group.name
 
 
 class Worker:

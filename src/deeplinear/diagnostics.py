@@ -12,9 +12,11 @@ and the largest stable GD step ``2/λ_max``.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from types import MappingProxyType
 from typing import NamedTuple
 
 import numpy as np
+import pyarrow as pa
 from jax.flatten_util import ravel_pytree
 
 from ._backend import jax, jnp, one_matrix_at_a_time
@@ -36,6 +38,15 @@ class Probe(NamedTuple):
     U: jax.Array
     s: jax.Array
     V: jax.Array
+
+    # what ``measure`` adds to each record: one value per layer, layer pair or mode (read-only:
+    # a NamedTuple takes no ClassVar)
+    columns = MappingProxyType(
+        {
+            name: pa.list_(pa.float64())
+            for name in ("imbalance", "layer_sigma_max", "layer_sigma_min", "mode_learned")
+        }
+    )
 
     @classmethod
     def for_problem(cls, problem) -> Probe:

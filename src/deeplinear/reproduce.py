@@ -11,28 +11,29 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from . import accurate, notebook, plots, rundir, runner
+from . import accurate, notebook, plots, rundir, runfile, runner
+from . import config as configs
 from .experiment import (
-    ADAM_RATES,
-    FIRST_ORDER_STEPS,
-    GD_RATES,
-    LM_FIDELITY_FLOOR,
-    LM_RATES,
-    LM_STEPS,
+    LITERAL_LM_OPTIONS,
+    LITERAL_LM_VARIANT,
+    LM,
+    Batch,
+    batches,
     default_out,
     experiment_identity,
+    run_file,
     validate,
 )
 from .floors import reachable_minimum, widths_of
 from .methods import make_method
-from .problem import Problem, notebook_problem
-from .results import RunInfo, curves_table, provenance, run_series, write_table
+from .problem import Problem
+from .results import Curve, RunInfo, batches_table, provenance, run_series, write_table
 
 
 @dataclass
@@ -72,41 +73,29 @@ def reproduce(
     if write:
         out_dir = rundir.claim(out or default_out(seed), experiment_identity(seed, rcond), force)
 
-    problem, weights = notebook_problem(seed)
-    objective = problem.objective()
-    runs: list[tuple[RunInfo, runner.Curve]] = []
-    final_losses: dict[str, tuple[float, float]] = {}
-
-    def batch(method_name: str, rates, steps: int, variant: str = ""):
-        method = make_method(method_name)
-        say(f"{method_name}: {len(rates)} runs × {steps} steps")
-        result = runner.run(method, objective, weights, rates, steps)
-        for rate, curve in zip(rates, result.curves):
-            label = f"{method.label} step={rate:g}"
-            info = RunInfo(
-                f"seed{seed}/{method_name}/{rate:g}", label, method_name, rate, seed,
-                variant, result.compile_seconds, len(rates),
-            )  # fmt: skip
-            runs.append((info, curve))
-        for member, (rate, curve) in enumerate(zip(rates, result.curves)):
+    config = configs.parse(run_file(seed, rcond))
+    setup = runfile.build(config)  # the notebook's own draws: problem, then W1, W2
+    problem, objective, weights = setup.problem, setup.objective, setup.weights
+    ran = runfile.run_methods(config, setup, progress=say)  # as ``deeplinear run`` runs them
+    variants = {b.method: b.variant for b in batches(rcond)}
+    ran = [([replace(i, variant=variants[i.method]) for i in infos], r) for infos, r in ran]
+    final_losses = {}
+    for infos, result in ran:
+        for member, (info, curve) in enumerate(zip(infos, result.curves)):
             if np.isfinite(curve.loss[-1]):
                 final = tuple(np.asarray(w)[member] for w in result.final_weights)
-                final_losses[f"{method.label} step={rate:g}"] = (
+                final_losses[info.run] = (
                     accurate.loss(final, problem.X, problem.Y),
                     accurate.loss_error_bound(final, problem.X, problem.Y),
                 )
-        say(f"  compiled in {result.compile_seconds:.2f} s, ran in {result.run_seconds:.2f} s")
-
-    batch("tf1-gd", GD_RATES, FIRST_ORDER_STEPS)
-    batch("tf1-adam", ADAM_RATES, FIRST_ORDER_STEPS)
-    if rcond in ("modern", "both"):
-        batch("seed-lm", LM_RATES, LM_STEPS, "structured minimum-norm step (modern rcond)")
     if rcond in ("2017", "both"):
-        for rate in LM_RATES:
-            say(f"seed-lm, 2017 setting (Kronecker + lstsq rcond=-1, NumPy): η={rate:g}")
-            runs.append((_literal_lm_info(seed, rate), _literal_lm_curve(problem, weights, rate)))
+        label = make_method(LM.method).label
+        for rate in LM.learning_rates:
+            say(f"{LM.method}, 2017 setting (Kronecker + lstsq rcond=-1, NumPy): η={rate:g}")
+            info = _literal_lm_info(seed, rate, label)
+            ran.append(([info], _literal_lm_batch(problem, weights, rate)))
 
-    table = curves_table(runs)
+    table = batches_table(ran)
     reproduction = Reproduction(
         seed, problem, table, out_dir, weights=tuple(weights), final_losses=final_losses
     )
@@ -140,50 +129,58 @@ def reproduce(
     return reproduction
 
 
-def _literal_lm_info(seed: int, rate: float) -> RunInfo:
+def _literal_lm_info(seed: int, rate: float, label: str) -> RunInfo:
     return RunInfo(
-        f"seed{seed}/seed-lm/{rate:g}/rcond-1", f"LM step={rate:g} rcond=-1", "seed-lm", rate,
-        seed, "notebook literal: Kronecker matrix + lstsq(rcond=-1), NumPy (2017 setting)",
-    )  # fmt: skip
+        run_id=f"{runfile.run_id(seed, LM.method, rate, {})}/rcond-1",
+        run=f"{label} step={rate:g} rcond=-1",
+        method=LM.method,
+        learning_rate=rate,
+        seed=seed,
+        variant=LITERAL_LM_VARIANT,
+    )
 
 
-def _literal_lm_curve(problem: Problem, weights, rate: float) -> runner.Curve:
+def _literal_lm_batch(problem: Problem, weights, rate: float) -> runner.BatchResult:
+    """The notebook's literal LM (NumPy, nothing compiled) as a batch of one run."""
     start = time.perf_counter()
-    result = notebook.levenberg_marquardt(problem.X, problem.Y, *weights, rate, LM_STEPS, "2017")
+    result = notebook.levenberg_marquardt(
+        problem.X, problem.Y, *weights, rate, LM.steps, *LITERAL_LM_OPTIONS
+    )
     elapsed = time.perf_counter() - start
     steps = np.arange(len(result.loss))
     seconds = elapsed * steps / max(1, steps[-1])
-    return runner.Curve(steps, result.loss, result.grad_norm, result.loss_notebook, seconds)
+    curve = Curve(steps, result.loss, result.grad_norm, result.loss_notebook, seconds)
+    return runner.BatchResult([curve], (), None, 0.0, elapsed)
 
 
 def deviations_from_notebook(reproduction: Reproduction, weights) -> dict[str, float]:
     """Largest relative deviation, per run, of our curves from the NumPy port of the notebook.
 
-    GD/Adam: over every finite step, loss and gradient norm, plus 1.0 if they diverge at
-    different steps. LM: loss while it is above ``LM_FIDELITY_FLOOR`` × the initial loss.
+    Each batch is compared with its ``experiment.Batch.reference``: over every finite step, loss
+    and gradient norm, 1.0 if they diverge at different steps; or, for a batch with a
+    ``fidelity_floor`` (LM), the loss while it is above that floor × the initial loss.
     """
     X, Y = reproduction.problem.X, reproduction.problem.Y
+    by_method: dict[str, Batch] = {b.method: b for b in batches("both")}
     deviations = {}
     for series in reproduction.runs.values():
         method, rate, label = series["method"][0], series["learning_rate"][0], series["run"][0]
-        if "literal" in series["variant"][0]:
+        if series["variant"][0] == LITERAL_LM_VARIANT:
             continue  # the 2017 runs *are* the notebook's code
-        if method == "tf1-gd":
-            ref = notebook.gradient_descent(X, Y, *weights, rate, FIRST_ORDER_STEPS)
-        elif method == "tf1-adam":
-            ref = notebook.adam(X, Y, *weights, rate, FIRST_ORDER_STEPS)
-        else:
-            ref = notebook.levenberg_marquardt(X, Y, *weights, rate, LM_STEPS, "modern")
-        deviations[label] = curve_deviation(series, ref, lm=method == "seed-lm")
+        batch = by_method[method]
+        algorithm = getattr(notebook, batch.reference)
+        ref = algorithm(X, Y, *weights, rate, batch.steps, *batch.reference_options)
+        deviations[label] = curve_deviation(series, ref, batch.fidelity_floor)
     return deviations
 
 
-def curve_deviation(series, reference, lm: bool = False) -> float:
-    """Largest relative deviation of ``series`` (table columns) from a reference curve."""
+def curve_deviation(series, reference, floor: float | None = None) -> float:
+    """Largest relative deviation of ``series`` (table columns) from a reference curve; with
+    ``floor``, of the loss only, while the reference is above ``floor`` × its initial loss."""
     ours, theirs = series["loss"], np.asarray(reference.loss)
-    if lm:
+    if floor is not None:
         n = min(len(ours), len(theirs))
-        keep = theirs[:n] > LM_FIDELITY_FLOOR * theirs[0]
+        keep = theirs[:n] > floor * theirs[0]
         return float(np.max(np.abs(ours[:n] - theirs[:n])[keep] / theirs[:n][keep]))
     if len(ours) != len(theirs):
         return 1.0  # diverged at a different step (or one of them did not)

@@ -15,10 +15,12 @@ import json
 import platform
 import subprocess
 import sys
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -26,7 +28,9 @@ import pyarrow.parquet as pq
 
 from .errors import UsageError
 from .rundir import write_atomic
-from .runner import Curve
+
+if TYPE_CHECKING:
+    from .runner import BatchResult
 
 SCHEMA = pa.schema(
     [
@@ -49,8 +53,29 @@ METADATA_KEY = b"deeplinear"
 
 
 @dataclass(frozen=True)
+class Curve:
+    """One run's recorded series; ``steps[i]`` updates had been applied at row ``i``.
+
+    ``extras`` holds what a probe measured at the same rows (arrays with a leading row axis).
+    """
+
+    steps: np.ndarray
+    loss: np.ndarray
+    grad_norm: np.ndarray
+    loss_notebook: np.ndarray
+    seconds: np.ndarray  # wall time since the start of the batch, compile time excluded
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def diverged_at(self) -> int | None:
+        """The step of the first non-finite loss, or None."""
+        return None if np.isfinite(self.loss[-1]) else int(self.steps[-1])
+
+
+@dataclass(frozen=True, kw_only=True)
 class RunInfo:
-    """What identifies a run in the table."""
+    """What identifies a run in the table. ``compile_seconds`` and ``batch_size`` describe the
+    batch the run belonged to: ``batch_table`` fills them from the batch's result."""
 
     run_id: str
     run: str
@@ -65,6 +90,27 @@ class RunInfo:
 PER_RUN = ("run_id", "run", "method", "variant", "learning_rate", "seed", "compile_seconds",
            "batch_size")  # fmt: skip
 PER_STEP = ("step", "loss", "grad_norm", "loss_notebook", "seconds")
+
+
+def batch_table(infos: Sequence[RunInfo], result: BatchResult) -> pa.Table:
+    """The table of one batch (``runner.BatchResult``): ``infos[i]`` names ``result.curves[i]``;
+    every run gets the batch's compile time and size."""
+    return batches_table([(infos, result)])
+
+
+def batches_table(batches: Iterable[tuple[Sequence[RunInfo], BatchResult]]) -> pa.Table:
+    """Several batches as one table, in order (a column one batch lacks is NaN or null in its
+    rows): the one path from runner results to the tidy table."""
+    runs = []
+    for infos, result in batches:
+        if len(infos) != len(result.curves):
+            raise ValueError(f"{len(infos)} run identities for {len(result.curves)} curves")
+        size, seconds = len(result.curves), float(result.compile_seconds)
+        runs += [
+            (replace(info, compile_seconds=seconds, batch_size=size), curve)
+            for info, curve in zip(infos, result.curves)
+        ]
+    return curves_table(runs)
 
 
 def curves_table(runs: list[tuple[RunInfo, Curve]]) -> pa.Table:

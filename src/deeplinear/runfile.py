@@ -39,7 +39,7 @@ from .problem import (
     singular_values,
     spectral_problem,
 )
-from .results import RunInfo, curves_table, provenance, write_table
+from .results import RunInfo, batches_table, provenance, write_table
 
 MAX_PARAMETERS_FOR_SPECTRUM = 3000  # dense Gauss-Newton spectra above this are skipped
 
@@ -172,7 +172,7 @@ class RunFileResult:
     setup: Setup
     table: pa.Table
     spectra: pa.Table
-    batches: list[tuple[object, runner.BatchResult]]
+    batches: list[tuple[list[RunInfo], runner.BatchResult]]  # each method's runs and result
 
 
 def execute(
@@ -191,43 +191,18 @@ def execute(
     from .budget import Limits, check, estimate_run
 
     check(estimate_run(config), limits or Limits.from_env(), "this run")
-    say = progress or (lambda message: None)
     out_dir = rundir.claim(out, experiment_identity(config), force) if out is not None else None
     setup = build(config)
     parameters = sum(a * b for a, b in zip(setup.widths, setup.widths[1:]))
     keep = config.checkpoints > 0 and parameters <= MAX_PARAMETERS_FOR_SPECTRUM
-    runs, spectra, batches = [], [], []
-    for spec in config.methods:
-        method = make_method(spec.name, **spec.hyperparameters)
-        say(f"{spec.name}: {len(spec.learning_rates)} runs × {spec.steps} steps")
-        result = runner.run(
-            method,
-            setup.objective,
-            setup.weights,
-            spec.learning_rates,
-            spec.steps,
-            record_every=config.record_every,
-            probe=setup.probe,
-            keep_weights=keep,
-        )
-        say(f"  compiled in {result.compile_seconds:.2f} s, ran in {result.run_seconds:.2f} s")
-        batches.append((method, result))
-        for rate, curve in zip(spec.learning_rates, result.curves):
-            info = RunInfo(
-                run_id(config.seed, spec.name, rate, spec.hyperparameters),
-                f"{method.label} step={rate:g}",
-                spec.name,
-                rate,
-                config.seed,
-                "",
-                result.compile_seconds,
-                len(spec.learning_rates),
-            )
+    batches = run_methods(config, setup, probe=setup.probe, keep_weights=keep, progress=progress)
+    spectra = []
+    for infos, result in batches:
+        for info, curve in zip(infos, result.curves):
             if keep:
                 spectra += _checkpoint_spectra(info.run_id, curve, setup, config.checkpoints)
             curve.extras.pop("weights", None)
-            runs.append((info, curve))
-    table = curves_table(runs)
+    table = batches_table(batches)
     spectra_table = (
         pa.Table.from_pylist(spectra)
         if spectra
@@ -260,6 +235,46 @@ def execute(
         # a sibling folder swapped in whole, experiment.json (with the checksums) written last
         rundir.replace(out_dir, experiment_identity(config), write)
     return RunFileResult(setup, table, spectra_table, batches)
+
+
+def run_methods(
+    config: RunConfig,
+    setup: Setup,
+    *,
+    probe: diagnostics.Probe | None = None,
+    keep_weights: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> list[tuple[list[RunInfo], runner.BatchResult]]:
+    """Every method of ``config`` as one batch from ``setup``'s weights: the runs' identities
+    and the batch's result (``results.batches_table`` makes them a table)."""
+    say = progress or (lambda message: None)
+    batches = []
+    for spec in config.methods:
+        method = make_method(spec.name, **spec.hyperparameters)
+        say(f"{spec.name}: {len(spec.learning_rates)} runs × {spec.steps} steps")
+        result = runner.run(
+            method,
+            setup.objective,
+            setup.weights,
+            spec.learning_rates,
+            spec.steps,
+            record_every=config.record_every,
+            probe=probe,
+            keep_weights=keep_weights,
+        )
+        say(f"  compiled in {result.compile_seconds:.2f} s, ran in {result.run_seconds:.2f} s")
+        infos = [
+            RunInfo(
+                run_id=run_id(config.seed, spec.name, rate, spec.hyperparameters),
+                run=f"{method.label} step={rate:g}",
+                method=spec.name,
+                learning_rate=rate,
+                seed=config.seed,
+            )
+            for rate in spec.learning_rates
+        ]
+        batches.append((infos, result))
+    return batches
 
 
 def problem_summary(setup: Setup) -> dict:

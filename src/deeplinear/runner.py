@@ -12,34 +12,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 
 from ._backend import jax, jnp
 from .cost import shapes_of, step_flops
 from .errors import UsageError
 from .model import gradient_norm
+from .results import Curve
 
+__all__ = ["LOOP_COLUMNS", "BatchResult", "Curve", "flops_column", "run", "start_state"]
 
-@dataclass(frozen=True)
-class Curve:
-    """One run's recorded series; ``steps[i]`` updates had been applied at row ``i``.
-
-    ``extras`` holds what a probe measured at the same rows (arrays with a leading row axis).
-    """
-
-    steps: np.ndarray
-    loss: np.ndarray
-    grad_norm: np.ndarray
-    loss_notebook: np.ndarray
-    seconds: np.ndarray  # wall time since the start of the batch, compile time excluded
-    extras: dict = field(default_factory=dict)
-
-    @property
-    def diverged_at(self) -> int | None:
-        """The step of the first non-finite loss, or None."""
-        return None if np.isfinite(self.loss[-1]) else int(self.steps[-1])
+# the columns the loop adds to every run beside the method's own and the probe's
+LOOP_COLUMNS = {"flops": pa.float64()}
 
 
 @dataclass(frozen=True)
@@ -158,7 +145,7 @@ def run(
     batch = rates.shape[0]
     if batch == 0 or not np.all(np.isfinite(rates)) or np.any(rates <= 0):
         raise UsageError(f"learning rates must be finite and > 0, got {rates.tolist()}")
-    if getattr(method, "out_of_loop", False):
+    if not method.in_loop:
         if not shared:
             raise UsageError(f"{method.name} runs outside the compiled loop: one problem at a time")
         args = (batch, steps, record_every, probe, keep_weights)

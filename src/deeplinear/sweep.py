@@ -64,13 +64,39 @@ BYTES_PER_VALUE = 8
 
 @dataclass(frozen=True)
 class Group:
-    """One axis point and one method: all its seeds and learning rates."""
+    """One axis point and one method: all its seeds and learning rates.
 
-    id: str
-    point: dict  # TOML path → value
+    ``digest`` hashes everything that decides the group's rows (the run file at its point, the
+    method's table, the seeds, the scaling): a changed grid, length or section makes a new group
+    file instead of resuming the old one. Its ``id`` and file name are derived from the fields.
+    """
+
+    point: tuple[tuple[str, object], ...]  # (TOML path, value) per axis, in the axes' order
     method: configs.MethodSpec
     seeds: tuple[int, ...]
+    digest: str
     scaling: str = "none"  # "per_sample": the learning rates are divided by n
+
+    @property
+    def label(self) -> str:
+        """The axis point as run ids and messages show it: ``problem.samples=100`` (or base)."""
+        return point_label(self.point)
+
+    @property
+    def name(self) -> str:
+        """``label|method(,hyperparameters)``: the group in messages."""
+        spec = self.method
+        hyper = "".join(f",{k}={v}" for k, v in sorted(spec.hyperparameters.items()))
+        return f"{self.label}|{spec.name}{hyper}"
+
+    @property
+    def id(self) -> str:
+        """``name|digest``: the ``group`` column and the manifest's entry."""
+        return f"{self.name}|{self.digest}"
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.digest}.parquet"
 
 
 @dataclass(frozen=True)
@@ -110,9 +136,10 @@ def _method_table(spec: configs.MethodSpec) -> dict:
     }
 
 
-def _with_point(base: dict, point: dict) -> dict:
+def _with_point(base: dict, point) -> dict:
+    """A deep copy of ``base`` with each (TOML path, value) of ``point`` set."""
     data = copy.deepcopy(base)
-    for path, value in point.items():
+    for path, value in point:
         *parents, leaf = path.split(".")
         table = data
         for i, key in enumerate(parents):
@@ -253,7 +280,7 @@ def parse(data: dict, *, source: str = "", base_dir: Path = Path(".")) -> Sweep:
     (``budget.Limits``) — all before anything runs."""
     if not isinstance(data, dict):
         raise UsageError("a sweep file must be a TOML table")
-    data = dict(data)
+    data = copy.deepcopy(data)  # the caller's tables stay as they were
     if "seed" in data:
         raise UsageError("seed: a sweep takes seeds = [...] (or a count), not seed: rename it")
     seeds = data.pop("seeds", 1)
@@ -305,12 +332,13 @@ def parse(data: dict, *, source: str = "", base_dir: Path = Path(".")) -> Sweep:
         scalings.append(configs.require_choice(scaling, path, SCALINGS))
     data["seed"] = seeds[0]
     configs.parse(data, base_dir=base_dir, source=source)  # methods, shared sections
-    points = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+    points = [tuple(zip(axes, values)) for values in itertools.product(*axes.values())]
     groups, labels = [], set()
     for point in points:
-        label = ",".join(f"{k}={_short(v)}" for k, v in point.items()) or "base"
+        at = _with_point(data, point)
+        label = point_label(point)
         try:  # each point as the run file it is (its own steps, sections, …)
-            at_point = configs.parse(_with_point(data, point), base_dir=base_dir, source=source)
+            at_point = configs.parse(at, base_dir=base_dir, source=source)
         except UsageError as error:
             if not point or str(error).startswith("axes."):
                 raise
@@ -318,18 +346,14 @@ def parse(data: dict, *, source: str = "", base_dir: Path = Path(".")) -> Sweep:
         if label in labels:  # distinct values print distinctly (_short): a safeguard
             raise UsageError(f"two axis points print alike ({label}): their run ids would collide")
         labels.add(label)
+        sections = {k: v for k, v in at.items() if k != "methods"}
         for spec, scaling in zip(at_point.methods, scalings):
-            hyper = "".join(f",{k}={v}" for k, v in sorted(spec.hyperparameters.items()))
-            # everything that decides the group's rows: a changed grid, length or section makes
-            # a new group file instead of resuming the old one
-            sections = {k: v for k, v in _with_point(data, point).items() if k != "methods"}
             identity = [sections, _method_table(spec), seeds, scaling]
             digest = hashlib.sha256(
                 json.dumps(identity, sort_keys=True, default=str).encode()
             ).hexdigest()[:10]
-            group_id = f"{label}|{spec.name}{hyper}|{digest}"
-            groups.append(Group(group_id, point, spec, seeds, scaling))
-    if len({g.id.rsplit("|", 1)[1] for g in groups}) != len(groups):
+            groups.append(Group(point, spec, seeds, digest, scaling))
+    if len({g.digest for g in groups}) != len(groups):
         raise UsageError("two groups of the sweep would share a group file: report this as a bug")
     sweep = Sweep(source, data, axes, seeds, targets, tuple(groups), Path(base_dir), select)
     _check_memory(sweep)
@@ -396,6 +420,11 @@ def memory_estimate(sweep: Sweep, record_every: int) -> int:
     )
 
 
+def point_label(point) -> str:
+    """An axis point's (path, value) pairs as run ids show them: ``problem.samples=100``."""
+    return ",".join(f"{k}={_short(v)}" for k, v in point) or "base"
+
+
 def _short(value) -> str:
     """An axis value as it appears in run ids and axis columns: floats as short as ``:g``
     prints them where that is exact, else exactly, so distinct values never print alike."""
@@ -405,7 +434,7 @@ def _short(value) -> str:
 
 
 def group_file(directory: Path, group: Group) -> Path:
-    return directory / "groups" / (group.id.rsplit("|", 1)[1] + ".parquet")
+    return directory / "groups" / group.file_name
 
 
 NOT_WRITTEN = "is not written yet"  # ``verify_group``: neither the file nor its checksum exists
@@ -479,7 +508,7 @@ def run_group(sweep: Sweep, group: Group, beat: Callable[[], None] | None = None
     beat = beat or (lambda: None)
     configs_ = [sweep.run_config(group, seed) for seed in group.seeds]
     method = make_method(group.method.name, **group.method.hyperparameters)
-    if getattr(method, "out_of_loop", False):
+    if not method.in_loop:
         tables = []
         for c in configs_:
             tables.append(runfile.execute(c).table)
@@ -487,20 +516,20 @@ def run_group(sweep: Sweep, group: Group, beat: Callable[[], None] | None = None
         table = pa.concat_tables(tables)
     else:
         table = _batched_table(method, configs_, beat)
-    point = group.id.split("|", 1)[0]  # run ids are unique across axis points too
-    ids = [f"{point}/{run_id}" for run_id in table.column("run_id").to_pylist()]
+    # run ids are unique across axis points too
+    ids = [f"{group.label}/{run_id}" for run_id in table.column("run_id").to_pylist()]
     table = table.set_column(0, "run_id", pa.array(ids))
-    for key, value in group.point.items():
+    for key, value in group.point:
         table = table.append_column(f"axis:{key}", pa.array([_short(value)] * len(table)))
     table = table.append_column("group", pa.array([group.id] * len(table)))
-    return conform(table, group.point)
+    return conform(table, [key for key, _ in group.point])
 
 
 def _batched_table(method, configs_, beat: Callable[[], None]) -> pa.Table:
     """Every seed × learning rate of one method in one vmapped batch."""
     from . import runfile, runner
     from ._backend import jax
-    from .results import RunInfo, curves_table
+    from .results import RunInfo, batch_table
 
     members = []  # (setup, seed, rate), seed-major
     for c in configs_:
@@ -522,58 +551,49 @@ def _batched_table(method, configs_, beat: Callable[[], None]) -> pa.Table:
         shared=False,
         progress=lambda done, total: beat(),
     )
-    runs = [
-        (
-            RunInfo(
-                runfile.run_id(seed, spec.name, rate, spec.hyperparameters),
-                f"{method.label} step={rate:g}",
-                spec.name,
-                rate,
-                seed,
-                "",
-                result.compile_seconds,
-                len(members),
-            ),
-            curve,
+    infos = [
+        RunInfo(
+            run_id=runfile.run_id(seed, spec.name, rate, spec.hyperparameters),
+            run=f"{method.label} step={rate:g}",
+            method=spec.name,
+            learning_rate=rate,
+            seed=seed,
         )
-        for (_, seed, rate), curve in zip(members, result.curves)
+        for _, seed, rate in members
     ]
-    return curves_table(runs)
+    return batch_table(infos, result)
 
 
-# every column any method or the probe may add, so all group files share one schema and the
-# groups/ folder reads as one Parquet dataset (pyarrow, pandas, polars, duckdb)
-OPTIONAL_COLUMNS = {
-    **{
-        name: pa.list_(pa.float64())
-        for name in ("imbalance", "layer_sigma_max", "layer_sigma_min", "mode_learned")
-    },
-    **{
-        name: pa.float64()
-        for name in (
-            "flops",
-            "damping",
-            "rejected_steps",
-            "failed_solves",
-            "cg_steps",
-            "optimistix_result",
-        )
-    },
-}
+def recorded_columns() -> dict[str, pa.DataType]:
+    """Every column a run may add to the results schema: the probe's
+    (``diagnostics.Probe.columns``), the loop's (``runner.LOOP_COLUMNS``: flops) and every
+    registered method's (``columns``), so all group files share one schema and the groups/
+    folder reads as one Parquet dataset (pyarrow, pandas, polars, duckdb)."""
+    from . import diagnostics, methods, runner
+
+    declared = getattr(methods, "recorded_columns", None)
+    if declared is not None:
+        by_methods = declared()
+    else:  # registry without recorded_columns(): the union over its classes
+        by_methods = {}
+        for cls in methods.METHODS.values():
+            by_methods.update(getattr(cls, "columns", {}))
+    return {**diagnostics.Probe.columns, **runner.LOOP_COLUMNS, **by_methods}
 
 
-def conform(table: pa.Table, point: dict) -> pa.Table:
-    """The sweep's schema: results columns, every optional column (null where absent), axes."""
+def conform(table: pa.Table, axes) -> pa.Table:
+    """The sweep's schema: results columns, every recorded column (null where absent), the
+    ``axis:<path>`` column of each path in ``axes``, ``group``."""
     from .results import SCHEMA
 
     columns = {name: table.column(name) for name in SCHEMA.names}
-    for name, kind in OPTIONAL_COLUMNS.items():
+    for name, kind in recorded_columns().items():
         columns[name] = (
             table.column(name).cast(kind)
             if name in table.column_names
             else pa.nulls(table.num_rows, kind)
         )
-    for key in point:
+    for key in axes:
         columns[f"axis:{key}"] = table.column(f"axis:{key}")
     columns["group"] = table.column("group")
     return pa.table(columns)
@@ -642,7 +662,7 @@ def run(
             {
                 "id": g.id,
                 "file": str(group_file(directory, g).relative_to(directory)),
-                "point": g.point,
+                "point": dict(g.point),
                 "method": g.method.name,
             }
             for g in sweep.groups
