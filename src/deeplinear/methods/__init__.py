@@ -1,4 +1,10 @@
-"""Optimizers behind one interface, and the registry of their names."""
+"""Optimizers behind one interface, and the registry of their names.
+
+``METHODS`` maps a name to its class: the built-ins, plugins (entry points in the group
+``deeplinear.methods``, see ``_plugins``) and classes given to ``register``. A new method is a
+final ``AbstractMethod`` subclass whose fields are declared with ``number``, ``integer``,
+``choice`` or ``flag``; optax transformations and optimistix solvers are wrapped (``_foreign``).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,11 @@ import pyarrow as pa
 from ..errors import UsageError
 from ._base import AbstractMethod as AbstractMethod
 from ._base import Hyper as Hyper
+from ._base import choice as choice
 from ._base import declarations as declarations
+from ._base import flag as flag
+from ._base import integer as integer
+from ._base import number as number
 from ._levenberg_marquardt import GaussNewtonCG as GaussNewtonCG
 from ._levenberg_marquardt import LevenbergMarquardt as LevenbergMarquardt
 from ._optax import GD as GD

@@ -208,7 +208,8 @@ def method_class(obj, name: str, where: str, *, instances: bool = True) -> type[
         cls = _make_class(name, AbstractOptaxTransformation, {"wrapped": obj}, [], obj)
         cls.description = "an optax transformation (learning rate fixed inside it; run at 1)"
     elif is_solver(obj):
-        cls = _make_class(name, AbstractSolverInstance, {"wrapped": obj}, [], obj)
+        namespace = {"wrapped": obj, "solver_name": type(obj).__name__}
+        cls = _make_class(name, AbstractSolverInstance, namespace, [], obj)
         cls.description = f"optimistix solver {type(obj).__name__} (lr ignored: use 1)"
     elif isinstance(obj, type) and _is_solver_class(obj):
         raise UsageError(
