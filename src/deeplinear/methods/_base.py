@@ -10,7 +10,10 @@ from __future__ import annotations
 import abc
 import dataclasses
 import math
+from collections.abc import Mapping
 from typing import Any, ClassVar
+
+import pyarrow as pa
 
 from ..errors import UsageError
 
@@ -25,12 +28,27 @@ class AbstractMethod(abc.ABC):
     ``step(weights, state, objective, loss, grads) -> (weights, state)``, where ``loss`` and
     ``grads`` are the loss and its gradient at ``weights`` (the runner computes them once per
     step for recording anyway).
+
+    Everything the rest of the package needs to know about a method is declared here, on its
+    class, never looked up by its name: whether it runs in the compiled loop (``in_loop``),
+    whether the Gauss-Newton spectrum predicts its local rate (``gauss_newton_rate``), the
+    columns ``record`` adds to the table (``columns``), its FLOPs per step (``flops``) and the
+    learning rate it actually applies (``learning_rate_used``).
     """
 
     name: ClassVar[str]
     label: ClassVar[str]  # legend prefix, e.g. "GD" as in the notebook's "GD step=1e-05"
     description: ClassVar[str]
     reference: ClassVar[str]
+    # False: runs from Python through ``run_one(objective, weights, steps, …)`` (SciPy's peers)
+    in_loop: ClassVar[bool] = True
+    # True where the Gauss-Newton spectrum predicts the local rate, 1 − η·λ (plain GD)
+    gauss_newton_rate: ClassVar[bool] = False
+    # the columns ``record(state)`` returns, name → Arrow type (recorded per row)
+    columns: ClassVar[Mapping[str, pa.DataType]] = {}
+    # figures: only gradients and elementwise arithmetic (the notebook's figure 1 draws these)
+    first_order: ClassVar[bool] = False
+    line_style: ClassVar[str] = "-"  # matplotlib line style of its curves ("--": Adam's family)
 
     @abc.abstractmethod
     def init(self, weights: PyTree, objective, learning_rate) -> PyTree: ...
@@ -59,9 +77,27 @@ class AbstractMethod(abc.ABC):
         per-layer overhead in ``budget``'s time estimate."""
         return 1.0
 
+    @abc.abstractmethod
+    def flops(self, shapes: list[tuple[int, int]], k: int | None) -> tuple[float, float]:
+        """(FLOPs per step, FLOPs per conjugate-gradient iteration) for layer ``shapes`` and
+        ``k`` rows of the reduced residual (None: population loss): a model built from
+        ``cost``'s blocks (``loss_flops``, ``QR``, ``SVD``, …), summed into the ``flops``
+        column (per-CG FLOPs times the recorded ``cg_steps``)."""
+
+    def learning_rate_used(self, learning_rate):
+        """The learning rate as the method applies it (identity; TF1's variants round it to
+        float32)."""
+        return learning_rate
+
     def record(self, state: PyTree) -> dict:
-        """Per-record quantities of the method's own (e.g. LM's damping), recorded as columns."""
+        """Per-record quantities of the method's own (e.g. LM's damping), recorded as columns:
+        exactly the keys of ``columns``."""
         return {}
+
+    @property
+    def out_of_loop(self) -> bool:
+        """Transitional alias of ``not in_loop`` for callers not yet moved to ``in_loop``."""
+        return not self.in_loop
 
     def hyperparameters(self) -> dict[str, Any]:
         """The method's hyperparameters (its dataclass fields) as a plain dict."""

@@ -28,11 +28,15 @@ exact Gauss-Newton block approximately, as a Kronecker product with split dampin
 
 from __future__ import annotations
 
+import abc
 import dataclasses
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
+
+import pyarrow as pa
 
 from .. import _linalg as linalg
 from .._backend import jax, jnp
+from ..cost import EIGH, QR, SVD, loss_flops, parameters, residual_rows
 from ..model import partial_products
 from ._base import AbstractMethod, flag, integer, number
 
@@ -248,9 +252,58 @@ def rebalance(weights):
     return tuple(out)
 
 
+class Trial(NamedTuple):
+    """The descent's proposal for one λ: the trial point w + η δ and what the model predicts."""
+
+    weights: tuple  # w + η δ
+    predicted: jax.Array  # ‖r‖² − ‖r + Jδ‖², the reduction the linear model predicts
+    solved: jax.Array  # the linear solve succeeded
+    cg_steps: jax.Array  # CG iterations it took (0 for a direct solve)
+
+
+class Damping(NamedTuple):
+    """The search's state: the damping λ and its growth factor ν."""
+
+    damping: jax.Array
+    nu: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class NielsenDamping:
+    """The search: accept or reject a trial by its gain ratio and update λ (Nielsen 1999).
+
+    With ρ = actual / predicted reduction, a trial is accepted when both are positive and it is
+    finite; then λ ← λ·max(1/3, 1 − (2ρ − 1)³), ν ← 2; else λ ← λν, ν ← 2ν. It knows nothing of
+    how the step was solved (optimistix's ``AbstractSearch`` to the descent's
+    ``AbstractDescent``).
+    """
+
+    def init(self, damping) -> Damping:
+        return Damping(damping, jnp.asarray(2.0))
+
+    def step(self, state: Damping, loss, trial_loss, predicted, finite):
+        """(accept, the new state) after a trial with loss ``trial_loss`` from ``loss``."""
+        actual = loss - trial_loss
+        rho = actual / predicted
+        finite = finite & jnp.isfinite(rho)
+        # the gain ratio is the safeguard: an unconverged CG solve that still lowers the loss
+        # as predicted is a good step (the table counts it among failed_solves all the same)
+        accept = finite & (predicted > 0) & (actual > 0)
+        lam = state.damping
+        shrink = jnp.maximum(1 / 3, 1 - (2 * jnp.where(accept, rho, 0.5) - 1) ** 3)
+        return accept, Damping(
+            jnp.where(accept, lam * shrink, lam * state.nu),
+            jnp.where(accept, 2.0, 2 * state.nu),
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class AbstractDampedGaussNewton(AbstractMethod):
-    """Levenberg-Marquardt's damping loop around a solver of (JᵀJ + λI) δ = −Jᵀr."""
+    """Levenberg-Marquardt's damping loop around a solver of (JᵀJ + λI) δ = −Jᵀr.
+
+    Each step is a descent (``descend``: the damped Gauss-Newton step for the current λ, by the
+    subclass's ``solve``) followed by a search (``NielsenDamping``: accept or reject, new λ).
+    """
 
     damping: float = number(1e-3, 0, low_open=True)  # τ: λ₀ = τ · max diag(JᵀJ)
     # after each accepted step, refactor balanced (same product); None: only when CG solves the
@@ -258,11 +311,21 @@ class AbstractDampedGaussNewton(AbstractMethod):
     # it faster on most seeds but slower on a few (90 instead of 11 iterations on seed 6).
     rebalance: bool | None = flag(None, optional=True)
 
-    def solve(self, weights, objective, lam):
-        raise NotImplementedError
+    columns: ClassVar[dict[str, pa.DataType]] = {
+        "damping": pa.float64(),  # λ after the step
+        "rejected_steps": pa.float64(),  # so far, failed solves included
+        "failed_solves": pa.float64(),  # so far
+        "cg_steps": pa.float64(),  # CG iterations so far (× the per-CG FLOPs in ``flops``)
+    }
+    search: ClassVar[NielsenDamping] = NielsenDamping()
 
+    @abc.abstractmethod
+    def solve(self, weights, objective, lam) -> tuple[tuple, jax.Array, jax.Array]:
+        """(δ, success, CG iterations) for (JᵀJ + λI) δ = −Jᵀr at ``weights``."""
+
+    @abc.abstractmethod
     def uses_cg(self, depth: int) -> bool:
-        return True
+        """Whether ``solve`` runs conjugate gradients at this depth."""
 
     def accepted(self, weights):
         wanted = self.uses_cg(len(weights)) if self.rebalance is None else self.rebalance
@@ -279,43 +342,53 @@ class AbstractDampedGaussNewton(AbstractMethod):
         cg = min(getattr(self, "cg_max_steps", 0), 20) if self.uses_cg(depth) else 0
         return 4.0 + cg
 
+    def flops(self, shapes, k):
+        # the gradient, the trial loss and J δ, the gauge removal and the rebalancing; then
+        # the SVDs of the preconditioner once per step and two products through J per CG step
+        F, widths = loss_flops(shapes, k), [shapes[0][0], *(b for _, b in shapes)]
+        hidden = widths[1:-1]
+        kk = widths[-1] if k is None else k
+        per_step = 3 * F + 3 * F + _gauge_flops(shapes) + _rebalance_flops(shapes)
+        setup = SVD(shapes[0][0], hidden[-1]) + SVD(hidden[0], kk)
+        per_cg = 4 * F + 8 * residual_rows(shapes, k) * max(hidden)
+        return per_step + setup, per_cg
+
     def init(self, weights, objective, learning_rate):
         zero = jnp.asarray(0)
-        return LMState(
-            jnp.asarray(learning_rate, dtype=jnp.float64),
-            initial_damping(weights, objective, self.damping),
-            jnp.asarray(2.0),
-            zero,
-            zero,
-            zero,
-        )
+        search = self.search.init(initial_damping(weights, objective, self.damping))
+        return LMState(jnp.asarray(learning_rate, dtype=jnp.float64), *search, zero, zero, zero)
 
-    def step(self, weights, state, objective, loss, grads):
-        lam = state.damping
-        delta, ok, cg_steps = self.solve(weights, objective, lam)
+    def descend(self, weights, objective, lam, learning_rate) -> Trial:
+        """The descent: δ for damping λ, the trial point w + η δ and the predicted reduction."""
+        delta, solved, cg_steps = self.solve(weights, objective, lam)
         r = objective.residual(weights)
         Jd = jacobian_product(weights, objective, delta)
         predicted = -(2 * jnp.vdot(r, Jd) + jnp.vdot(Jd, Jd))
-        trial = _tree_add(weights, delta, state.learning_rate)
-        actual = loss - objective.loss(trial)
-        rho = actual / predicted
-        finite = jnp.isfinite(rho) & jnp.all(
-            jnp.asarray([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(trial)])
+        return Trial(_tree_add(weights, delta, learning_rate), predicted, solved, cg_steps)
+
+    def step(self, weights, state, objective, loss, grads):
+        trial = self.descend(weights, objective, state.damping, state.learning_rate)
+        finite = jnp.all(
+            jnp.asarray(
+                [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(trial.weights)]
+            )
         )
-        # the gain ratio is the safeguard: an unconverged CG solve that still lowers the loss
-        # as predicted is a good step (the table counts it among failed_solves all the same)
-        accept = finite & (predicted > 0) & (actual > 0)
+        accept, search = self.search.step(
+            Damping(state.damping, state.nu),
+            loss,
+            objective.loss(trial.weights),
+            trial.predicted,
+            finite,
+        )
         new = jax.tree_util.tree_map(
-            lambda t, w: jnp.where(accept, t, w), self.accepted(trial), weights
+            lambda t, w: jnp.where(accept, t, w), self.accepted(trial.weights), weights
         )
-        shrink = jnp.maximum(1 / 3, 1 - (2 * jnp.where(accept, rho, 0.5) - 1) ** 3)
         state = LMState(
             state.learning_rate,
-            jnp.where(accept, lam * shrink, lam * state.nu),
-            jnp.where(accept, 2.0, 2 * state.nu),
+            *search,
             state.rejected + (~accept).astype(state.rejected.dtype),
-            state.failed + (~ok).astype(state.failed.dtype),
-            state.cg_steps + cg_steps,
+            state.failed + (~trial.solved).astype(state.failed.dtype),
+            state.cg_steps + trial.cg_steps,
         )
         return new, state
 
@@ -326,6 +399,21 @@ class AbstractDampedGaussNewton(AbstractMethod):
             "failed_solves": state.failed,
             "cg_steps": state.cg_steps,
         }
+
+
+def _gauge_flops(shapes) -> float:
+    """Removing the gauge component: two eigendecompositions and products per junction."""
+    hidden = [b for _, b in shapes[:-1]]
+    return sum(
+        EIGH(h) * 2 + 4 * h * h * (a + b) for h, (a, _), (_, b) in zip(hidden, shapes, shapes[1:])
+    )
+
+
+def _rebalance_flops(shapes) -> float:
+    """``rebalance``: QRs of the outer layers, the SVD of the core and the products."""
+    hidden = [b for _, b in shapes[:-1]]
+    outer = sum(QR(a, b) for a, b in (shapes[0], shapes[-1][::-1]))
+    return outer + SVD(hidden[0], hidden[-1]) + 2 * parameters(shapes) * max(hidden)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -342,6 +430,19 @@ class LevenbergMarquardt(AbstractDampedGaussNewton):
 
     def uses_cg(self, depth: int) -> bool:
         return depth > 2
+
+    def flops(self, shapes, k):
+        if len(shapes) > 2:
+            return super().flops(shapes, k)
+        # the exact Schur solve: the SVD of Z = W2 Lᵀ, K's eigenbasis, A's eigendecomposition
+        # and the products; the SVD of C = diag(√shrink) Vᵀ L for the sample loss
+        F, (out, h), (_, into) = loss_flops(shapes, k), *shapes
+        kk = into if k is None else k
+        schur = SVD(kk, h) + 4 * h * kk * kk + EIGH(h) + 8 * out * h * kk
+        if k is not None:
+            schur += SVD(kk, into) + 4 * into**2 * h
+        per_step = 3 * F + 3 * F + schur + _gauge_flops(shapes) + _rebalance_flops(shapes)
+        return per_step, 0.0
 
     def memory_values(self, shapes, k):
         if len(shapes) > 2:
@@ -366,6 +467,9 @@ class GaussNewtonCG(AbstractDampedGaussNewton):
     label = "GN-CG"
     description = "matrix-free Levenberg-Marquardt: preconditioned CG (lineax) on JᵀJ + λI"
     reference = "Martens 2010 (Hessian-free); lineax.CG"
+
+    def uses_cg(self, depth: int) -> bool:
+        return True
 
     def solve(self, weights, objective, lam):
         return cg_solve(weights, objective, lam, self.cg_rtol, self.cg_max_steps, self.precondition)

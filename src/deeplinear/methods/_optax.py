@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+from typing import ClassVar
 
 import optax
 
+from ..cost import loss_flops, parameters
 from ..errors import UsageError
 from ._base import AbstractMethod, choice, integer, number
 
@@ -24,18 +26,23 @@ class AbstractOptaxMethod(AbstractMethod):
     Every such method takes a learning-rate schedule from optax: ``constant``; ``cosine``, which
     decays η to ``decay_factor``·η over ``decay_steps`` (then holds it); or ``exponential``, which
     multiplies η by ``decay_factor`` every ``decay_steps`` (smoothly).
+
+    FLOPs: the gradient (3F) plus ``elementwise`` operations per parameter, the optimizer's own
+    arithmetic (methods with more, such as L-BFGS and Muon, override ``flops``).
     """
 
     schedule: str = choice("constant", *SCHEDULES)
     decay_steps: int = integer(1000, 1, 2**31 - 1)
     decay_factor: float = number(0.01, 0, 1, low_open=True, high_open=False)
 
+    first_order = True
+    elementwise: ClassVar[int]  # optimizer arithmetic per parameter, beyond the gradient
+
     @abc.abstractmethod
     def transformation(self, learning_rate) -> optax.GradientTransformation: ...
 
-    def learning_rate_used(self, learning_rate):
-        """The learning rate as the optimizer applies it (TF1 variants round it)."""
-        return learning_rate
+    def flops(self, shapes, k):
+        return 3 * loss_flops(shapes, k) + self.elementwise * parameters(shapes), 0.0
 
     def _scheduled(self, learning_rate) -> optax.GradientTransformation:
         base = self.transformation(learning_rate)
@@ -62,7 +69,26 @@ class AbstractOptaxMethod(AbstractMethod):
 
 
 @dataclasses.dataclass(frozen=True)
-class GD(AbstractOptaxMethod):
+class AbstractGD(AbstractOptaxMethod):
+    """W ← W − η_t ∇f(W), η_t = ``learning_rate_used(η)`` times the schedule's factor.
+
+    With ``schedule == "constant"`` the step is exactly W ← W − learning_rate_used(η)·∇f(W)
+    (what ``batched``'s kernels compute); the Gauss-Newton spectrum predicts its local rate.
+    """
+
+    gauss_newton_rate = True
+    elementwise = 2
+
+    @abc.abstractmethod
+    def learning_rate_used(self, learning_rate):
+        """η as applied: each final GD says which (``GD``: η itself; ``TF1GD``: fl32(η))."""
+
+    def transformation(self, learning_rate):
+        return optax.sgd(learning_rate)
+
+
+@dataclasses.dataclass(frozen=True)
+class GD(AbstractGD):
     """W ← W − η ∇f(W)."""
 
     name = "gd"
@@ -70,17 +96,25 @@ class GD(AbstractOptaxMethod):
     description = "gradient descent (optax.sgd)"
     reference = "Cauchy 1847; optax.sgd"
 
-    def transformation(self, learning_rate):
-        return optax.sgd(learning_rate)
+    def learning_rate_used(self, learning_rate):
+        return learning_rate
 
 
 @dataclasses.dataclass(frozen=True)
-class Adam(AbstractOptaxMethod):
-    """Adam with bias correction; ``eps`` is added to the bias-corrected sqrt(v̂) (optax)."""
+class AbstractAdam(AbstractOptaxMethod):
+    """Adam's hyperparameters (β1, β2, ε) and its family's dashed curves."""
 
     b1: float = number(0.9, 0, 1)
     b2: float = number(0.999, 0, 1)
     eps: float = number(1e-8, 0)
+
+    line_style = "--"
+    elementwise = 12
+
+
+@dataclasses.dataclass(frozen=True)
+class Adam(AbstractAdam):
+    """Adam with bias correction; ``eps`` is added to the bias-corrected sqrt(v̂) (optax)."""
 
     name = "adam"
     label = "ADAM"
@@ -92,12 +126,18 @@ class Adam(AbstractOptaxMethod):
 
 
 @dataclasses.dataclass(frozen=True)
-class Momentum(AbstractOptaxMethod):
-    """Heavy ball: v ← β v + ∇f, W ← W − η v."""
+class AbstractMomentum(AbstractOptaxMethod):
+    """A velocity v with momentum β (``momentum``)."""
 
     momentum: float = number(0.9, 0, 1)
 
+
+@dataclasses.dataclass(frozen=True)
+class Momentum(AbstractMomentum):
+    """Heavy ball: v ← β v + ∇f, W ← W − η v."""
+
     name = "momentum"
+    elementwise = 4
     label = "MOMENTUM"
     description = "gradient descent with heavy-ball momentum (optax.sgd)"
     reference = "Polyak 1964"
@@ -107,10 +147,11 @@ class Momentum(AbstractOptaxMethod):
 
 
 @dataclasses.dataclass(frozen=True)
-class Nesterov(Momentum):
+class Nesterov(AbstractMomentum):
     """Nesterov's accelerated gradient (optax's formulation)."""
 
     name = "nesterov"
+    elementwise = 5
     label = "NESTEROV"
     description = "Nesterov accelerated gradient (optax.sgd, nesterov=True)"
     reference = "Nesterov 1983; Sutskever et al. 2013"
@@ -120,15 +161,13 @@ class Nesterov(Momentum):
 
 
 @dataclasses.dataclass(frozen=True)
-class AdamW(AbstractOptaxMethod):
+class AdamW(AbstractAdam):
     """Adam with decoupled weight decay; the decay moves the minimum, so the loss floors above 0."""
 
-    b1: float = number(0.9, 0, 1)
-    b2: float = number(0.999, 0, 1)
-    eps: float = number(1e-8, 0)
     weight_decay: float = number(1e-4, 0)
 
     name = "adamw"
+    elementwise = 14
     label = "ADAMW"
     description = "Adam with decoupled weight decay (optax.adamw); the decay biases the minimum"
     reference = "Loshchilov & Hutter 2019, arXiv:1711.05101"
@@ -147,6 +186,7 @@ class RMSProp(AbstractOptaxMethod):
     eps: float = number(1e-8, 0)
 
     name = "rmsprop"
+    elementwise = 6
     label = "RMSPROP"
     description = "RMSProp (optax.rmsprop)"
     reference = "Tieleman & Hinton 2012"
@@ -163,6 +203,7 @@ class Adagrad(AbstractOptaxMethod):
     eps: float = number(1e-7, 0)
 
     name = "adagrad"
+    elementwise = 5
     label = "ADAGRAD"
     description = "Adagrad (optax.adagrad)"
     reference = "Duchi, Hazan & Singer 2011"
@@ -192,6 +233,11 @@ class LBFGS(AbstractOptaxMethod):
     def memory_values(self, shapes, k):
         return (2 * self.memory_size + 10) * sum(a * b for a, b in shapes)
 
+    def flops(self, shapes, k):
+        # assumes one line-search evaluation (another value and gradient) per step
+        p = parameters(shapes)
+        return 2 * 3 * loss_flops(shapes, k) + 4 * self.memory_size * p + 10 * p, 0.0
+
 
 @dataclasses.dataclass(frozen=True)
 class Muon(AbstractOptaxMethod):
@@ -210,6 +256,12 @@ class Muon(AbstractOptaxMethod):
     label = "MUON"
     description = "Muon: orthogonalized momentum (optax.contrib.muon); needs a decaying schedule"
     reference = "Jordan et al. 2024; optax.contrib.muon"
+
+    def flops(self, shapes, k):
+        # each Newton-Schulz iteration on an a × b matrix: X Xᵀ, its square, and the product
+        ns = sum(4 * min(a, b) ** 2 * max(a, b) + 2 * min(a, b) ** 3 for a, b in shapes)
+        gradient = 3 * loss_flops(shapes, k)
+        return gradient + self.ns_steps * ns + 12 * parameters(shapes), 0.0
 
     def transformation(self, learning_rate):
         return optax.contrib.muon(

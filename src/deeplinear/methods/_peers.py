@@ -4,8 +4,9 @@ Each step is one ``step`` of the optimistix solver on the reduced residual ``W L
 (``fn(weights, objective)``). Its state carries a closure-converted Jacobian operator, which is
 not an array; the loop carries only the state's arrays and the static rest is rebuilt, identical,
 from ``init`` inside each step (XLA removes the unused work). The solver's ``result`` code is
-recorded as ``optimistix_result`` (0 = successful). These solvers have no learning rate: the one
-given is ignored (use 1).
+recorded as ``optimistix_result``: its position in ``RESULT_NAMES``, optimistix's own order
+(0 = successful, 1 = max_steps_reached, …; −1 for a code this list does not name). These
+solvers have no learning rate: the one given is ignored (use 1).
 
 ``optimistix-gn`` and ``optimistix-dogleg`` default to ``lineax.SVD()``: the Jacobian is rank
 deficient by the gauge, and a solver that assumes full rank may fail on it.
@@ -13,12 +14,42 @@ deficient by the gauge, and a solver that assumes full rank may fail on it.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
+from typing import ClassVar
+
+import pyarrow as pa
 
 from .._backend import jax, jnp
+from ..cost import SVD, loss_flops, parameters, residual_rows
 from ._base import AbstractMethod, choice
 
 LINEAR_SOLVERS = ("svd", "qr", "auto")
+# the members of ``optimistix.RESULTS`` in its order: the recorded code is the position here
+RESULT_NAMES = (
+    "successful",
+    "max_steps_reached",
+    "singular",
+    "breakdown",
+    "stagnation",
+    "conlim",
+    "nonfinite_input",
+    "nonlinear_max_steps_reached",
+    "nonlinear_divergence",
+    "nonfinite",
+)
+
+
+def result_code(result) -> jax.Array:
+    """The position of ``result`` (an ``optimistix.RESULTS`` member) in ``RESULT_NAMES``, as a
+    float64 (−1 if none), compared through optimistix's public members only."""
+    import optimistix as optx
+
+    code = jnp.asarray(-1.0)
+    for index, name in enumerate(RESULT_NAMES):
+        if hasattr(optx.RESULTS, name):
+            code = jnp.where(result == getattr(optx.RESULTS, name), float(index), code)
+    return code
 
 
 def linear_solver(name: str):
@@ -34,9 +65,21 @@ def _residual(weights, objective):
 
 @dataclasses.dataclass(frozen=True)
 class AbstractOptimistixMethod(AbstractMethod):
+    """One step of the optimistix least-squares solver ``solver_name`` per step."""
+
     linear_solver: str = choice("svd", *LINEAR_SOLVERS)
 
-    solver_name = ""  # the optimistix class
+    @property
+    @abc.abstractmethod
+    def solver_name(self) -> str:
+        """The optimistix solver class (a class attribute of each final method)."""
+
+    columns: ClassVar[dict[str, pa.DataType]] = {"optimistix_result": pa.float64()}
+
+    def flops(self, shapes, k):
+        # the gradient, a dense Jacobian (p JVPs) and its factorization
+        F, p = loss_flops(shapes, k), parameters(shapes)
+        return 3 * F + 2 * p * F + SVD(residual_rows(shapes, k), p), 0.0
 
     def memory_values(self, shapes, k):
         # the dense Jacobian of the reduced residual (in the state) and its factorization
@@ -71,7 +114,7 @@ class AbstractOptimistixMethod(AbstractMethod):
         return weights, eqx.partition(full, eqx.is_array)[0]
 
     def record(self, state) -> dict:
-        return {"optimistix_result": jnp.asarray(state.result._value, dtype=jnp.float64)}
+        return {"optimistix_result": result_code(state.result)}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,6 +11,7 @@ factors are only defined up to the gauge.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import time
 
@@ -18,6 +19,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from .._backend import jax, jnp
+from ..cost import SVD, loss_flops, parameters, residual_rows
 from ..errors import UsageError
 from ..model import gradient_norm
 from ._base import AbstractMethod
@@ -25,10 +27,14 @@ from ._base import AbstractMethod
 
 @dataclasses.dataclass(frozen=True)
 class AbstractScipyMethod(AbstractMethod):
-    """Runs outside the compiled loop: ``runner.run`` calls ``run_batch`` instead of ``step``."""
+    """Runs outside the compiled loop: ``runner.run`` calls ``run_one`` instead of ``step``."""
 
-    out_of_loop = True
-    scipy_method = "trf"
+    in_loop = False
+
+    @property
+    @abc.abstractmethod
+    def scipy_method(self) -> str:
+        """``least_squares(method=…)`` (a class attribute of each final method)."""
 
     def init(self, weights, objective, learning_rate):
         raise UsageError(f"{self.name} runs outside the compiled loop: use runner.run")
@@ -42,6 +48,11 @@ class AbstractScipyMethod(AbstractMethod):
         rows = shapes[0][0] * (shapes[-1][1] if k is None else k)
         rows = max(rows, p) if self.scipy_method == "lm" else rows
         return 4 * rows * p + min(rows, p) ** 2 + 12 * p
+
+    def flops(self, shapes, k):
+        # per evaluation: the gradient, a dense Jacobian (p JVPs) and its factorization
+        F, p = loss_flops(shapes, k), parameters(shapes)
+        return 3 * F + 2 * p * F + SVD(residual_rows(shapes, k), p), 0.0
 
     def passes(self, depth):
         return 25.0  # each evaluation a call from Python into compiled code

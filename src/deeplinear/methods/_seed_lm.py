@@ -22,6 +22,7 @@ from jax.flatten_util import ravel_pytree
 
 from .. import _linalg as linalg
 from .._backend import jax, jnp
+from ..cost import QR, loss_flops, parameters, residual_rows
 from ._base import AbstractMethod, choice, number
 
 
@@ -100,6 +101,12 @@ class SeedLM(AbstractMethod):
 
     def passes(self, depth):
         return 3.0
+
+    def flops(self, shapes, k):
+        # a dense Jacobian (p JVPs) and a QR of the system stacked with the gauge rows
+        F, p = loss_flops(shapes, k), parameters(shapes)
+        rows = residual_rows(shapes, k) + sum(b * b for _, b in shapes[:-1])
+        return 3 * F + 2 * p * F + QR(p, rows) + 2 * p * rows, 0.0
 
     def init(self, weights, objective, learning_rate):
         return jnp.asarray(learning_rate, dtype=jnp.float64)

@@ -17,10 +17,12 @@ Identity factors (P_1, Q_L and S for the population loss) are never formed.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 
 from .. import _linalg as linalg
 from .._backend import jnp
+from ..cost import SOLVE, SVD, loss_flops
 from ..model import partial_products
 from ._base import AbstractMethod, number
 
@@ -53,8 +55,17 @@ class AbstractLayerPreconditioned(AbstractMethod):
 
     scale = 1.0
 
+    @abc.abstractmethod
     def grams(self, weights, objective, loss) -> list[tuple]:
-        raise NotImplementedError
+        """(left_i, right_i) per layer: symmetric positive definite, or None for the identity."""
+
+    def flops(self, shapes, k):
+        # the gradient, another chain product for the partial products, two Grams per layer
+        # and two solves with them
+        F = loss_flops(shapes, k)
+        grams = sum(2 * a * b * min(a, b) for a, b in shapes) * 2
+        solves = sum(SOLVE(b, a) for a, b in shapes) + sum(SOLVE(a, b) for a, b in shapes)
+        return 3 * F + F + grams + solves, 0.0
 
     def init(self, weights, objective, learning_rate):
         return jnp.asarray(learning_rate, dtype=jnp.float64)
@@ -153,6 +164,11 @@ class ALS(AbstractMethod):
 
     def passes(self, depth):
         return float(depth)  # the partial products again for every layer
+
+    def flops(self, shapes, k):
+        # per layer a minimum-norm least-squares solve (an SVD) and two chain products
+        F = loss_flops(shapes, k)
+        return 3 * F + sum(SVD(max(a, b), min(a, b)) + 2 * F for a, b in shapes), 0.0
 
     def step(self, weights, state, objective, loss, grads):
         weights = list(weights)

@@ -20,7 +20,7 @@ import optax
 
 from .._backend import jax, jnp
 from ..errors import UsageError
-from ._optax import GD, Adam
+from ._optax import AbstractAdam, AbstractGD
 
 
 def float32_rounded(value):
@@ -61,10 +61,11 @@ def scale_by_tf1_adam(b1: float, b2: float, eps: float) -> optax.GradientTransfo
 
 
 @dataclasses.dataclass(frozen=True)
-class TF1GD(GD):
+class TF1GD(AbstractGD):
     """TF1's ``GradientDescentOptimizer``: W ← W − fl32(η) ∇f(W)."""
 
     name = "tf1-gd"
+    label = "GD"
     description = "gradient descent as TF1 ran it (float32 learning rate)"
     reference = "tf.compat.v1.train.GradientDescentOptimizer"
 
@@ -73,10 +74,11 @@ class TF1GD(GD):
 
 
 @dataclasses.dataclass(frozen=True)
-class TF1Adam(Adam):
+class TF1Adam(AbstractAdam):
     """TF1's ``AdamOptimizer`` (ε outside the bias correction, float32 hyperparameters)."""
 
     name = "tf1-adam"
+    label = "ADAM"
     description = "Adam as TF1 ran it (ε convention, float32 hyperparameters and β-powers)"
     reference = "tf.compat.v1.train.AdamOptimizer; Kingma & Ba 2015"
 
