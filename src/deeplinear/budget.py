@@ -193,7 +193,7 @@ def _step_seconds(method, d: Dims, runs: int) -> float:
     cg = min(getattr(method, "cg_max_steps", 0), EXPECTED_CG_STEPS) if per_cg else 0
     passes = method.passes(d.depth)
     overhead = STEP_SECONDS + LAYER_SECONDS * d.depth * passes
-    if getattr(method, "out_of_loop", False):  # one run after another, from Python
+    if not method.in_loop:  # one run after another, from Python
         return runs * (overhead + (per_step + cg * per_cg) / FLOPS_PER_SECOND)
     return overhead + runs * (per_step + cg * per_cg) / FLOPS_PER_SECOND
 

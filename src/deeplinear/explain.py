@@ -29,7 +29,6 @@ from .methods import make_method
 from .results import read_table, run_series
 from .verdict import Verdict, judge, mode_evidence
 
-GD_LIKE = ("gd", "tf1-gd")  # methods whose local rate the Gauss-Newton spectrum predicts
 PROGRESS_SECONDS = 2.0  # a progress line at most this often while a run is being continued
 MATCH = 1e-6  # largest mode error (relative to s_i) still called a match of the theory
 RUN_FILES = ("config.toml", "curves.parquet", "gn_spectrum.parquet")  # besides state/<i>.npz
@@ -229,7 +228,7 @@ def explain(
                 f"{directory / rundir.MANIFEST} does not list state/{index}.npz: re-run "
                 f"'deeplinear run CONFIG --out {directory}' to write it again"
             )
-        resumable = not getattr(method, "out_of_loop", False)
+        resumable = method.in_loop
         saved = (
             runfile.load_state(state_file, method, setup, spec.learning_rates)
             if resumable
@@ -256,7 +255,7 @@ def explain(
                     problem=setup.problem,
                 )
                 continuations[run_id] = extend
-            gd_like = spec.name in GD_LIKE
+            gd_like = method.gauss_newton_rate
             gn_rate = None
             if gd_like and run_id in spectra and np.isfinite(data["loss"][-1]):
                 gn_rate = theory.gn_predicted_rate(spectra[run_id]["lambda_min"][-1], rate)
@@ -273,7 +272,7 @@ def explain(
                 gd_like=gd_like,
                 extend=extend,
                 budget_steps=budget_steps,
-                theory_steps=_theory_steps(comparison, spec.name, rate, budget_steps),
+                theory_steps=_theory_steps(comparison, method, rate, budget_steps),
             )
             learned = data.get("mode_learned")
             now = None if extend is None else extend.modes
@@ -352,12 +351,11 @@ def _throttled(progress, run_id: str):
     return report
 
 
-def _theory_steps(comparison, method: str, rate: float, budget: int):
+def _theory_steps(comparison, method, rate: float, budget: int):
     """goal ↦ the step the exact decoupled recursion reaches it, where the theory applies."""
-    if not comparison.get("applies") or method not in GD_LIKE:
+    if not comparison.get("applies") or not method.gauss_newton_rate:
         return None
-    if method == "tf1-gd":
-        rate = float(np.float32(rate))
+    rate = float(method.learning_rate_used(rate))
     s, layers, c, rest = comparison["_modes"]
     horizon = 2 * max(budget, 1)  # the recursion is cheap: look past the budget
     return lambda goal: theory.decoupled_gd_first_below(layers, s, rate, c, rest, goal, horizon)
@@ -391,6 +389,16 @@ def _read_spectra(path: Path) -> dict:
     return rows
 
 
+def _methods_by_run(config) -> dict:
+    """run id → its method as the run file configures it (for what its class declares)."""
+    out = {}
+    for spec in config.methods:
+        method = make_method(spec.name, **spec.hyperparameters)
+        for rate in spec.learning_rates:
+            out[runfile.run_id(config.seed, spec.name, rate, spec.hyperparameters)] = method
+    return out
+
+
 def theory_comparison(config, setup, series) -> dict:
     """The exact decoupled GD recursion against measured per-mode strengths, where it applies."""
     c = theory.whitening_constant(setup.objective)
@@ -413,12 +421,12 @@ def theory_comparison(config, setup, series) -> dict:
     rest = c * float(np.sum(s[m:] ** 2)) + float(setup.objective.floor)
     out = {"applies": True, "whitening_constant": c, "runs": {}, "_modes": (s[:m], layers, c, rest)}
     worst = 0.0
+    methods = _methods_by_run(config)
     for run_id, data in series.items():
-        if data["method"][0] not in GD_LIKE:
+        method = methods.get(run_id)
+        if method is None or not method.gauss_newton_rate:
             continue
-        rate = float(data["learning_rate"][0])
-        if data["method"][0] == "tf1-gd":
-            rate = float(np.float32(rate))
+        rate = float(method.learning_rate_used(float(data["learning_rate"][0])))
         steps = data["step"]
         predicted = theory.decoupled_gd(layers, s[:m], rate, int(steps[-1]), c)[steps]
         measured = data["mode_learned"][:, :m] * s[:m]

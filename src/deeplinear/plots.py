@@ -1,8 +1,9 @@
 """Figures, drawn from results tables only (they never run experiments).
 
-``notebook_figures`` redraws the notebook's two figures: GD/Adam over 3000 steps, and the first
-190 steps with LM added; each with loss and gradient magnitude on log scales, Adam dashed,
-diverged runs marked × at their first point, ``LM step=0.05`` bold black.
+``notebook_figures`` redraws the notebook's two figures: GD/Adam over 3000 steps (the runs of
+methods that declare ``first_order``), and the first 190 steps with LM added; each with loss and
+gradient magnitude on log scales, each method in its class's ``line_style`` (Adam's family
+dashed), diverged runs marked × at their first point, ``LM step=0.05`` bold black.
 """
 
 from __future__ import annotations
@@ -29,11 +30,18 @@ def _decade(value, _position=None) -> str:
     return f"{value:.0e}"
 
 
+def _method_class(series):
+    """The registered class of a run's method (None for one not registered here)."""
+    from .methods import METHODS  # imported when drawn: it loads JAX
+
+    return METHODS.get(series["method"][0])
+
+
 def _style(series, index: int) -> dict:
-    method, label = series["method"][0], series["run"][0]
+    label, cls = series["run"][0], _method_class(series)
     style: dict = {"lw": 1.5, "color": f"C{index % 10}"}
-    if "adam" in method:
-        style["ls"] = "--"
+    if cls is not None and cls.line_style != "-":
+        style["ls"] = cls.line_style
     if label == "LM step=0.05":
         style.update(lw=5, color="k", alpha=0.8)
     if "rcond=-1" in label:
@@ -99,7 +107,7 @@ def notebook_figures(
     """Write ``figure1_gd_adam.png`` and ``figure2_with_lm.png`` into ``out_dir`` (``floor``: a
     ``floors.Floor``, drawn on the second with the loop's round-off above it)."""
     runs = list(enumerate(run_series(table).values()))  # index fixes each run's colour
-    first_order = [(i, r) for i, r in runs if r["method"][0] != "seed-lm"]
+    first_order = [(i, r) for i, r in runs if getattr(_method_class(r), "first_order", True)]
     head = f"seed {seed}: W1·W2·X ≈ A·X, true κ(A) = {condition_number:.3g} (the notebook said 1e5)"
     fig1 = _panel_pair(first_order, f"GD and Adam, 3000 steps — {head}", None, None)
     fig2 = _panel_pair(runs, f"First 190 steps with LM — {head}", 190, floor)
