@@ -94,11 +94,6 @@ class AbstractMethod(abc.ABC):
         exactly the keys of ``columns``."""
         return {}
 
-    @property
-    def out_of_loop(self) -> bool:
-        """Transitional alias of ``not in_loop`` for callers not yet moved to ``in_loop``."""
-        return not self.in_loop
-
     def hyperparameters(self) -> dict[str, Any]:
         """The method's hyperparameters (its dataclass fields) as a plain dict."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
