@@ -1,5 +1,8 @@
 """Verdicts: classes on curves with known answers, and honest ETAs on the notebook's GD."""
 
+import dataclasses
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -8,7 +11,7 @@ from deeplinear.explain import Continuation
 from deeplinear.floors import Floor, reachable_minimum
 from deeplinear.methods import make_method
 from deeplinear.problem import notebook_problem
-from deeplinear.verdict import classify, judge
+from deeplinear.verdict import Evidence, Finding, Question, Setting, classify, classify_run, judge
 
 STEPS = np.arange(0, 3001)
 
@@ -106,3 +109,100 @@ def test_without_a_continuation_the_exact_theory_gives_the_eta():
         "geo", STEPS, loss, floor=floor_at(0.0), target=1e-10, theory_steps=lambda goal: 25_000
     )
     assert verdict.eta_method == "theory" and verdict.eta_steps == (22_000, 22_000)
+
+
+# ---------------------------------------------------------------- the classification on its own
+
+
+def evidence_of(steps, loss, grad=None, continued=None):
+    """Evidence with the record ``steps, loss`` and, optionally, a continuation already added."""
+    evidence = Evidence.of_record(steps, loss, grad)
+    if continued is not None:
+        evidence.add(*continued)
+        evidence.spent = int(continued[0][-1] - steps[-1])
+    return evidence
+
+
+def settle(evidence, setting, answers):
+    """Run the classification to its finding, answering its questions from ``answers``; return
+    the finding and the questions asked, in order."""
+    asked, facts = [], {}
+    while isinstance(found := classify_run(evidence, facts, setting), Question):
+        asked.append(found)
+        facts[found.name] = answers.get(found.name)
+    return found, asked
+
+
+def numbers_only(found: Finding) -> bool:
+    """A finding holds no sentences: every field but its labels (kind, basis, ETA method) is free
+    of text."""
+    texts = [
+        f.name
+        for f in dataclasses.fields(found)
+        if isinstance(getattr(found, f.name), str) and f.name not in ("kind", "basis", "eta_method")
+    ]
+    return not texts
+
+
+def test_classification_extrapolates_a_geometric_excess_exactly():
+    """e_t = 100 · 0.999^t over 3000 steps, no handle: rate 0.999, ETA log(1e-10/e_T)/log 0.999."""
+    setting = Setting.of(floor_at(0.0), 1e-10, "initial", 100.0, gn_rate=0.998)
+    found, asked = settle(evidence_of(STEPS, 100.0 * 0.999**STEPS), setting, {})
+    assert [q.name for q in asked] == ["theory"]  # the only fact it could use
+    assert found.kind == "converging linearly" and found.basis == "extrapolated"
+    assert found.rates == pytest.approx((0.999,) * 3, rel=1e-12)
+    measured = np.log(1e-10 / 0.999**3000) / np.log(0.999)
+    gauss_newton = np.log(1e-10 / 0.999**3000) / np.log(0.998)
+    assert found.eta_steps == pytest.approx((gauss_newton, measured), rel=1e-9)
+    assert found.gn_rate == 0.998 and numbers_only(found)
+
+
+def test_classification_measures_a_continued_crossing():
+    """Recorded every 10 steps to 3000, continued to 40000: the first record ≤ 1e-8 · 100 is the
+    first multiple of 10 at or past log(1e-8)/log(0.999) = 18412.4."""
+    more = np.arange(3010, 40_001, 10)
+    evidence = evidence_of(STEPS, 100.0 * 0.999**STEPS, continued=(more, 100.0 * 0.999**more, None))
+    setting = Setting.of(floor_at(0.0), 1e-8, "initial", 100.0, seconds_per_step=1e-3)
+    found, _ = settle(evidence, setting, {})
+    first = int(np.ceil(np.log(1e-8) / np.log(0.999) / 10) * 10)
+    assert found.basis == "measured" and found.kind == "converging linearly"
+    assert (found.above_until, found.crossed_at) == (first - 10, first)
+    assert found.eta_steps == (first - 10 - 3000, first - 3000)
+    assert found.eta_seconds == pytest.approx(((first - 3010) * 1e-3, (first - 3000) * 1e-3))
+    assert found.stayed == 40_000 - first and found.continued_to == 40_000
+    assert found.rate == pytest.approx(0.999, rel=1e-9) and numbers_only(found)
+
+
+def test_classification_of_a_strict_saddle_asks_in_order_and_predicts_the_escape():
+    """Stalled at excess 0.01 with a zero gradient: the critical point (λ_min = −0.04), then the
+    escape after a push δ = 1e-6; predicted t = log(√(2·0.001/0.04)/δ)/log(1 + 0.05·0.04)."""
+    loss = np.r_[0.99 ** STEPS[:1500] + 0.01, np.full(1501, 0.01)]
+    grad = np.r_[np.full(3000, 0.1), 0.0]
+    setting = Setting.of(
+        floor_at(1e-29, 1e-28), 1e-10, "initial", loss[0], learning_rate=0.05, gd_like=True
+    )
+    point = SimpleNamespace(grad_norm=0.0, hessian_min=-0.04, hessian_max=2.0)
+    found, asked = settle(
+        evidence_of(STEPS, loss, grad), setting, {"critical_point": point, "escape": 700}
+    )
+    assert [q.name for q in asked] == ["theory", "critical_point", "escape"]
+    assert asked[-1].args == (point, 1e-6, 10_000, pytest.approx(0.001, rel=1e-12))
+    assert found.kind == "saddle" and found.hessian_min == -0.04 and found.grad_norm == 0.0
+    truth = np.log(np.sqrt(2 * 0.001 / 0.04) / 1e-6) / np.log(1 + 0.05 * 0.04)
+    assert found.escape["measured_steps"] == 700
+    assert found.escape["predicted_steps"] == pytest.approx(np.ceil(truth), abs=1)
+    assert numbers_only(found)
+
+
+def test_classification_of_an_unstable_crossing_takes_the_spread_of_the_perturbed_runs():
+    """Touches 1e-10 at step 2500, spikes back to 1e-3: the ETA is the spread of the perturbed
+    crossings past the record's end, not the touch."""
+    loss = np.r_[100.0 * 0.999 ** STEPS[:2500], np.tile([1e-12, 1e-3], 250), 1e-3]
+    setting = Setting.of(floor_at(0.0), 1e-10, "initial", 100.0, budget_steps=10_000)
+    hits = np.array([2900.0, 3400, 3100, 3250, 3050, 3600])
+    found, asked = settle(evidence_of(STEPS, loss), setting, {"crossings": hits})
+    assert asked[-1] == Question("crossings", (pytest.approx(1e-8), 5000, 6))
+    assert found.kind == "unstable" and found.crossing["first_step"] == 2500
+    assert found.crossing["fraction_above_after"] == pytest.approx(251 / 501)
+    assert found.crossing["spread"] == [2500.0, 3600.0]
+    assert found.eta_steps == (0.0, 600.0) and found.eta_method == "measured"

@@ -59,6 +59,7 @@ __all__ = [
     "PERTURBED_RUNS",
     "WINDOWS",
     "ZERO_GRADIENT",
+    "Evidence",
     "Finding",
     "Handle",
     "Question",
