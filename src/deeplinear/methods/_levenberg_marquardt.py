@@ -8,7 +8,9 @@ tries w + η δ, and keeps it if the loss fell. With the gain ratio ρ = actual 
 reduction (predicted: ‖r‖² − ‖r + Jδ‖²), an accepted step sets λ ← λ·max(1/3, 1 − (2ρ − 1)³)
 and ν ← 2, a rejected one λ ← λν, ν ← 2ν (Nielsen 1999; Madsen, Nielsen & Tingleff 2004). A
 solve that fails or produces no decrease is a rejected step: the run never crashes, and the table
-counts both (``rejected_steps``, ``failed_solves``).
+counts both (``rejected_steps``, ``failed_solves``). As in optimistix, a step is a descent
+(``AbstractDampedGaussNewton.descend``: the damped step for the current λ, by each method's
+``solve``) followed by a search (``NielsenDamping``: accept or reject, and the next λ).
 The damping also fixes the gauge: the minimum-norm solution of the undamped system is the limit.
 
 ``lm``, depth 2, solves the system **exactly** without forming JᵀJ: eliminating δ1 by a Schur
