@@ -1,11 +1,14 @@
 """Sweeps: grouping, atomic groups, resume after kill -9, determinism, report, bad input."""
 
+import copy
+import dataclasses
 import os
 import signal
 import subprocess
 import sys
 import time
 import tomllib
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -222,7 +225,7 @@ def test_batched_group_equals_one_run_per_seed():
     for seed in group.seeds:
         single = run_series(runfile.execute(s.run_config(group, seed)).table)
         for run_id, data in single.items():
-            ours = batched[f"{group.id.split('|', 1)[0]}/{run_id}"]
+            ours = batched[f"{group.label}/{run_id}"]
             np.testing.assert_allclose(ours["loss"], data["loss"], rtol=1e-12)
             np.testing.assert_allclose(
                 ours["mode_learned"], data["mode_learned"], rtol=1e-9, atol=1e-12
@@ -273,3 +276,45 @@ def test_report_judges_each_axis_point_against_its_own_floor(tmp_path):
     cells = {row.split("</td>")[1][4:]: row for row in lm_rows}
     assert "converged ×2" in cells["noise=0.5"]  # at the noise floor, not "stalled"
     assert "reached 1e-20 ×2" in cells["noise=0"]
+
+
+def test_parse_leaves_the_callers_tables_alone():
+    data = tomllib.loads(SWEEP)
+    before = copy.deepcopy(data)
+    sweep.parse(data, source=SWEEP)
+    assert data == before
+
+
+def test_a_group_is_a_frozen_record_its_id_derived():
+    s = plan()
+    group = s.groups[1]  # κ = 10, lm
+    assert group.point == (("problem.condition_number", 10.0),)
+    assert group.label == "problem.condition_number=10" and group.method.name == "lm"
+    assert group.id == f"{group.label}|lm|{group.digest}" and group.name == f"{group.label}|lm"
+    assert sweep.group_file(Path("out"), group) == Path("out/groups", f"{group.digest}.parquet")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        group.digest = "0" * 10  # type: ignore[misc]
+    assert len({g.digest for g in s.groups}) == len(s.groups)
+
+
+@pytest.mark.parametrize(
+    ("path", "index", "expected"),
+    [  # file names (digests) of existing sweep files: a finished sweep must resume, not re-run
+        ("examples/more_data.toml", 0, "problem.samples=100|gd|d29f03a7ad"),
+        ("examples/more_data.toml", 1, "problem.samples=100|adam|5167882fc7"),
+        ("examples/seed_fair.toml", 0, "base|gd|eb6fcee77d"),
+        ("examples/seed_fair.toml", 1, "base|adam|3bba63234a"),
+    ],
+)
+def test_group_ids_of_the_examples_stay_as_they_were(path, index, expected):
+    assert sweep.load(path).groups[index].id == expected
+
+
+def test_group_files_hold_every_declared_column():
+    from deeplinear.diagnostics import Probe
+    from deeplinear.methods import METHODS
+
+    columns = sweep.recorded_columns()
+    assert set(Probe.columns) <= set(columns) and "flops" in columns
+    for cls in METHODS.values():
+        assert set(getattr(cls, "columns", {})) <= set(columns), cls

@@ -745,11 +745,16 @@ def read(directory: str | Path) -> pa.Table:
     name the same sweep, and every group file present must match its checksum and hold its
     group; anything else is refused in one line naming the file and the fix.
     """
+    return read_groups(directory)[0]
+
+
+def read_groups(directory: str | Path) -> tuple[pa.Table, dict[str, dict]]:
+    """``read``'s table, and each finished group's file metadata (provenance), by group id."""
     from .results import read_table
 
     directory = Path(directory)
     fix = f"re-run 'deeplinear sweep SWEEP --out {directory}' to run its group again"
-    tables, listed = [], _listed_groups(directory)
+    tables, metadata, listed = [], {}, _listed_groups(directory)
     unlisted = sorted(set((directory / "groups").glob("*.parquet")) - {p for _, p in listed})
     if unlisted:
         raise UsageError(f"{unlisted[0]} is not a group of this sweep (manifest.json): {fix}")
@@ -759,13 +764,13 @@ def read(directory: str | Path) -> pa.Table:
             continue  # not run yet (or failed): the report covers the finished groups
         if reason is not None:
             raise UsageError(f"{path} {reason}: {fix}")
-        table, metadata = read_table(path, fix)
-        if metadata.get("group") != group_id or "group" not in table.column_names:
+        table, metadata[group_id] = read_table(path, fix)
+        if metadata[group_id].get("group") != group_id or "group" not in table.column_names:
             raise UsageError(f"{path} does not hold the group manifest.json names: {fix}")
         tables.append(table)
     if not tables:
         raise UsageError(f"{directory} holds no finished groups: run 'deeplinear sweep' first")
-    return pa.concat_tables(tables, promote_options="default")
+    return pa.concat_tables(tables, promote_options="default"), metadata
 
 
 def _listed_groups(directory: Path) -> list[tuple[str, Path]]:
