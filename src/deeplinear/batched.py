@@ -14,6 +14,7 @@ W1 ← W1 − η G W2ᵀ, W2 ← W2 − η W1ᵀ G with G = 2 (W Lᵀ − T) L =
 from __future__ import annotations
 
 import functools
+import time
 
 import numpy as np
 
@@ -116,10 +117,18 @@ def _dot(xs, ys):
     return out
 
 
-def _pallas_kernel(w1, w2, m, c, lr, o1, o2, k, *, shape, steps, block):
+#: ``gd_pallas``'s parameters when none are given: ``block`` runs per program, ``num_warps``,
+#: ``hoist_m`` (M = LᵀL loaded once into registers instead of every step), ``k_registers``
+#: (K = W2 M kept in registers instead of a scratch ref). ×4.25 over ``vmap`` at 1e5 runs on an
+#: H100 with block 256, 8 warps and neither (BENCHMARKS.md); ``gpu_session.sh`` sweeps the rest.
+PALLAS_DEFAULTS = {"block": 128, "num_warps": 4, "hoist_m": False, "k_registers": False}
+
+
+def _pallas_kernel(w1, w2, m, c, lr, o1, o2, k, *, shape, steps, block, hoist_m, k_registers):
     """One block of runs (the last axis) through all steps. The weights live in the output refs
-    (cache-resident); per step K = W2 M goes to the scratch ref ``k``, then each row of W1 is
-    updated in turn (g = 2 (w1 K − c)) while ΔW2 = W1ᵀ G accumulates in registers."""
+    (cache-resident); per step K = W2 M goes to the scratch ref ``k`` (or stays in registers),
+    then each row of W1 is updated in turn (g = 2 (w1 K − c)) while ΔW2 = W1ᵀ G accumulates in
+    registers."""
     from jax.experimental import pallas as pl
 
     d_out, h, d_in = shape
@@ -130,19 +139,26 @@ def _pallas_kernel(w1, w2, m, c, lr, o1, o2, k, *, shape, steps, block):
     for i in range(h * d_in):
         o2[i, cols] = w2[i, cols]
 
+    def columns_of_m():
+        return [[m[a * d_in + b, cols] for a in range(d_in)] for b in range(d_in)]
+
+    hoisted = columns_of_m() if hoist_m else None
+
     def body(_, carry):
         W2 = [[o2[j * d_in + b, cols] for b in range(d_in)] for j in range(h)]
-        M = [[m[a * d_in + b, cols] for a in range(d_in)] for b in range(d_in)]  # columns
-        for j in range(h):
-            for b in range(d_in):
-                k[j * d_in + b, cols] = _dot(W2[j], M[b])
+        M = hoisted if hoist_m else columns_of_m()
+        K = [[_dot(W2[j], M[b]) for b in range(d_in)] for j in range(h)]
+        if not k_registers:  # through the scratch ref, reloaded where used
+            for j in range(h):
+                for b in range(d_in):
+                    k[j * d_in + b, cols] = K[j][b]
         delta = [[None] * d_in for _ in range(h)]
         for i in range(d_out):
             row = [o1[i * h + j, cols] for j in range(h)]
-            g = [
-                2 * (_dot(row, [k[j * d_in + b, cols] for j in range(h)]) - c[i * d_in + b, cols])
-                for b in range(d_in)
-            ]
+            g = []
+            for b in range(d_in):
+                column = [K[j][b] if k_registers else k[j * d_in + b, cols] for j in range(h)]
+                g.append(2 * (_dot(row, column) - c[i * d_in + b, cols]))
             for j in range(h):
                 o1[i * h + j, cols] = row[j] - rate * _dot(g, W2[j])
                 for b in range(d_in):
@@ -156,33 +172,314 @@ def _pallas_kernel(w1, w2, m, c, lr, o1, o2, k, *, shape, steps, block):
     jax.lax.fori_loop(0, steps, body, 0)
 
 
-@functools.partial(jax.jit, static_argnames=("steps", "block", "num_warps"))
-def gd_pallas(W1, W2, L, T, lr, steps: int, block: int = 128, num_warps: int = 4):
-    """``gd`` as one Pallas (Triton) kernel for GPUs: every step in one launch, ``block`` runs per
-    program. Same contract and result as ``gd``; on a CPU it runs in Pallas's interpreter (slow:
-    for tests). Building it for a GPU takes about a minute per batch shape (BENCHMARKS.md).
-    """
+def _pallas_lanes(w1, w2, m, c, lr, shape, steps, *, block, num_warps, hoist_m, k_registers):
+    """``steps`` GD steps on lanes-layout arrays (entries × runs, runs a multiple of ``block``)."""
     from jax.experimental import pallas as pl
     from jax.experimental.pallas import triton as plt
 
-    runs, d_out, h = W1.shape
-    d_in = W2.shape[2]
-    padded = -(-runs // block) * block  # whole blocks; the padding runs are discarded
-
-    def lanes(x):  # (runs, ...) → (size, padded)
-        return _pad(x, padded).reshape(padded, -1).T
-
+    d_out, h, d_in = shape
+    padded = w1.shape[1]
     interpret = jax.default_backend() == "cpu"
     flat = jax.ShapeDtypeStruct
+    kernel = functools.partial(
+        _pallas_kernel,
+        shape=shape,
+        steps=steps,
+        block=block,
+        hoist_m=hoist_m,
+        k_registers=k_registers,
+    )
     o1, o2, _ = pl.pallas_call(
-        functools.partial(_pallas_kernel, shape=(d_out, h, d_in), steps=steps, block=block),
+        kernel,
         out_shape=(
-            flat((d_out * h, padded), W1.dtype),
-            flat((h * d_in, padded), W2.dtype),
-            flat((h * d_in, padded), W2.dtype),  # scratch: K = W2 M
+            flat((d_out * h, padded), w1.dtype),
+            flat((h * d_in, padded), w2.dtype),
+            flat((h * d_in, padded), w2.dtype),  # scratch: K = W2 M
         ),
         grid=(padded // block,),
         interpret=interpret,
         compiler_params=None if interpret else plt.CompilerParams(num_warps=num_warps),
-    )(lanes(W1), lanes(W2), *map(lanes, _statistics(L, T)), lanes(lr))
+    )(w1, w2, m, c, lr)
+    return o1, o2
+
+
+@functools.partial(
+    jax.jit, static_argnames=("steps", "block", "num_warps", "hoist_m", "k_registers")
+)
+def gd_pallas(
+    W1, W2, L, T, lr, steps: int, block=None, num_warps=None, hoist_m=None, k_registers=None
+):
+    """``gd`` as one Pallas (Triton) kernel for GPUs: every step in one launch, ``block`` runs per
+    program; parameters left None take ``PALLAS_DEFAULTS``. Same contract and result as ``gd``;
+    on a CPU it runs in Pallas's interpreter (slow: for tests). Building it for a GPU takes about
+    a minute per batch shape (BENCHMARKS.md).
+    """
+    given = {"block": block, "num_warps": num_warps, "hoist_m": hoist_m, "k_registers": k_registers}
+    params = {
+        name: PALLAS_DEFAULTS[name] if value is None else value for name, value in given.items()
+    }
+    runs, d_out, h = W1.shape
+    d_in = W2.shape[2]
+    padded = -(-runs // params["block"]) * params["block"]  # the padding runs are discarded
+
+    def lanes(x):  # (runs, ...) → (size, padded)
+        return _pad(x, padded).reshape(padded, -1).T
+
+    args = (lanes(W1), lanes(W2), *map(lanes, _statistics(L, T)), lanes(lr))
+    o1, o2 = _pallas_lanes(*args, (d_out, h, d_in), steps, **params)
     return o1[:, :runs].T.reshape(runs, d_out, h), o2[:, :runs].T.reshape(runs, h, d_in)
+
+
+# The recorded fast path of ``runner.run``: constant-step GD at depth 2, through these kernels.
+
+#: Where the fast path wins, measured on the 2-core CPU (``benchmarks/bench_fast_path.py``): from
+#: this many runs in a batch, with a record every this many steps or more, and no probe (the
+#: probe's per-record SVDs cost as much as the steps between them and the fast path then
+#: loses: ×0.5–1.0 at the seed_fair group, against ×1.4–1.8 without it).
+MIN_RUNS = {"cpu": 2, "gpu": 2}
+MIN_RECORD_EVERY = 10
+#: From this many runs a GPU batch uses ``gd_pallas`` (its Triton build takes about a minute per
+#: shape, so below this the XLA kernel, built in a second, wins end to end).
+PALLAS_MIN_RUNS = 20_000
+
+
+def _constant_step_gd(method) -> bool:
+    """W ← W − η ∇f(W) with a constant η: the update these kernels compute."""
+    from . import methods
+
+    base = getattr(methods, "AbstractGD", None)
+    if base is None:  # TEMPORARY until methods.AbstractGD lands (owner M): delete this branch
+        return type(method).__name__ in {"GD", "TF1GD"} and method.schedule == "constant"
+    return isinstance(method, base) and method.schedule == "constant"
+
+
+def _platform() -> str:
+    return "cpu" if jax.default_backend() == "cpu" else "gpu"
+
+
+def applies(method, objective, weights, *, keep_weights=False, shared=True) -> bool:
+    """Whether ``recorded_gd`` can run this batch: constant-step GD, depth 2, sample or population
+    loss, ``keep_weights`` off."""
+    depth_two = len(weights) == 2 and all(w.ndim == (2 if shared else 3) for w in weights)
+    return _constant_step_gd(method) and depth_two and not keep_weights
+
+
+def wins(batch: int, record_every: int, probe) -> bool:
+    """Whether the fast path was measured faster than the plain loop for such a batch."""
+    return probe is None and record_every >= MIN_RECORD_EVERY and batch >= MIN_RUNS[_platform()]
+
+
+def _edge_pad(tree, size):
+    """Every leaf (batch-first) padded to ``size`` runs by repeating the last run."""
+
+    def pad(x):
+        return jnp.pad(x, [(0, size - x.shape[0])] + [(0, 0)] * (x.ndim - 1), mode="edge")
+
+    return jax.tree_util.tree_map(pad, tree)
+
+
+def _factor(objective, d_in):
+    """L of every member (the identity for the population loss), batch-first."""
+    if objective.factor is not None:
+        return objective.factor
+    b = objective.target.shape[0]
+    return jnp.broadcast_to(jnp.eye(d_in, dtype=objective.target.dtype), (b, d_in, d_in))
+
+
+def _measure(method):
+    """runner's own record of one run (batch-first pytrees), vmapped over a batch."""
+    from .runner import _record
+
+    def measure(weights, objective, probe, state):
+        return _record(objective, probe, weights, False, method, state)[2]
+
+    return jax.vmap(measure)
+
+
+def _xla_chunk(method, record_every: int, records: int, tile: int, devices: tuple):
+    """``records`` blocks of ``record_every`` GD steps for a batch (a whole number of tiles on
+    every device), each recorded before it by runner's ``_record``, and the state after the last
+    recorded too. The runs are split across ``devices``, and each tile of ``tile`` runs goes
+    through all its blocks at once: the steps batch-last (``gd_step``), the records batch-first."""
+    measure = _measure(method)
+
+    def run_tile(args):
+        weights, objective, probe, state, rate = args
+        factor = _factor(objective, weights[1].shape[-1])
+        M, C = (jnp.moveaxis(x, 0, -1) for x in _statistics(factor, objective.target))
+        rate = rate.reshape(1, 1, -1)
+
+        def record(w):
+            return measure(tuple(jnp.moveaxis(x, -1, 0) for x in w), objective, probe, state)
+
+        def steps(carry, _):
+            return gd_step(*carry, M, C, rate), None
+
+        def block(carry, _):
+            return jax.lax.scan(steps, carry, None, record_every)[0], record(carry)
+
+        start = tuple(jnp.moveaxis(w, 0, -1) for w in weights)
+        end, rows = jax.lax.scan(block, start, None, records)
+        return tuple(jnp.moveaxis(x, -1, 0) for x in end), rows, record(end)
+
+    def share(weights, objective, probe, state, rate):
+        b = rate.shape[0]
+
+        def tiles(x):  # (b, ...) → (b/tile, tile, ...)
+            return x.reshape(b // tile, tile, *x.shape[1:])
+
+        end, rows, last = jax.lax.map(
+            run_tile, jax.tree_util.tree_map(tiles, (weights, objective, probe, state, rate))
+        )
+        flat = lambda x: x.reshape(b, *x.shape[2:])
+        rows = jax.tree_util.tree_map(lambda x: flat(jnp.moveaxis(x, 2, 1)), rows)
+        return jax.tree_util.tree_map(flat, end), rows, jax.tree_util.tree_map(flat, last)
+
+    sharded = split_runs(share, devices)
+    return lambda weights, objective, probe, state, rate, runs: sharded(
+        weights, objective, probe, state, rate
+    )
+
+
+def _pallas_chunk(method, record_every: int, records: int, params: dict):
+    """The same as ``_xla_chunk`` with ``gd_pallas``'s kernel for the steps between records."""
+    measure = _measure(method)
+
+    def chunk(weights, objective, probe, state, rate, runs):
+        b = rate.shape[0]
+        shape = (weights[0].shape[1], weights[0].shape[2], weights[1].shape[2])
+        block = params["block"]
+        padded = -(-b // block) * block
+        lanes = lambda x: _pad(x, padded).reshape(padded, -1).T
+        unlanes = lambda x, s: x[:, :b].T.reshape(b, *s)
+        factor = _factor(objective, shape[2])
+        M, C, r = (lanes(x) for x in (*_statistics(factor, objective.target), rate))
+
+        def record(w1, w2):
+            weights = (unlanes(w1, shape[:2]), unlanes(w2, shape[1:]))
+            return measure(weights, objective, probe, state)
+
+        def block_(carry, _):
+            row = record(*carry)
+            return _pallas_lanes(*carry, M, C, r, shape, record_every, **params), row
+
+        start = (lanes(weights[0]), lanes(weights[1]))
+        (w1, w2), rows = jax.lax.scan(block_, start, None, records)
+        rows = jax.tree_util.tree_map(lambda x: jnp.moveaxis(x, 0, 1), rows)
+        return (unlanes(w1, shape[:2]), unlanes(w2, shape[1:])), rows, record(w1, w2)
+
+    return chunk
+
+
+def _make_chunk(method, record_every, records, shared, kernel, tile, devices, params):
+    """The program of one chunk: members' objectives and probes broadcast where shared."""
+    if kernel == "pallas":
+        inner = _pallas_chunk(method, record_every, records, dict(params))
+    else:
+        inner = _xla_chunk(method, record_every, records, tile, devices)
+    multiple = 1 if kernel == "pallas" else tile * len(devices)
+
+    def chunk(weights, state, objective, probe, rate):
+        b = rate.shape[0]
+        if shared:
+            bcast = lambda x: jnp.broadcast_to(x, (b, *x.shape))
+            objective, probe = jax.tree_util.tree_map(bcast, (objective, probe))
+        padded = -(-b // multiple) * multiple
+        args = _edge_pad((weights, objective, probe, state, rate), padded)
+        out = inner(*args, b)
+        return jax.tree_util.tree_map(lambda x: x[:b], out)
+
+    return chunk
+
+
+def _advanced(state, steps: int):
+    """``state`` after ``steps`` GD updates: an optax state with hyperparameters injected counts
+    its updates (``count``); nothing else in a GD state changes."""
+    if hasattr(state, "count"):
+        return state._replace(count=state.count + jnp.asarray(steps, state.count.dtype))
+    return state
+
+
+def recorded_gd(
+    method,
+    objective,
+    weights,
+    learning_rates,
+    steps: int,
+    *,
+    record_every: int = 1,
+    chunk_steps: int = 1000,
+    probe=None,
+    keep_weights: bool = False,
+    shared: bool = True,
+    progress=None,
+    kernel: str | None = None,
+):
+    """``runner.run`` for constant-step GD at depth 2 through the throughput kernels: the same
+    rows (to rounding), timings, FLOPs, probe extras and batched final weights and states; None
+    where the fast path does not apply (``applies``), so the caller runs the plain loop.
+
+    ``kernel``: ``"xla"`` (``gd``'s batch-last tiles) or ``"pallas"`` (``gd_pallas``), run whenever
+    the fast path applies (tests, benchmarks); None: the measured choice (``wins``; the XLA kernel
+    on a CPU, on a GPU Pallas from ``PALLAS_MIN_RUNS`` runs), None returned where it loses.
+    """
+    from .runner import BatchResult, _compiled, _curve, flops_column, start_state
+
+    rates = np.asarray(learning_rates, dtype=np.float64).reshape(-1)
+    batch = rates.shape[0]
+    weights = tuple(jnp.asarray(w, dtype=jnp.float64) for w in weights)
+    if not applies(method, objective, weights, keep_weights=keep_weights, shared=shared):
+        return None
+    if kernel is None and not wins(batch, record_every, probe):
+        return None
+    if kernel is None:
+        pallas = _platform() == "gpu" and batch >= PALLAS_MIN_RUNS
+        kernel = "pallas" if pallas else "xla"
+    start = time.perf_counter()
+    current, state = start_state(method, objective, weights, rates, shared)
+    if jax.tree_util.tree_leaves(jax.eval_shape(jax.vmap(method.record), state)):
+        return None  # a GD that records its own columns: the plain loop records them
+    rate = jnp.asarray(method.learning_rate_used(jnp.asarray(rates)), dtype=jnp.float64)
+    compile_seconds = time.perf_counter() - start
+
+    devices = tuple(jax.local_devices())
+    share = -(-batch // len(devices))
+    tile = max(1, min(16 if devices[0].platform == "cpu" else share, share))
+    params = tuple(sorted(PALLAS_DEFAULTS.items()))
+    total_records = steps // record_every
+    per_chunk = max(1, min(total_records, chunk_steps // record_every))
+    sizes = [per_chunk] * (total_records // per_chunk)
+    if total_records % per_chunk:
+        sizes.append(total_records % per_chunk)
+
+    pieces, times, done, initial = [], [0.0], 0, state
+    for size in sizes:
+        start = time.perf_counter()
+        args = (current, initial, objective, probe, rate)
+        options = (record_every, size, shared, kernel, tile, devices, params)
+        program = _compiled(_make_chunk, method, args, *options)
+        compile_seconds += time.perf_counter() - start
+        start = time.perf_counter()
+        current, records, end = program(*args)
+        records = jax.tree_util.tree_map(np.asarray, records)  # waits for the chunk
+        times.append(times[-1] + time.perf_counter() - start)
+        pieces.append(records)
+        done += size
+        if progress:
+            progress(done * record_every, steps)
+        if np.all(np.any(~np.isfinite(records[0][:, :, 0]), axis=1)) or done == total_records:
+            break
+
+    if done == total_records:
+        pieces.append(jax.tree_util.tree_map(lambda x: np.asarray(x)[:, None], end))
+    metrics, extras = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs, axis=1), *pieces)
+    seconds = np.concatenate(
+        [np.linspace(t0, t1, size, endpoint=False) for t0, t1, size in zip(times, times[1:], sizes)]
+        + [[times[-1]]]
+    )[: metrics.shape[1]]
+    recorded_steps = np.arange(metrics.shape[1]) * record_every
+    curves = [_curve(recorded_steps, metrics, seconds, extras, b) for b in range(batch)]
+    for curve in curves:
+        curve.extras["flops"] = flops_column(method, weights, objective, curve)
+    final_state = _advanced(state, done * record_every)
+    return BatchResult(curves, current, final_state, compile_seconds, times[-1])
