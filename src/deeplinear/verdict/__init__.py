@@ -45,10 +45,11 @@ from ._classification import (
     NEAR_CRITICAL,
     PERTURBED_RUNS,
     Finding,
+    Question,
     Setting,
     classify_run,
 )
-from ._continuation import Handle, Question
+from ._continuation import Handle
 from ._evidence import WINDOWS, ZERO_GRADIENT, Evidence, classify, steps_to, window_rates
 from ._wording import mode_evidence, words
 

@@ -26,12 +26,20 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..floors import Floor
-from ._continuation import Question
 from ._evidence import Evidence, classify, steps_to, tail_rate, window_rates
 
 ESCAPE_PERTURBATION = 1e-6  # ‖δ‖ of the push along the Hessian's most negative direction
 NEAR_CRITICAL = 1e-3  # ‖g‖²/(2 λ_max · excess) below this: "near a critical point"
 PERTURBED_RUNS = 6  # runs from the initial weights perturbed at 1e-12, for an unstable crossing
+
+
+@dataclass(frozen=True)
+class Question:
+    """A fact the classification needs: ``theory(*args)`` or the run handle's ``name(*args)``
+    (``_continuation.answer``)."""
+
+    name: str  # "theory" or a method of ``Handle``
+    args: tuple = ()
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,12 @@ double-double, the exact theory's prediction — are answered one by one (``sett
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
 from ..floors import Floor
+from ._classification import Question
 from ._evidence import Evidence, classify
 
 
@@ -40,14 +40,6 @@ class Handle(Protocol):
 
     def accurate_loss(self) -> tuple[float, float] | None:
         """The current loss in double-double and its error bound (None where unaffordable)."""
-
-
-@dataclass(frozen=True)
-class Question:
-    """A fact the classification needs: ``theory(*args)`` or the handle's ``name(*args)``."""
-
-    name: str  # "theory" or a method of ``Handle``
-    args: tuple = ()
 
 
 def _remaining(evidence: Evidence, floor: Floor, goal: float) -> int | None:
