@@ -173,10 +173,13 @@ def test_problem_forms_and_the_legacy_positional_call():
     try:
         import pandas  # noqa: F401
     except ImportError:
-        with pytest.raises(UsageError, match="pandas is not installed"):
+        with pytest.raises(UsageError, match="needs pandas"):
             by_pair.to_frame()
     else:
         assert len(by_pair.to_frame()) == by_pair.table.num_rows
+    assert by_pair.to_frame("arrow") is by_pair.table
+    with pytest.raises(UsageError, match="frame must be one of"):
+        by_pair.to_frame("excel")
 
 
 def test_recorded_columns_are_the_union_of_method_columns():

@@ -71,7 +71,7 @@ class RunResult:
         return self.batch.run_seconds
 
     def to_frame(self, frame: str = "pandas"):
-        """The table as a pandas (default) or polars DataFrame."""
+        """The table as a pandas (default) or polars DataFrame (``frame="arrow"``: the table)."""
         return table_frame(self.table, frame)
 
     def __repr__(self) -> str:
@@ -83,22 +83,21 @@ class RunResult:
 
 
 def table_frame(table: pa.Table, frame: str):
-    """``table`` as a pandas or polars DataFrame (``deeplinear.frames`` where it exists)."""
+    """``table`` as a pandas or polars DataFrame (or the Arrow table itself), with the same
+    choices and install hint as ``frames.load``."""
+    import importlib
+
+    from .frames import FRAMES, INSTALL
+
+    if frame not in FRAMES:
+        raise UsageError(f"frame must be one of {', '.join(FRAMES)}, got {frame!r}")
+    if frame == "arrow":
+        return table
     try:
-        from . import frames
+        library = importlib.import_module(frame)
     except ImportError:
-        frames = None
-    if frames is not None and hasattr(frames, "to_frame"):
-        return frames.to_frame(table, frame)
-    if frame not in ("pandas", "polars"):
-        raise UsageError(f"frame must be 'pandas' or 'polars', got {frame!r}")
-    try:
-        module = __import__(frame)
-    except ImportError:
-        raise UsageError(
-            f"to_frame: {frame} is not installed: pip install {frame}, or use .table (Arrow)"
-        ) from None
-    return table.to_pandas() if frame == "pandas" else module.from_arrow(table)
+        raise UsageError(f"to_frame(frame={frame!r}) needs {frame}: {INSTALL}") from None
+    return table.to_pandas() if frame == "pandas" else library.from_arrow(table)
 
 
 def run(

@@ -24,6 +24,9 @@ from ._levenberg_marquardt import GaussNewtonCG as GaussNewtonCG
 from ._levenberg_marquardt import LevenbergMarquardt as LevenbergMarquardt
 from ._optax import GD as GD
 from ._optax import LBFGS as LBFGS
+from ._optax import AbstractAdam as AbstractAdam
+from ._optax import AbstractGD as AbstractGD
+from ._optax import AbstractMomentum as AbstractMomentum
 from ._optax import AbstractOptaxMethod as AbstractOptaxMethod
 from ._optax import Adagrad as Adagrad
 from ._optax import Adam as Adam
