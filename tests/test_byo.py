@@ -8,6 +8,7 @@ import optax
 import pytest
 
 import deeplinear as dl
+from deeplinear import runner
 from deeplinear.cost import loss_flops
 from deeplinear.errors import UsageError
 from deeplinear.methods import METHODS, AbstractMethod, number, recorded_columns
@@ -24,9 +25,14 @@ def same_rows(a, b, rtol=1e-12, columns=NUMERIC):
 
 
 def test_optax_transformation_equals_builtin_adam_row_for_row():
-    mine = dl.run(optax.adam(1e-2), steps=60)
+    adam = optax.adam(1e-2)
+    mine = dl.run(adam, steps=60)
     builtin = dl.run("adam", steps=60, learning_rates=[1e-2])
     same_rows(mine.table, builtin.table)
+    programs = len(runner._PROGRAMS)
+    again = dl.run(adam, steps=60)  # the wrapper hashes stably: its programs are reused
+    assert len(runner._PROGRAMS) == programs
+    same_rows(again.table, mine.table, rtol=0)
     assert mine.table.column_names == builtin.table.column_names  # the same columns as `run`
     assert set(np.asarray(mine.table["learning_rate"])) == {1.0}  # fixed inside: recorded as 1
     assert mine.final_loss[0] < 0.9 * np.asarray(mine.table["loss"])[0]
