@@ -7,8 +7,8 @@ over all rows.
 Cases: ``fair`` — ``examples/seed_fair.toml``'s GD group, 10 seeds × 12 rates, each member its
 own problem (``shared=False``), 3000 steps, a record every 10 with the probe, as ``sweep`` runs
 it; ``fair-bare`` — the same without the probe; ``wide`` — 1e4 runs (1e4 rates on seed 0,
-shared, no probe); ``small`` — batches of 1, 2, 4 and 12
-rates (where the fast path must not lose). Usage:
+shared, no probe); ``small`` — batches of 1, 2, 4 and 12 rates (where the fast path must not
+lose). Usage:
 ``python benchmarks/bench_fast_path.py [--cases fair,wide,small] [--steps 3000] [--repeats 2]
 [--kernels xla,pallas]``.
 """
@@ -124,8 +124,8 @@ def main() -> None:
     )
     print(
         f"{'case':<10} {'runs':>6} {'method':<7} {'kernel':<7} {'plain cold':>10} "
-        f"{'fast cold':>10} {'ratio':>6} {'plain run':>10} {'fast run':>9} {'ratio':>6} {'compile':>15} "
-        f"{'max rel diff':>12}"
+        f"{'fast cold':>10} {'ratio':>6} {'plain run':>10} {'fast run':>9} {'ratio':>6} "
+        f"{'compile':>15} {'max rel diff':>12}"
     )
     cases = []
     for case in args.cases.split(","):
