@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 import optax
 
 from ..errors import UsageError
-from ._base import AbstractMethod, Hyper, declarations
+from ._base import AbstractMethod, Hyper, choice, declarations
 from ._optax import AbstractOptaxMethod
 from ._peers import AbstractOptimistixMethod
 
@@ -114,22 +114,18 @@ class AbstractSolverInstance(AbstractOptimistixMethod):
     """An optimistix least-squares solver instance; its own linear solver is used (the
     ``linear_solver`` field says so and takes no other value)."""
 
-    linear_solver: str = dataclasses.field(
-        default="own", metadata={"hyper": Hyper("choice", choices=("own",))}
-    )
+    linear_solver: str = choice("own", "own")
     wrapped: ClassVar[Any]
 
     def solver(self):
         return self.wrapped
 
 
-def measured_update_flops(method, shapes: tuple, k: int | None) -> float:
-    """XLA's FLOP count of one ``method.step`` at these layer shapes (cached per method)."""
-    return _measured(method, shapes, k)
-
-
 @functools.lru_cache(maxsize=256)
-def _measured(method, shapes, k) -> float:
+def measured_update_flops(method, shapes: tuple, k: int | None) -> float:
+    """XLA's FLOP count of one ``method.step`` for layer ``shapes`` (a tuple of pairs) and
+    ``k`` rows of the reduced residual (None: population), compiled once per method and shapes
+    on abstract arguments (nothing is run)."""
     from .._backend import jax, jnp
     from ..objective import Objective
 
