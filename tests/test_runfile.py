@@ -26,6 +26,18 @@ SHARED = [
 ]
 
 
+def test_reproduce_runs_the_seed_example_as_its_run_file():
+    """``reproduce``'s loop batches are examples/seed.toml (less its Gauss-Newton checkpoints);
+    with the 2017 rcond alone the modern LM batch is not run."""
+    from deeplinear import experiment
+
+    example = tomllib.loads(Path("examples/seed.toml").read_text())
+    assert experiment.run_file(0, "modern") == {**example, "checkpoints": 0}
+    assert experiment.run_file(0, "both") == experiment.run_file(0, "modern")
+    only_2017 = experiment.run_file(7, "2017")
+    assert only_2017["seed"] == 7 and only_2017["methods"] == example["methods"][:-1]
+
+
 def test_seed_example_equals_reproduce(tmp_path):
     c = config.load("examples/seed.toml")
     result = runfile.execute(c, tmp_path / "run")

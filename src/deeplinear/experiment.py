@@ -50,6 +50,10 @@ LM = Batch(
     "structured minimum-norm step (modern rcond)",
     LM_FIDELITY_FLOOR,
 )
+# the runs the summary's findings quote: the GD run the notebook thought stuck, the LM run whose
+# floor it misread (both as (batch, learning rate))
+SLOW_GD_RUN = (FIRST_ORDER[0], 1e-5)
+LM_RUN = (LM, 0.2)
 # the 2017 setting of LM is not run in the loop: notebook.py's literal algorithm, in NumPy
 LITERAL_LM_OPTIONS = ("2017",)
 LITERAL_LM_VARIANT = "notebook literal: Kronecker matrix + lstsq(rcond=-1), NumPy (2017 setting)"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .experiment import LM_FIDELITY_FLOOR
+from .experiment import LITERAL_LM_VARIANT, LM_FIDELITY_FLOOR, LM_RUN, SLOW_GD_RUN
 from .floors import reachable_minimum, widths_of
 from .reproduce import Reproduction
 from .results import run_series
@@ -49,20 +49,20 @@ def _best(finite, floor) -> str:
 def findings(reproduction: Reproduction) -> list[str]:
     """What the notebook got wrong, measured on this seed."""
     problem = reproduction.problem
-    runs = {s["run"][0]: s for s in reproduction.runs.values()}
+    runs = reproduction.runs.values()
     out = [
         f"- κ(A) is {problem.condition_number:.3g}, not 1e5: np.linspace(1, 1e-5, 10) scales the "
         "rows of A, not its singular values.",
     ]
-    gd = runs.get("GD step=1e-05")
+    gd = _find(runs, *SLOW_GD_RUN)
     if gd is not None and np.isfinite(gd["loss"][-1]) and len(gd["loss"]) > 1000:
         tail = np.log(gd["loss"][-1001:])
         slope = np.polyfit(np.arange(tail.size), tail, 1)[0]
         out.append(
-            f"- GD is slow, not stuck: 'GD step=1e-05' fell ×{np.exp(tail[0] - tail[-1]):.2f} over "
-            f"its last 1000 steps (loss × {np.exp(slope):.6f} per step) and is still falling."
+            f"- GD is slow, not stuck: '{gd['run'][0]}' fell ×{np.exp(tail[0] - tail[-1]):.2f} "
+            f"over its last 1000 steps (loss × {np.exp(slope):.6f} per step) and is still falling."
         )
-    modern, legacy = runs.get("LM step=0.2"), runs.get("LM step=0.2 rcond=-1")
+    modern, legacy = _find(runs, *LM_RUN), _find(runs, *LM_RUN, literal=True)
     lm = modern or legacy
     if lm is not None:
         true, printed = lm["loss"], lm["loss_notebook"]
@@ -79,9 +79,10 @@ def findings(reproduction: Reproduction) -> list[str]:
     floor = reachable_minimum(problem, widths_of(reproduction.weights))
     if modern is not None:
         first = int(modern["step"][np.argmax(floor.reached(modern["loss"]))])
-        final, bound = reproduction.final_losses.get("LM step=0.2", (modern["loss"][-1], np.nan))
+        label = modern["run"][0]
+        final, bound = reproduction.final_losses.get(label, (modern["loss"][-1], np.nan))
         text = (
-            f"- Its LM 'floor' is the 2017 lstsq cut-off: with modern lstsq, 'LM step=0.2' is "
+            f"- Its LM 'floor' is the 2017 lstsq cut-off: with modern lstsq, '{label}' is "
             f"within the loop's round-off ({floor.resolution:.1e}) of the exact minimum "
             f"{floor.value:.2e} (the rounding of Y = A·X) by step {first}; its final loss is "
             f"{final:.2e} (double-double, ±{bound:.0e})"
@@ -93,10 +94,23 @@ def findings(reproduction: Reproduction) -> list[str]:
         out.append(text)
     elif legacy is not None:
         out.append(
-            f"- With rcond=-1 (2017) 'LM step=0.2' stalls at {legacy['loss'].min():.2e}; "
+            f"- With rcond=-1 (2017) '{legacy['run'][0]}' stalls at {legacy['loss'].min():.2e}; "
             "run with --rcond modern to see it reach the exact minimum."
         )
     return out
+
+
+def _find(runs, batch, rate: float, literal: bool = False):
+    """The run of ``batch`` (``experiment.Batch``) at ``rate`` (the 2017 literal LM with
+    ``literal``), or None where the reproduction did not run it."""
+    for series in runs:
+        if (
+            series["method"][0] == batch.method
+            and series["learning_rate"][0] == rate
+            and (series["variant"][0] == LITERAL_LM_VARIANT) == literal
+        ):
+            return series
+    return None
 
 
 def summary_lines(reproduction: Reproduction) -> list[str]:
