@@ -24,7 +24,7 @@ from functools import partial
 import numpy as np
 
 from deeplinear import batched, runner
-from deeplinear._backend import jax
+from deeplinear._backend import enable_compilation_cache, jax
 from deeplinear.diagnostics import Probe
 from deeplinear.methods import make_method
 from deeplinear.problem import notebook_problem
@@ -116,6 +116,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--kernels", help="xla,pallas (default xla), run even where the policy")
     args = parser.parse_args()
+    enable_compilation_cache()  # DEEPLINEAR_JAX_CACHE, as a sweep uses it
     devices = jax.local_devices()
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__}, "

@@ -9,8 +9,12 @@ there are several local devices (on a CPU, one per core: see ``deeplinear._backe
 ``vmap`` with the runs split across them, so the gain from the kernel and the gain from using
 every core can be told apart.
 Usage: ``python benchmarks/bench_throughput.py [--steps 100] [--runs 1000,10000,100000]
-[--variants batched,batched:TILE:DEVICES,pallas:128:4]``. On the GPU:
-``bash benchmarks/gpu_session.sh``.
+[--variants batched,batched:TILE:DEVICES,pallas:128:4,pallas:256:8:mk] [--precompile]``;
+a Pallas variant is ``pallas:BLOCK:WARPS:FLAGS``, FLAGS ``m`` (``hoist_m``: M = LᵀL loaded once)
+and ``k`` (``k_registers``: K = W2 M kept in registers), defaults from
+``batched.PALLAS_DEFAULTS``. ``--precompile`` only builds the variants into the persistent
+compilation cache (``DEEPLINEAR_JAX_CACHE``), so several processes can build in parallel and a
+later timing run finds them built. On the GPU: ``bash benchmarks/gpu_session.sh``.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from functools import partial
 import numpy as np
 
 from deeplinear import batched
-from deeplinear._backend import jax, jnp
+from deeplinear._backend import enable_compilation_cache, jax, jnp
 
 
 def plain_step(W1, W2, L, T, lr):
@@ -67,14 +71,20 @@ def variants(names: list[str], steps: int) -> dict:
             out[name] = jax.jit(
                 partial(batched.gd, steps=steps, tile=int(tile) if tile else None, devices=devices)
             )
-        elif name.startswith("pallas"):  # pallas or pallas:BLOCK:WARPS
-            _, block, warps = [*name.split(":"), "128", "4"][:3]
+        elif name.startswith("pallas"):  # pallas[:BLOCK[:WARPS[:FLAGS]]], FLAGS from "mk"
+            _, block, warps, flags = [*name.split(":"), "", "", ""][:4]
             out[name] = partial(
-                batched.gd_pallas, steps=steps, block=int(block), num_warps=int(warps)
+                batched.gd_pallas,
+                steps=steps,
+                block=int(block) if block else None,
+                num_warps=int(warps) if warps else None,
+                hoist_m="m" in flags,
+                k_registers="k" in flags,
             )
         else:
             raise SystemExit(
-                f"bench_throughput: unknown variant {name!r} (batched[:TILE:DEVICES], pallas:B:W)"
+                f"bench_throughput: unknown variant {name!r} "
+                "(batched[:TILE:DEVICES], pallas:BLOCK:WARPS:FLAGS)"
             )
     return out
 
@@ -88,7 +98,9 @@ def main() -> None:
         help="batched[:TILE:DEVICES], pallas[:BLOCK:WARPS], comma-separated (default: batched on "
         "a CPU, both on a GPU; pallas builds for about a minute per batch size)",
     )
+    parser.add_argument("--precompile", action="store_true", help="build the variants, time none")
     args = parser.parse_args()
+    enable_compilation_cache()
     devices = jax.local_devices()
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__}, "
@@ -112,6 +124,20 @@ def main() -> None:
             np.full(b, 1e-6),
         ]
         data = [jnp.asarray(x) for x in data]
+        if args.precompile:
+            for name, fast in candidates.items():
+                start = time.perf_counter()
+                try:
+                    # lowered exactly as the timing run calls it, so it finds the same cache entry
+                    lower = getattr(fast, "lower", None) or partial(
+                        fast.func.lower, **fast.keywords
+                    )
+                    lower(*data).compile()
+                except Exception as error:  # reported, as in the timing run
+                    print(f"{b:>8} {name:<16} failed: {type(error).__name__}: {str(error)[:300]}")
+                    continue
+                print(f"{b:>8} {name:<16} built in {time.perf_counter() - start:.1f} s", flush=True)
+            continue
         reference, t_plain, c_plain = timed(slow, data)
         t_split = timed(split, data)[1] if split is not None and b % len(devices) == 0 else np.nan
         steps = b * args.steps

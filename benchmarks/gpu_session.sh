@@ -1,36 +1,73 @@
 #!/usr/bin/env bash
-# Every GPU number in BENCHMARKS.md, in one device-machine call (the `device` tool's `run`):
-#   bash benchmarks/gpu_session.sh [PART ...]    (parts: throughput pallas zoo sweep; default all)
-# Logs land in $OUT (or /tmp/gpu_out). Each part has its own time limit, so one that fails or
-# runs long does not cost the others.
+# Every GPU number in BENCHMARKS.md, in one device-machine call (the `device` tool's `run`),
+# within 8 minutes:   bash benchmarks/gpu_session.sh [PART ...]
+# Worst case 460 s: builds and tests 200 (in parallel), pallas 80, fastpath 60 + 120.
+# Parts: tests (tests/test_batched.py on the GPU: the Pallas variants built by Triton),
+# pallas (gd_pallas variants against the plain vmap at 1e5 runs, measured in the same process),
+# fastpath (runner.run's plain loop against batched.recorded_gd), throughput (batched.gd at
+# 1e3-1e5 runs), zoo, sweep. Default: tests pallas fastpath. Logs land in $OUT (or /tmp/gpu_out).
+#
+# Building one gd_pallas variant takes 1-2 minutes of one CPU core (Triton), so the variants are
+# first built in parallel, one process each, into the persistent compilation cache, while the
+# tests run; the timing runs then find them built. Each step has its own time limit, so one that
+# fails or runs long does not cost the others. The machine's own python3 (jax with CUDA, optax,
+# lineax, optimistix, pyarrow, pytest: KINDS.md) runs the repository's source from src/.
 set -u
 export PYTHONPATH=$PWD/src:$PWD/benchmarks PYTHONUNBUFFERED=1 DEEPLINEAR_JAX_CACHE=/tmp/jax_cache
+export XLA_PYTHON_CLIENT_PREALLOCATE=false  # several processes share the GPU while building
 out=${OUT:-/tmp/gpu_out}
-mkdir -p "$out"
+mkdir -p "$out" /tmp/gpu_logs
+py=python3
+command -v "$py" >/dev/null || py=python
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
-python3 -c "import jax, optax, lineax, optimistix; print('jax', jax.__version__, jax.devices())"
-part() {  # part NAME SECONDS COMMAND...
+timeout 60 "$py" -c "import jax, optax, lineax, optimistix, pyarrow; print('jax', jax.__version__, jax.devices())" \
+    2>&1 | tee -a "$out/gpu.txt"
+part() {  # part NAME SECONDS COMMAND...: its output in $OUT/NAME.txt
     local name=$1 limit=$2
     shift 2
     echo "== $name"
     local start=$SECONDS
-    timeout "$limit" "$@" 2>&1 | tee "$out/$name.txt"
-    echo "== $name: exit ${PIPESTATUS[0]}, $((SECONDS - start)) s"
+    timeout "$limit" "$@" >"$out/$name.txt" 2>&1
+    local status=$?
+    tail -n 40 "$out/$name.txt"
+    echo "== $name: exit $status, $((SECONDS - start)) s" | tee -a "$out/$name.txt"
+}
+# gd_pallas variants (pallas:BLOCK:WARPS:FLAGS; m = M hoisted, k = K in registers): the kept
+# kernel's best (256:8) and its neighbours
+VARIANTS=(pallas:256:8 pallas:256:8:k pallas:256:8:m pallas:256:8:mk pallas:128:4:k
+    pallas:512:8:k pallas:256:4:k pallas:128:4:mk)
+build() {  # build every variant at 1e5 runs in parallel, in the background; logs in /tmp/gpu_logs
+    for v in "${VARIANTS[@]}"; do
+        timeout 200 "$py" benchmarks/bench_throughput.py --steps 500 --runs 100000 \
+            --variants "$v" --precompile >"/tmp/gpu_logs/build-${v//:/_}.txt" 2>&1 &
+    done
 }
 parts=("$@")
-[ $# -eq 0 ] && parts=(throughput pallas zoo sweep)
+[ $# -eq 0 ] && parts=(tests pallas fastpath)
 for name in "${parts[@]}"; do
     case $name in
+    tests)
+        [[ " ${parts[*]} " == *" pallas "* ]] && build
+        part tests 200 "$py" -m pytest -q -p no:cacheprovider tests/test_batched.py ;;
+    pallas)
+        [[ " ${parts[*]} " == *" tests "* ]] || build
+        echo "== waiting for the builds"
+        wait
+        cat /tmp/gpu_logs/build-*.txt >"$out/pallas_build.txt"
+        cat "$out/pallas_build.txt"
+        part pallas 80 "$py" benchmarks/bench_throughput.py --steps 500 --runs 100000 \
+            --variants "$(IFS=,; echo "${VARIANTS[*]}")" ;;
+    fastpath)  # Pallas only where it can fill the GPU (its build is timed in "compile")
+        part fastpath_fair 60 "$py" benchmarks/bench_fast_path.py --cases fair --repeats 2 \
+            --kernels xla
+        part fastpath_wide 120 "$py" benchmarks/bench_fast_path.py --cases wide --repeats 2 \
+            --kernels xla,pallas ;;
     throughput)
-        part throughput 90 python3 benchmarks/bench_throughput.py --steps 500 \
-            --variants batched ;;
-    pallas)  # the Triton build of this kernel takes minutes: measured where it matters only
-        part pallas 200 python3 benchmarks/bench_throughput.py --steps 500 --runs 100000 \
-            --variants pallas:128:4,pallas:256:8 ;;
+        part throughput 90 "$py" benchmarks/bench_throughput.py --steps 500 --variants batched ;;
     zoo)
-        part zoo 150 python3 benchmarks/bench_zoo.py --part scale --size 4096 --budget 20 ;;
+        part zoo 150 "$py" benchmarks/bench_zoo.py --part scale --size 4096 --budget 20 ;;
     sweep)
-        part sweep 60 python3 -m deeplinear.cli sweep examples/seed_fair.toml --out /tmp/fair ;;
-    *) echo "unknown part $name (throughput pallas zoo sweep)"; exit 2 ;;
+        part sweep 60 "$py" -m deeplinear.cli sweep examples/seed_fair.toml --out /tmp/fair ;;
+    *) echo "unknown part $name (tests pallas fastpath throughput zoo sweep)"; exit 2 ;;
     esac
 done
