@@ -232,11 +232,16 @@ def gd_pallas(
 
 # The recorded fast path of ``runner.run``: constant-step GD at depth 2, through these kernels.
 
-#: Where the fast path wins, measured on the 2-core CPU (``benchmarks/bench_fast_path.py``): from
-#: this many runs in a batch, with a record every this many steps or more, and no probe (the
-#: probe's per-record SVDs cost as much as the steps between them and the fast path then
-#: loses: ×0.5–1.0 at the seed_fair group, against ×1.4–1.8 without it).
-MIN_RUNS = {"cpu": 2, "gpu": 2}
+#: Where the fast path wins, measured on the 2-core CPU (``benchmarks/bench_fast_path.py``,
+#: BENCHMARKS.md): its program takes 2-3 s longer to build than the plain loop's (the unrolled
+#: batch-last products, the tiles), and saves ~0.8 µs per run-step once built (×2.05 at 1e4 runs
+#: × 3000 steps, 47.4 → 23.1 s). So it needs ``MIN_RUN_STEPS`` run-steps (runs × steps) to
+#: gain end to end; the seed_fair GD group (120 × 3000 = 3.6e5) is below: ×1.3-1.4 on the run
+#: alone, ×0.4-0.6 with the build. Below ``MIN_RUNS`` the tiles are mostly padding; with a
+#: record every step or few, or a probe (its SVDs, one matrix at a time), the records (the same
+#: work in both paths) dominate: 6.4 s plain, 6.6 s fast at 3000 runs × 1000 steps with a probe.
+MIN_RUN_STEPS = {"cpu": 1e7, "gpu": 1e7}
+MIN_RUNS = {"cpu": 64, "gpu": 64}
 MIN_RECORD_EVERY = 10
 #: From this many runs a GPU batch uses ``gd_pallas`` (its Triton build takes about a minute per
 #: shape, so below this the XLA kernel, built in a second, wins end to end).
@@ -264,9 +269,16 @@ def applies(method, objective, weights, *, keep_weights=False, shared=True) -> b
     return _constant_step_gd(method) and depth_two and not keep_weights
 
 
-def wins(batch: int, record_every: int, probe) -> bool:
-    """Whether the fast path was measured faster than the plain loop for such a batch."""
-    return probe is None and record_every >= MIN_RECORD_EVERY and batch >= MIN_RUNS[_platform()]
+def wins(batch: int, steps: int, record_every: int, probe=None) -> bool:
+    """Whether the fast path was measured faster end to end (build included) than the plain loop
+    for such a batch on this platform."""
+    platform = _platform()
+    return (
+        probe is None
+        and record_every >= MIN_RECORD_EVERY
+        and batch >= MIN_RUNS[platform]
+        and batch * steps >= MIN_RUN_STEPS[platform]
+    )
 
 
 def _edge_pad(tree, size):
@@ -430,7 +442,7 @@ def recorded_gd(
     weights = tuple(jnp.asarray(w, dtype=jnp.float64) for w in weights)
     if not applies(method, objective, weights, keep_weights=keep_weights, shared=shared):
         return None
-    if kernel is None and not wins(batch, record_every, probe):
+    if kernel is None and not wins(batch, steps, record_every, probe):
         return None
     if kernel is None:
         pallas = _platform() == "gpu" and batch >= PALLAS_MIN_RUNS
