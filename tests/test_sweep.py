@@ -314,7 +314,7 @@ def test_group_files_hold_every_declared_column():
     from deeplinear.diagnostics import Probe
     from deeplinear.methods import METHODS
 
-    columns = sweep.recorded_columns()
+    columns = sweep.group_columns()
     assert set(Probe.columns) <= set(columns) and "flops" in columns
     for cls in METHODS.values():
         assert set(getattr(cls, "columns", {})) <= set(columns), cls

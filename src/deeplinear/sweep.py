@@ -564,21 +564,15 @@ def _batched_table(method, configs_, beat: Callable[[], None]) -> pa.Table:
     return batch_table(infos, result)
 
 
-def recorded_columns() -> dict[str, pa.DataType]:
+def group_columns() -> dict[str, pa.DataType]:
     """Every column a run may add to the results schema: the probe's
     (``diagnostics.Probe.columns``), the loop's (``runner.LOOP_COLUMNS``: flops) and every
-    registered method's (``columns``), so all group files share one schema and the groups/
-    folder reads as one Parquet dataset (pyarrow, pandas, polars, duckdb)."""
-    from . import diagnostics, methods, runner
+    registered method's (``methods.recorded_columns``), so all group files share one schema and
+    the groups/ folder reads as one Parquet dataset (pyarrow, pandas, polars, duckdb)."""
+    from . import diagnostics, runner
+    from .methods import recorded_columns
 
-    declared = getattr(methods, "recorded_columns", None)
-    if declared is not None:
-        by_methods = declared()
-    else:  # registry without recorded_columns(): the union over its classes
-        by_methods = {}
-        for cls in methods.METHODS.values():
-            by_methods.update(getattr(cls, "columns", {}))
-    return {**diagnostics.Probe.columns, **runner.LOOP_COLUMNS, **by_methods}
+    return {**diagnostics.Probe.columns, **runner.LOOP_COLUMNS, **recorded_columns()}
 
 
 def conform(table: pa.Table, axes) -> pa.Table:
@@ -587,7 +581,7 @@ def conform(table: pa.Table, axes) -> pa.Table:
     from .results import SCHEMA
 
     columns = {name: table.column(name) for name in SCHEMA.names}
-    for name, kind in recorded_columns().items():
+    for name, kind in group_columns().items():
         columns[name] = (
             table.column(name).cast(kind)
             if name in table.column_names
