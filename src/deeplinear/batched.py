@@ -250,12 +250,9 @@ PALLAS_MIN_RUNS = 20_000
 
 def _constant_step_gd(method) -> bool:
     """W ← W − η ∇f(W) with a constant η: the update these kernels compute."""
-    from . import methods
+    from .methods import AbstractGD
 
-    base = getattr(methods, "AbstractGD", None)
-    if base is None:  # TEMPORARY until methods.AbstractGD lands (owner M): delete this branch
-        return type(method).__name__ in {"GD", "TF1GD"} and method.schedule == "constant"
-    return isinstance(method, base) and method.schedule == "constant"
+    return isinstance(method, AbstractGD) and method.schedule == "constant"
 
 
 def _platform() -> str:
