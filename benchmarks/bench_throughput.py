@@ -11,7 +11,8 @@ every core can be told apart.
 Usage: ``python benchmarks/bench_throughput.py [--steps 100] [--runs 1000,10000,100000]
 [--variants batched,batched:TILE:DEVICES,pallas:128:4,pallas:256:8:mk] [--precompile]``;
 a Pallas variant is ``pallas:BLOCK:WARPS:FLAGS``, FLAGS ``m`` (``hoist_m``: M = LᵀL loaded once)
-and ``k`` (``k_registers``: K = W2 M kept in registers), defaults from
+``k`` (``k_registers``: K = W2 M kept in registers) and ``w`` (``registers``: the weights in
+the step loop's carry, not in the output refs), defaults from
 ``batched.PALLAS_DEFAULTS``. ``--precompile`` only builds the variants into the persistent
 compilation cache (``DEEPLINEAR_JAX_CACHE``), so several processes can build in parallel and a
 later timing run finds them built. On the GPU: ``bash benchmarks/gpu_session.sh``.
@@ -71,7 +72,7 @@ def variants(names: list[str], steps: int) -> dict:
             out[name] = jax.jit(
                 partial(batched.gd, steps=steps, tile=int(tile) if tile else None, devices=devices)
             )
-        elif name.startswith("pallas"):  # pallas[:BLOCK[:WARPS[:FLAGS]]], FLAGS from "mk"
+        elif name.startswith("pallas"):  # pallas[:BLOCK[:WARPS[:FLAGS]]], FLAGS from "mkw"
             _, block, warps, flags = [*name.split(":"), "", "", ""][:4]
             out[name] = partial(
                 batched.gd_pallas,
@@ -80,6 +81,7 @@ def variants(names: list[str], steps: int) -> dict:
                 num_warps=int(warps) if warps else None,
                 hoist_m="m" in flags,
                 k_registers="k" in flags,
+                registers="w" in flags,
             )
         else:
             raise SystemExit(

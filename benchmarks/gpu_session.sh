@@ -17,7 +17,7 @@ export PYTHONPATH=$PWD/src:$PWD/benchmarks PYTHONUNBUFFERED=1 DEEPLINEAR_JAX_CAC
 export XLA_PYTHON_CLIENT_PREALLOCATE=false  # several processes share the GPU while building
 out=${OUT:-/tmp/gpu_out}
 mkdir -p "$out" /tmp/gpu_logs
-py=python3
+py=${PY:-python3}  # the machine's python3 holds jax with CUDA
 command -v "$py" >/dev/null || py=python
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 timeout 60 "$py" -c "import jax, optax, lineax, optimistix, pyarrow; print('jax', jax.__version__, jax.devices())" \
@@ -32,13 +32,17 @@ part() {  # part NAME SECONDS COMMAND...: its output in $OUT/NAME.txt
     tail -n 40 "$out/$name.txt"
     echo "== $name: exit $status, $((SECONDS - start)) s" | tee -a "$out/$name.txt"
 }
-# gd_pallas variants (pallas:BLOCK:WARPS:FLAGS; m = M hoisted, k = K in registers): the kept
-# kernel's best (256:8) and its neighbours
-VARIANTS=(pallas:256:8 pallas:256:8:k pallas:256:8:m pallas:256:8:mk pallas:128:4:k
-    pallas:512:8:k pallas:256:4:k pallas:128:4:mk)
+# gd_pallas variants (pallas:BLOCK:WARPS:FLAGS; m = M hoisted, k = K in registers, w = the
+# weights in registers): the kept kernel's best (256:8) and its neighbours
+# (GPU_VARIANTS, PALLAS_RUNS, PALLAS_STEPS override them, for a quick check on a CPU)
+VARIANTS=(pallas:256:8 pallas:256:8:k pallas:256:8:mk pallas:128:4:k pallas:512:8:k
+    pallas:128:4:w pallas:64:2:w pallas:128:4:wk pallas:256:8:wk pallas:128:4:wmk)
+[ -n "${GPU_VARIANTS:-}" ] && read -r -a VARIANTS <<<"$GPU_VARIANTS"
+runs=${PALLAS_RUNS:-100000}
+steps=${PALLAS_STEPS:-500}
 build() {  # build every variant at 1e5 runs in parallel, in the background; logs in /tmp/gpu_logs
     for v in "${VARIANTS[@]}"; do
-        timeout 200 "$py" benchmarks/bench_throughput.py --steps 500 --runs 100000 \
+        timeout 200 "$py" benchmarks/bench_throughput.py --steps "$steps" --runs "$runs" \
             --variants "$v" --precompile >"/tmp/gpu_logs/build-${v//:/_}.txt" 2>&1 &
     done
 }
@@ -55,7 +59,7 @@ for name in "${parts[@]}"; do
         wait
         cat /tmp/gpu_logs/build-*.txt >"$out/pallas_build.txt"
         cat "$out/pallas_build.txt"
-        part pallas 80 "$py" benchmarks/bench_throughput.py --steps 500 --runs 100000 \
+        part pallas 80 "$py" benchmarks/bench_throughput.py --steps "$steps" --runs "$runs" \
             --variants "$(IFS=,; echo "${VARIANTS[*]}")" ;;
     fastpath)  # Pallas only where it can fill the GPU (its build is timed in "compile")
         part fastpath_fair 60 "$py" benchmarks/bench_fast_path.py --cases fair --repeats 2 \

@@ -192,8 +192,10 @@ def test_the_fast_path_is_taken_where_it_was_measured_to_win():
         dict(block=8, num_warps=1, hoist_m=True),
         dict(block=8, num_warps=1, k_registers=True),
         dict(block=4, num_warps=1, hoist_m=True, k_registers=True),
+        dict(block=8, num_warps=1, registers=True),
+        dict(block=8, num_warps=1, registers=True, k_registers=True, hoist_m=True),
     ],
-    ids=["scratch-k", "hoisted-m", "k-in-registers", "both"],
+    ids=["scratch-k", "hoisted-m", "k-in-registers", "both", "weights-in-registers", "all"],
 )
 def test_pallas_variants_equal_numpy(params):
     """Every ``gd_pallas`` variant the GPU session sweeps, in Pallas's interpreter, against the

@@ -119,25 +119,38 @@ def _dot(xs, ys):
 
 #: ``gd_pallas``'s parameters when none are given: ``block`` runs per program, ``num_warps``,
 #: ``hoist_m`` (M = LᵀL loaded once into registers instead of every step), ``k_registers``
-#: (K = W2 M kept in registers instead of a scratch ref). ×4.25 over ``vmap`` at 1e5 runs on an
-#: H100 with block 256, 8 warps and neither (BENCHMARKS.md); ``gpu_session.sh`` sweeps the rest.
-PALLAS_DEFAULTS = {"block": 128, "num_warps": 4, "hoist_m": False, "k_registers": False}
+#: (K = W2 M kept in registers instead of a scratch ref), ``registers`` (the weights in the step
+#: loop's carry instead of the output refs: no store is read back inside the loop). ×4.25 over
+#: ``vmap`` at 1e5 runs on an H100 with block 256, 8 warps and none of the three (BENCHMARKS.md);
+#: ``gpu_session.sh`` sweeps the rest, and the best measured becomes the default here.
+PALLAS_DEFAULTS = {
+    "block": 128,
+    "num_warps": 4,
+    "hoist_m": False,
+    "k_registers": False,
+    "registers": False,
+}
 
 
-def _pallas_kernel(w1, w2, m, c, lr, o1, o2, k, *, shape, steps, block, hoist_m, k_registers):
+def _pallas_kernel(
+    w1, w2, m, c, lr, o1, o2, k, *, shape, steps, block, hoist_m, k_registers, registers
+):
     """One block of runs (the last axis) through all steps. The weights live in the output refs
-    (cache-resident); per step K = W2 M goes to the scratch ref ``k`` (or stays in registers),
-    then each row of W1 is updated in turn (g = 2 (w1 K − c)) while ΔW2 = W1ᵀ G accumulates in
-    registers."""
+    (cache-resident), or with ``registers`` in the loop's carry (registers, spilled where they
+    run out); per step K = W2 M goes to the scratch ref ``k`` (or stays in registers), then each
+    row of W1 is updated in turn (g = 2 (w1 K − c)) while ΔW2 = W1ᵀ G accumulates in registers.
+    Every variant does the same operations in the same order: the same result to the bit."""
     from jax.experimental import pallas as pl
 
     d_out, h, d_in = shape
     cols = pl.ds(pl.program_id(0) * block, block)
     rate = lr[0, cols]
-    for i in range(d_out * h):
-        o1[i, cols] = w1[i, cols]
-    for i in range(h * d_in):
-        o2[i, cols] = w2[i, cols]
+    start = [w1[i, cols] for i in range(d_out * h)] + [w2[i, cols] for i in range(h * d_in)]
+    if not registers:
+        for i in range(d_out * h):
+            o1[i, cols] = start[i]
+        for i in range(h * d_in):
+            o2[i, cols] = start[d_out * h + i]
 
     def columns_of_m():
         return [[m[a * d_in + b, cols] for a in range(d_in)] for b in range(d_in)]
@@ -145,7 +158,10 @@ def _pallas_kernel(w1, w2, m, c, lr, o1, o2, k, *, shape, steps, block, hoist_m,
     hoisted = columns_of_m() if hoist_m else None
 
     def body(_, carry):
-        W2 = [[o2[j * d_in + b, cols] for b in range(d_in)] for j in range(h)]
+        if registers:
+            W2 = [list(carry[d_out * h + j * d_in : d_out * h + (j + 1) * d_in]) for j in range(h)]
+        else:
+            W2 = [[o2[j * d_in + b, cols] for b in range(d_in)] for j in range(h)]
         M = hoisted if hoist_m else columns_of_m()
         K = [[_dot(W2[j], M[b]) for b in range(d_in)] for j in range(h)]
         if not k_registers:  # through the scratch ref, reloaded where used
@@ -153,26 +169,43 @@ def _pallas_kernel(w1, w2, m, c, lr, o1, o2, k, *, shape, steps, block, hoist_m,
                 for b in range(d_in):
                     k[j * d_in + b, cols] = K[j][b]
         delta = [[None] * d_in for _ in range(h)]
+        new_w1 = []
         for i in range(d_out):
-            row = [o1[i * h + j, cols] for j in range(h)]
+            if registers:
+                row = list(carry[i * h : (i + 1) * h])
+            else:
+                row = [o1[i * h + j, cols] for j in range(h)]
             g = []
             for b in range(d_in):
                 column = [K[j][b] if k_registers else k[j * d_in + b, cols] for j in range(h)]
                 g.append(2 * (_dot(row, column) - c[i * d_in + b, cols]))
             for j in range(h):
-                o1[i * h + j, cols] = row[j] - rate * _dot(g, W2[j])
+                updated = row[j] - rate * _dot(g, W2[j])
+                if registers:
+                    new_w1.append(updated)
+                else:
+                    o1[i * h + j, cols] = updated
                 for b in range(d_in):
                     term = row[j] * g[b]
                     delta[j][b] = term if i == 0 else delta[j][b] + term
-        for j in range(h):
-            for b in range(d_in):
-                o2[j * d_in + b, cols] = W2[j][b] - rate * delta[j][b]
+        new_w2 = [W2[j][b] - rate * delta[j][b] for j in range(h) for b in range(d_in)]
+        if registers:
+            return tuple(new_w1 + new_w2)
+        for i, value in enumerate(new_w2):
+            o2[i, cols] = value
         return carry
 
-    jax.lax.fori_loop(0, steps, body, 0)
+    end = jax.lax.fori_loop(0, steps, body, tuple(start) if registers else 0)
+    if registers:
+        for i in range(d_out * h):
+            o1[i, cols] = end[i]
+        for i in range(h * d_in):
+            o2[i, cols] = end[d_out * h + i]
 
 
-def _pallas_lanes(w1, w2, m, c, lr, shape, steps, *, block, num_warps, hoist_m, k_registers):
+def _pallas_lanes(
+    w1, w2, m, c, lr, shape, steps, *, block, num_warps, hoist_m, k_registers, registers
+):
     """``steps`` GD steps on lanes-layout arrays (entries × runs, runs a multiple of ``block``)."""
     from jax.experimental import pallas as pl
     from jax.experimental.pallas import triton as plt
@@ -188,6 +221,7 @@ def _pallas_lanes(w1, w2, m, c, lr, shape, steps, *, block, num_warps, hoist_m, 
         block=block,
         hoist_m=hoist_m,
         k_registers=k_registers,
+        registers=registers,
     )
     o1, o2, _ = pl.pallas_call(
         kernel,
@@ -204,17 +238,34 @@ def _pallas_lanes(w1, w2, m, c, lr, shape, steps, *, block, num_warps, hoist_m, 
 
 
 @functools.partial(
-    jax.jit, static_argnames=("steps", "block", "num_warps", "hoist_m", "k_registers")
+    jax.jit,
+    static_argnames=("steps", "block", "num_warps", "hoist_m", "k_registers", "registers"),
 )
 def gd_pallas(
-    W1, W2, L, T, lr, steps: int, block=None, num_warps=None, hoist_m=None, k_registers=None
+    W1,
+    W2,
+    L,
+    T,
+    lr,
+    steps: int,
+    block=None,
+    num_warps=None,
+    hoist_m=None,
+    k_registers=None,
+    registers=None,
 ):
     """``gd`` as one Pallas (Triton) kernel for GPUs: every step in one launch, ``block`` runs per
     program; parameters left None take ``PALLAS_DEFAULTS``. Same contract and result as ``gd``;
     on a CPU it runs in Pallas's interpreter (slow: for tests). Building it for a GPU takes about
     a minute per batch shape (BENCHMARKS.md).
     """
-    given = {"block": block, "num_warps": num_warps, "hoist_m": hoist_m, "k_registers": k_registers}
+    given = dict(
+        block=block,
+        num_warps=num_warps,
+        hoist_m=hoist_m,
+        k_registers=k_registers,
+        registers=registers,
+    )
     params = {
         name: PALLAS_DEFAULTS[name] if value is None else value for name, value in given.items()
     }
