@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Every GPU number in BENCHMARKS.md, in one device-machine call (the `device` tool's `run`),
 # within 8 minutes:   bash benchmarks/gpu_session.sh [PART ...]
-# Worst case 460 s: builds and tests 200 (in parallel), pallas 80, fastpath 60 + 120.
+# Worst case 480 s: builds and tests 200 (in parallel), pallas 70, fastpath 60 + 150. The wide
+# fast-path case finds its Pallas program built (build-fastpath in pallas_build.txt has the
+# cold build time).
 # Parts: tests (tests/test_batched.py on the GPU: the Pallas variants built by Triton),
 # pallas (gd_pallas variants against the plain vmap at 1e5 runs, measured in the same process),
 # fastpath (runner.run's plain loop against batched.recorded_gd), throughput (batched.gd at
@@ -40,11 +42,14 @@ VARIANTS=(pallas:256:8 pallas:256:8:k pallas:256:8:mk pallas:128:4:k pallas:512:
 [ -n "${GPU_VARIANTS:-}" ] && read -r -a VARIANTS <<<"$GPU_VARIANTS"
 runs=${PALLAS_RUNS:-100000}
 steps=${PALLAS_STEPS:-500}
-build() {  # build every variant at 1e5 runs in parallel, in the background; logs in /tmp/gpu_logs
+build() {  # in the background, in parallel: every variant at 1e5 runs, and the fast path's
+    # Pallas program for the wide case (one untimed pass); logs in /tmp/gpu_logs
     for v in "${VARIANTS[@]}"; do
         timeout 200 "$py" benchmarks/bench_throughput.py --steps "$steps" --runs "$runs" \
             --variants "$v" --precompile >"/tmp/gpu_logs/build-${v//:/_}.txt" 2>&1 &
     done
+    timeout 200 "$py" benchmarks/bench_fast_path.py --cases wide --kernels pallas --repeats 0 \
+        >/tmp/gpu_logs/build-fastpath.txt 2>&1 &
 }
 parts=("$@")
 [ $# -eq 0 ] && parts=(tests pallas fastpath)
@@ -59,12 +64,12 @@ for name in "${parts[@]}"; do
         wait
         cat /tmp/gpu_logs/build-*.txt >"$out/pallas_build.txt"
         cat "$out/pallas_build.txt"
-        part pallas 80 "$py" benchmarks/bench_throughput.py --steps "$steps" --runs "$runs" \
+        part pallas 70 "$py" benchmarks/bench_throughput.py --steps "$steps" --runs "$runs" \
             --variants "$(IFS=,; echo "${VARIANTS[*]}")" ;;
     fastpath)  # Pallas only where it can fill the GPU (its build is timed in "compile")
-        part fastpath_fair 60 "$py" benchmarks/bench_fast_path.py --cases fair --repeats 2 \
+        part fastpath_fair 60 "$py" benchmarks/bench_fast_path.py --cases fair --repeats 1 \
             --kernels xla
-        part fastpath_wide 120 "$py" benchmarks/bench_fast_path.py --cases wide --repeats 2 \
+        part fastpath_wide 150 "$py" benchmarks/bench_fast_path.py --cases wide --repeats 2 \
             --kernels xla,pallas ;;
     throughput)
         part throughput 90 "$py" benchmarks/bench_throughput.py --steps 500 --variants batched ;;
