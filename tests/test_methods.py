@@ -272,3 +272,22 @@ def test_methods_listing_prints_the_declarations(capsys):
     assert "Gauss-Newton rate predicts it: yes" in "\n".join(blocks["tf1-gd"])
     assert "in the compiled loop: no" in "\n".join(blocks["scipy-trf"])
     assert "damping (double)" in "\n".join(blocks["lm"])
+
+
+def test_notebook_figures_style_runs_by_what_the_classes_declare():
+    """Figure 1 draws the first-order runs (not the notebook's LM); Adam's family dashed."""
+    from deeplinear import plots
+
+    def series(name, label="X step=0.1"):
+        return {"method": np.array([name]), "run": np.array([label])}
+
+    assert "ls" not in plots._style(series("tf1-gd"), 0)
+    assert plots._style(series("tf1-adam"), 0)["ls"] == "--"
+    assert plots._style(series("adamw"), 0)["ls"] == "--"
+    assert plots._style(series("seed-lm", "LM step=0.05"), 0) == {
+        "lw": 5,
+        "color": "k",
+        "alpha": 0.8,
+    }
+    assert METHODS["tf1-gd"].first_order and METHODS["tf1-adam"].first_order
+    assert not METHODS["seed-lm"].first_order
