@@ -8,9 +8,8 @@ import pytest
 from deeplinear import cost, runner
 from deeplinear._backend import jax, jnp
 from deeplinear.errors import UsageError
-from deeplinear.methods import METHODS, AbstractMethod, make_method
+from deeplinear.methods import METHODS, AbstractGD, AbstractMethod, make_method
 from deeplinear.methods._levenberg_marquardt import NielsenDamping
-from deeplinear.methods._optax import AbstractGD
 from deeplinear.methods._peers import RESULT_NAMES, result_code
 from deeplinear.problem import NotebookDims, notebook_problem
 
