@@ -515,8 +515,8 @@ GROUP_FILES = tuple(
     name
     for g in PLAN.groups
     for name in (
-        f"groups/{g.id.rsplit('|', 1)[1]}.parquet",
-        f"groups/_{g.id.rsplit('|', 1)[1]}.sha256",
+        f"groups/{g.file_name}",
+        f"groups/_{g.digest}.sha256",
     )
 )
 
