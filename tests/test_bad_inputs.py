@@ -862,7 +862,7 @@ def test_axis_values_that_print_alike_get_distinct_run_ids():
     data = sweep_with(axes={"problem.noise": [1e-5, 1.0000001e-5]})
     data["problem"] = {**data["problem"], "samples": 20}
     plan = sweep.parse(data)
-    points = {g.id.split("|")[0] for g in plan.groups}
+    points = {g.label for g in plan.groups}
     assert points == {"problem.noise=1e-05", "problem.noise=1.0000001e-05"}
     rates = config.parse(setting(SPECTRAL, "methods[0].learning_rates", [1e-5, 1.0000001e-5]))
     ids = {runfile.run_id(1, "gd", r, {}) for r in rates.methods[0].learning_rates}

@@ -397,7 +397,7 @@ def _sweep(args) -> int:
         first["runs"] = first.get("runs", 0) + size[group.id]
         ran = done - first["done"]
         left = (time.monotonic() - start) / ran * (total - done)
-        label = group.id.rsplit("|", 1)[0]
+        label = group.name
         print(
             f"[{done}/{total}] {label}: {first['runs']} of {runs_total} runs done here, "
             f"ETA {left:.0f} s",

@@ -24,8 +24,14 @@ from ._optax import AbstractAdam, AbstractGD
 
 
 def float32_rounded(value):
-    """``value`` rounded through float32 and back, as TF1 casts its Python-float constants."""
-    return jnp.asarray(value).astype(jnp.float32).astype(jnp.float64)
+    """``value`` rounded through float32 and back, as TF1 casts its Python-float constants.
+
+    ``lax.reduce_precision`` rather than two casts: XLA on a GPU may drop a cast pair inside a
+    compiled program (``xla_allow_excess_precision``), and the rounding with it. The two agree
+    everywhere except float32's subnormals (below 1.2e-38), which become 0.
+    """
+    value = jnp.asarray(value, dtype=jnp.float64)
+    return jax.lax.reduce_precision(value, exponent_bits=8, mantissa_bits=23)
 
 
 class ScaleByTF1AdamState(NamedTuple):
