@@ -232,3 +232,28 @@ def test_recorded_gd_through_the_pallas_kernel(monkeypatch):
     plain = _plain(monkeypatch, GD(), objective, weights, rates, 10, **options)
     fast = batched.recorded_gd(GD(), objective, weights, rates, 10, kernel="pallas", **options)
     _same_rows(plain, fast)
+
+
+def test_runner_takes_the_fast_path_where_it_wins(monkeypatch):
+    """``runner.run`` hands constant-step GD to ``recorded_gd`` when ``wins`` says so (forced
+    here: the real thresholds need 1e7 run-steps), with the plain loop's rows; ``fast=False``
+    and any other method keep the plain loop."""
+    problem, weights = notebook_problem(0)
+    objective, rates = problem.objective(), [1e-6, 3e-6, 1e-5]
+    taken = []
+    recorded_gd = batched.recorded_gd
+
+    def spy(*args, **options):
+        result = recorded_gd(*args, **options)
+        taken.append(result is not None)
+        return result
+
+    monkeypatch.setattr(batched, "wins", lambda *args: True)
+    monkeypatch.setattr(batched, "recorded_gd", spy)
+    fast = runner.run(GD(), objective, weights, rates, 40, record_every=10)
+    assert taken == [True]
+    plain = runner.run(GD(), objective, weights, rates, 40, record_every=10, fast=False)
+    assert taken == [True]  # not asked
+    _same_rows(plain, fast)
+    runner.run(Adam(), objective, weights, rates, 40, record_every=10)
+    assert taken == [True, False]  # asked, declined: not constant-step GD

@@ -128,6 +128,7 @@ def run(
     first_step: int = 0,
     shared: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    fast: bool = True,
 ) -> BatchResult:
     """Run ``method`` from ``weights`` once per learning rate for ``steps`` updates.
 
@@ -136,7 +137,9 @@ def run(
     ``final_weights`` as ``weights`` with its ``final_state`` as ``state`` and the steps done as
     ``first_step``. With ``shared=False`` every member has its own problem: ``weights``,
     ``objective`` and ``probe`` then carry a leading batch axis, one entry per learning rate
-    (e.g. several seeds × a grid), all in one compiled program.
+    (e.g. several seeds × a grid), all in one compiled program. Constant-step GD at depth 2
+    goes through ``batched.recorded_gd`` (the same rows) where that is measured faster;
+    ``fast=False`` forces this loop.
     """
     if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1:
         raise UsageError(f"steps must be a positive integer, got {steps!r}")
@@ -151,7 +154,7 @@ def run(
             raise UsageError(f"{method.name} runs outside the compiled loop: one problem at a time")
         args = (batch, steps, record_every, probe, keep_weights)
         return _out_of_loop(method, objective, weights, *args)
-    if state is None and first_step == 0:  # constant-step GD: the throughput kernels, where faster
+    if fast and state is None and first_step == 0:  # constant-step GD: throughput kernels
         fast = batched.recorded_gd(
             method, objective, weights, rates, steps, record_every=record_every,
             chunk_steps=chunk_steps, probe=probe, keep_weights=keep_weights, shared=shared,
