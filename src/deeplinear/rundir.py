@@ -320,14 +320,29 @@ def _describe(experiment) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(experiment.items()))
 
 
+def _umask() -> int:
+    """The process's umask: from /proc on Linux (no window in which another thread could create
+    a file under a different mask), else read by setting it and setting it back at once."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: str | os.PathLike, data: bytes) -> str:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never half.
 
-    Returns the sha256 of ``data`` (hex), for a manifest written after the file.
+    The file gets the mode an ordinary ``open`` would give it, 0666 & ~umask (``mkstemp``'s
+    0600 would hide results from collaborators). Returns the sha256 of ``data`` (hex), for a
+    manifest written after the file.
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
