@@ -2,8 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# A persistent XLA compilation cache makes the second `make demo` start warm.
-export DEEPLINEAR_JAX_CACHE ?= $(CURDIR)/.cache/jax
+# The XLA compilation cache is on by default in ~/.cache/deeplinear/jax (DEEPLINEAR_JAX_CACHE
+# overrides it, =off turns it off), so the second `make demo` starts warm.
 
 .PHONY: demo test lint bench clean
 

@@ -5,8 +5,9 @@ is made. One CPU device per core lets ``batched.gd`` give each core its own shar
 (XLA otherwise splits each small operation across threads, which costs more than it gains);
 computations that name no device still run on the first one, so nothing else changes. A device
 count already chosen (``jax_num_cpu_devices``, ``--xla_force_host_platform_device_count``, or
-JAX started before this import) is kept. An optional persistent compilation cache is enabled
-from ``DEEPLINEAR_JAX_CACHE``.
+JAX started before this import) is kept. XLA's persistent compilation cache is on by default in
+the user's cache folder (``cache_directory``): a second run of the same program loads it instead
+of compiling it.
 
 Linear algebra inside compiled loops goes through ``one_matrix_at_a_time``: jaxlib's CPU LAPACK
 kernels (0.10) split a *batch* of matrices into chunks on XLA's intra-op thread pool and block
@@ -18,6 +19,8 @@ kernel runs inline and never waits, so batches are looped over one matrix at a t
 
 import contextlib
 import os
+import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -37,19 +40,53 @@ def _one_cpu_device_per_core() -> None:
 _one_cpu_device_per_core()
 
 
-def enable_compilation_cache(directory: str | None = None) -> str | None:
-    """Turn on XLA's persistent compilation cache in ``directory`` (default: env var).
+CACHE_ENV = "DEEPLINEAR_JAX_CACHE"  # a folder, or "off" for no cache
+CACHE_OFF = ("off", "0", "no", "false", "none")
 
-    Returns the directory used, or None when no cache was asked for.
-    """
-    directory = directory or os.environ.get("DEEPLINEAR_JAX_CACHE")
-    if not directory:
+
+def default_cache_directory() -> Path:
+    """``$XDG_CACHE_HOME/deeplinear/jax``, else ``~/.cache/deeplinear/jax``."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "deeplinear" / "jax"
+
+
+def cache_directory() -> Path | None:
+    """The compilation cache's folder: ``DEEPLINEAR_JAX_CACHE`` if set (None for ``off``), else
+    ``default_cache_directory()``."""
+    chosen = os.environ.get(CACHE_ENV)
+    if chosen is None or not chosen.strip():
+        return default_cache_directory()
+    if chosen.strip().lower() in CACHE_OFF:
         return None
-    os.makedirs(directory, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", directory)
+    return Path(chosen).expanduser()
+
+
+def enable_compilation_cache(directory: str | os.PathLike | None = None, warn=None) -> str | None:
+    """Turn on XLA's persistent compilation cache in ``directory`` (default ``cache_directory()``).
+
+    Returns the folder used, or None when the cache is off or its folder cannot be created or
+    written: then ``warn`` (default: a line on stderr) gets one line and everything compiles as
+    without a cache.
+    """
+    folder = Path(directory) if directory is not None else cache_directory()
+    if folder is None:
+        return None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError(13, "not writable")
+    except OSError as error:
+        say = warn or (lambda line: print(line, file=sys.stderr, flush=True))
+        say(
+            f"deeplinear: warning: compilation cache {folder} is not usable "
+            f"({error.strerror or error}): compiling without it (set {CACHE_ENV} to a writable "
+            f"folder, or {CACHE_ENV}=off)"
+        )
+        return None
+    jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    return directory
+    return str(folder)
 
 
 def one_matrix_at_a_time(fn):
@@ -77,4 +114,12 @@ def one_matrix_at_a_time(fn):
     return single
 
 
-__all__ = ["enable_compilation_cache", "jax", "jnp", "one_matrix_at_a_time"]
+__all__ = [
+    "CACHE_ENV",
+    "cache_directory",
+    "default_cache_directory",
+    "enable_compilation_cache",
+    "jax",
+    "jnp",
+    "one_matrix_at_a_time",
+]
