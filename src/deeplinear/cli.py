@@ -30,6 +30,17 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
+class _Version(argparse.Action):
+    """--version: asks git only when given (every other command starts without it)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, **kw):
+        super().__init__(option_strings, dest, nargs=0, default=default, **kw)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(_version())
+        parser.exit()
+
+
 def _seed(text: str) -> int:
     try:
         value = int(text)
@@ -41,7 +52,15 @@ def _seed(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="deeplinear", description=__doc__.splitlines()[0])
+    parser = _Parser(
+        prog="deeplinear",
+        description=__doc__.splitlines()[0],
+        epilog=CACHE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--version", action=_Version, help="print the installed version and git revision, then exit"
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     rep = commands.add_parser(
         "reproduce",
@@ -59,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--force", action="store_true", help="replace a different experiment in --out")
     rep.add_argument("--check", action="store_true", help="also run the notebook in plain NumPy")
+    _cache_argument(rep)
     run = commands.add_parser(
         "run",
         help="run the experiment a TOML run file describes",
@@ -69,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=_out, help="results directory (default runs/<run file name>)")
     run.add_argument("--force", action="store_true", help="replace a different experiment in --out")
     _limit_arguments(run)
+    _cache_argument(run)
     exp = commands.add_parser(
         "explain",
         help="verdicts for the runs in a results directory",
@@ -99,6 +120,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     exp.add_argument("--no-figures", action="store_true", help="print the verdicts only")
     _limit_arguments(exp)
+    _cache_argument(exp)
     commands.add_parser("methods", help="list every method with its hyperparameters")
     swp = commands.add_parser(
         "sweep",
@@ -109,6 +131,7 @@ def _parser() -> argparse.ArgumentParser:
     swp.add_argument("--out", type=_out, help="results directory (default runs/<sweep file name>)")
     swp.add_argument("--force", action="store_true", help="replace a different sweep in --out")
     _limit_arguments(swp)
+    _cache_argument(swp)
     swp.add_argument(
         "--stall-seconds",
         type=_positive_float,
@@ -121,9 +144,68 @@ def _parser() -> argparse.ArgumentParser:
         metavar="local|HOST:PORT",
         help="run the groups on a Ray cluster: a new local one, or the head at HOST:PORT",
     )
-    rpt = commands.add_parser("report", help="write report.html for a sweep directory")
+    rpt = commands.add_parser(
+        "report",
+        help="write report.html for a sweep directory",
+        description="Summarize a sweep directory written by 'deeplinear sweep': time to target, "
+        "the best learning rate of each method at each axis point, performance profiles and "
+        "curves, in report.html (one self-contained page) with its figures beside it.",
+    )
     rpt.add_argument("directory", help="a directory written by 'deeplinear sweep'")
     return parser
+
+
+CACHE_HELP = """\
+compilation cache: compiled programs are kept in $XDG_CACHE_HOME/deeplinear/jax
+(~/.cache/deeplinear/jax by default), so a second run starts without compiling. Set
+DEEPLINEAR_JAX_CACHE to another folder, or turn the cache off with --no-cache or
+DEEPLINEAR_JAX_CACHE=off. An unwritable cache folder gives a warning, not an error.
+
+progress: on a terminal a status line; otherwise plain lines on stderr, with a line for any
+silence over 5 s (DEEPLINEAR_PROGRESS_SECONDS)."""
+
+
+def _cache_argument(command) -> None:
+    command.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="compile without the persistent compilation cache (default: on, in "
+        "~/.cache/deeplinear/jax or DEEPLINEAR_JAX_CACHE; see 'deeplinear --help')",
+    )
+
+
+def _use_cache(args, say) -> None:
+    """The compilation cache unless --no-cache; through the environment, so that a sweep's
+    worker processes follow the same choice."""
+    from ._backend import CACHE_ENV, enable_compilation_cache
+
+    if getattr(args, "no_cache", False):
+        os.environ[CACHE_ENV] = "off"
+    enable_compilation_cache(warn=say)
+
+
+def _version() -> str:
+    """``deeplinear X.Y.Z`` and, in a git checkout, its revision."""
+    import subprocess
+    from importlib import metadata
+
+    try:
+        version = metadata.version("deeplinear")
+    except metadata.PackageNotFoundError:
+        version = "unknown (not installed)"
+    text = f"deeplinear {version}"
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--abbrev=12"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return text
+    revision = out.stdout.strip() if out.returncode == 0 else ""
+    return f"{text} (git {revision})" if revision else text
 
 
 def _limit_arguments(command) -> None:
@@ -194,10 +276,6 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _say(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
 def _writable_parts(out, folders=(), files=()) -> None:
     """Refuse, before anything runs, an --out whose subfolders or files cannot take the
     results (a read-only folder, a folder where a file goes and the reverse)."""
@@ -251,9 +329,9 @@ def _ray_installed() -> bool:
 
 
 def _run(args) -> int:
-    from ._backend import enable_compilation_cache
     from .budget import Limits, check, estimate_run
     from .config import load
+    from .progress import Progress
     from .rundir import claim
     from .runfile import execute, experiment_identity
 
@@ -266,23 +344,26 @@ def _run(args) -> int:
     files += [f"state/{index}.npz" for index in range(len(config.methods))]
     _writable_parts(out, ["state"], files)
     claim(out, experiment_identity(config), args.force)
-    _say(f"estimated {estimate.describe()}")
-    enable_compilation_cache()
-    result = execute(
-        config,
-        out,
-        force=True,
-        progress=lambda message: print(message, file=sys.stderr, flush=True),
-        command=["deeplinear", *sys.argv[1:]],
-    )
-    from .summary import run_table
+    with Progress() as progress:
+        progress.say(f"estimated {estimate.describe()}")
+        _use_cache(args, progress.say)
+        result = execute(
+            config,
+            out,
+            force=True,
+            progress=progress.say,
+            command=["deeplinear", *sys.argv[1:]],
+        )
+        progress.say("writing the summary")
+        from .summary import run_table
 
+        lines = run_table(result.table)
     problem = result.setup.problem
     print(
         f"{config.name or args.config}: {problem.name}, widths {result.setup.widths}, "
         f"true κ(A) = {problem.condition_number:.3g}"
     )
-    print("\n".join(run_table(result.table)))
+    print("\n".join(lines))
     print(
         f"\nwrote {out}/curves.parquet, gn_spectrum.parquet, state/; next: deeplinear explain {out}"
     )
@@ -324,21 +405,23 @@ def _explain_budget(directory: Path, steps: int) -> None:
 
 
 def _explain(args) -> int:
-    from ._backend import enable_compilation_cache
     from .explain import explain
+    from .progress import Progress
 
     _apply_limits(args)
     directory = _writable_directory(args.directory, "explain", "verdicts.json and figures")
     _explain_budget(directory, args.budget)
-    enable_compilation_cache()
-    result = explain(
-        args.directory,
-        target=args.target,
-        relative_to=args.relative_to,
-        budget_steps=args.budget,
-        figures=not args.no_figures,
-        progress=lambda line: print(line, file=sys.stderr, flush=True),
-    )
+    with Progress() as progress:
+        _use_cache(args, progress.say)
+        progress.say(f"explain: {args.directory}")
+        result = explain(
+            args.directory,
+            target=args.target,
+            relative_to=args.relative_to,
+            budget_steps=args.budget,
+            figures=not args.no_figures,
+            progress=progress.say,
+        )
     print("\n".join(result.lines()))
     print("\nwrote " + ", ".join(str(p) for p in result.files))
     return 0
@@ -380,35 +463,56 @@ def _sweep(args) -> int:
     out = Path(args.out or Path("runs") / Path(args.sweep_file).stem)
     _writable_parts(out, ["groups"], ["manifest.json", "sweep.toml"])
     rundir.claim(out, {"experiment": "sweep", "sweep_sha256": plan.digest}, args.force)
-    _say(f"estimated {cost.describe()} (the largest group's memory)")
-    from ._backend import enable_compilation_cache
+    from .progress import Progress
 
-    enable_compilation_cache()
-
-    import time
-
-    start, first = time.monotonic(), {}
-
-    size = {g.id: len(g.seeds) * len(g.method.learning_rates) for g in plan.groups}
-    runs_total = sum(size.values())
-
-    def progress(done, total, group):
-        first.setdefault("done", done - 1)  # groups finished before this run (resumed)
-        first["runs"] = first.get("runs", 0) + size[group.id]
-        ran = done - first["done"]
-        left = (time.monotonic() - start) / ran * (total - done)
-        label = group.name
-        print(
-            f"[{done}/{total}] {label}: {first['runs']} of {runs_total} runs done here, "
-            f"ETA {left:.0f} s",
-            file=sys.stderr,
-            flush=True,
+    with Progress() as progress:
+        progress.say(f"estimated {cost.describe()} (the largest group's memory)")
+        _use_cache(args, progress.say)
+        counter = _SweepCounter(plan, out, progress)
+        stall = args.stall_seconds or sweep.STALL_SECONDS
+        files = sweep.run(
+            plan,
+            out,
+            ray=args.ray,
+            progress=counter,
+            notice=lambda line: progress.say(f"deeplinear: {line}"),
+            stall_seconds=stall,
         )
-
-    stall = args.stall_seconds or sweep.STALL_SECONDS
-    files = sweep.run(plan, out, ray=args.ray, progress=progress, stall_seconds=stall)
     print(f"{len(files)} groups in {out}/groups; next: deeplinear report {out}")
     return 0
+
+
+class _SweepCounter:
+    """The sweep's progress line after each group: runs done by this invocation, runs of groups
+    finished before it (a resume), and an ETA from this invocation's pace."""
+
+    def __init__(self, plan, out: Path, progress):
+        from .sweep import group_file, verify_group
+
+        self.progress, self.start = progress, time.monotonic()
+        self.size = {g.id: len(g.seeds) * len(g.method.learning_rates) for g in plan.groups}
+        self.total_runs = sum(self.size.values())
+        finished = [g for g in plan.groups if verify_group(group_file(out, g)) is None]
+        self.groups_before = len(finished)
+        self.runs_before = sum(self.size[g.id] for g in finished)
+        self.runs_here = 0
+        if finished:
+            progress.say(
+                f"resuming: {self.groups_before} of {len(plan.groups)} groups "
+                f"({self.runs_before} of {self.total_runs} runs) done before"
+            )
+
+    def __call__(self, done: int, total: int, group) -> None:
+        self.runs_here += self.size.get(group.id, 0)
+        ran = max(done - self.groups_before, 1)
+        left = (time.monotonic() - self.start) / ran * (total - done)
+        before = f", {self.runs_before} before" if self.runs_before else ""
+        self.progress.count(
+            done,
+            total,
+            f"[{done}/{total}] {group.name}: {self.runs_here} of {self.total_runs} runs done "
+            f"here{before}, ETA {left:.0f} s",
+        )
 
 
 def _report(args) -> int:
@@ -427,21 +531,24 @@ def _reproduce(args) -> int:
     # Claim the directory before the heavy imports: a bad --out fails fast.
     rundir.claim(out, experiment_identity(args.seed, args.rcond), args.force)
 
-    from ._backend import enable_compilation_cache
+    from .progress import Progress
     from .reproduce import reproduce
     from .summary import summary_lines
 
-    enable_compilation_cache()
-    result = reproduce(
-        args.seed,
-        out,
-        rcond=args.rcond,
-        force=True,  # claimed above
-        check=args.check,
-        progress=lambda message: print(message, file=sys.stderr, flush=True),
-        command=["deeplinear", *sys.argv[1:]],
-    )
-    print("\n".join(summary_lines(result)))
+    with Progress() as progress:
+        _use_cache(args, progress.say)
+        result = reproduce(
+            args.seed,
+            out,
+            rcond=args.rcond,
+            force=True,  # claimed above
+            check=args.check,
+            progress=progress.say,
+            command=["deeplinear", *sys.argv[1:]],
+        )
+        progress.say("writing the summary")
+        lines = summary_lines(result)
+    print("\n".join(lines))
     return 0
 
 

@@ -1,0 +1,126 @@
+"""Progress on stderr for the command line: a tqdm status line on a terminal, plain lines
+otherwise (so CI logs and redirected output stay readable: no carriage returns, no bars).
+
+A command's lines (phases, compile times, sweep groups) go through ``Progress.say``. When nothing
+has been said for ``HEARTBEAT_SECONDS`` a heartbeat says the phase is still going and for how long
+(``… gd: 4 runs × 3000 steps — 12 s so far``), then again at doubling intervals (at most every
+``MAX_HEARTBEAT_SECONDS``), so no command is silent for longer; on a terminal the status line's
+clock ticks instead. ``Progress.count`` moves a bar (done/total with an ETA) for counted work.
+
+tqdm (not rich): one small, dependency-free, long-maintained package whose ``tqdm.write`` keeps a
+status line below the printed lines; nothing here needs rich's layout engine.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+
+HEARTBEAT_SECONDS = 5.0  # silence longer than this gets a line saying what is still running
+MAX_HEARTBEAT_SECONDS = 60.0
+HEARTBEAT_ENV = "DEEPLINEAR_PROGRESS_SECONDS"  # overrides HEARTBEAT_SECONDS (tests, CI)
+
+
+def _heartbeat_seconds() -> float:
+    text = os.environ.get(HEARTBEAT_ENV, "")
+    try:
+        value = float(text)
+    except ValueError:
+        return HEARTBEAT_SECONDS
+    return value if value > 0 else HEARTBEAT_SECONDS
+
+
+class Progress:
+    """What a command is doing, on ``stream`` (stderr), as a context manager.
+
+    ``interactive`` (default: ``stream.isatty()``) draws a tqdm status line; otherwise every
+    message is a plain line and silences are broken by heartbeat lines.
+    """
+
+    def __init__(self, stream=None, *, interactive: bool | None = None, heartbeat=None):
+        self.stream = stream if stream is not None else sys.stderr
+        if interactive is None:
+            isatty = getattr(self.stream, "isatty", None)
+            interactive = bool(isatty and isatty())
+        self.interactive = interactive
+        self.heartbeat = _heartbeat_seconds() if heartbeat is None else heartbeat
+        self._lock = threading.RLock()
+        self._phase, self._count = "", None
+        self._phase_start = self._last = time.monotonic()
+        self._interval = self.heartbeat
+        self._bar = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Progress:
+        if self.interactive:
+            from tqdm import tqdm
+
+            self._bar = tqdm(
+                total=None, file=self.stream, leave=False, dynamic_ncols=True, bar_format="{desc}"
+            )
+        self._thread = threading.Thread(target=self._beat, name="deeplinear-progress", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+        with self._lock:
+            if self._bar is not None:
+                self._bar.close()
+                self._bar = None
+
+    def __call__(self, line: str) -> None:
+        self.say(line)
+
+    def say(self, line: str) -> None:
+        """Print ``line``; it becomes the phase the heartbeat names."""
+        with self._lock:
+            self._write(line)
+            self._phase, self._count = line.strip(), None
+            self._phase_start = self._last = time.monotonic()
+            self._interval = self.heartbeat
+            self._draw()
+
+    def count(self, done: int, total: int, line: str) -> None:
+        """Counted work: ``done`` of ``total`` finished; ``line`` says what (printed as well)."""
+        with self._lock:
+            self.say(line)
+            self._count = (done, total)
+            self._draw()
+
+    def _write(self, line: str) -> None:
+        if self._bar is not None:
+            self._bar.write(line, file=self.stream)
+        else:
+            print(line, file=self.stream, flush=True)
+
+    def _draw(self) -> None:
+        if self._bar is None:
+            return
+        elapsed = time.monotonic() - self._phase_start
+        text = f"{self._phase[:80]} — {elapsed:.0f} s"
+        if self._count is not None:
+            done, total = self._count
+            width = 20
+            filled = round(width * done / max(total, 1))
+            text = f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} · {text}"
+        self._bar.set_description_str(text, refresh=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(min(1.0, self.heartbeat / 4)):
+            with self._lock:
+                if self._bar is not None:
+                    self._draw()  # the status line's clock ticks
+                    continue
+                now = time.monotonic()
+                if now - self._last < self._interval:
+                    continue
+                phase = self._phase or "working"
+                self._write(f"  … {phase} — {now - self._phase_start:.0f} s so far")
+                self._last = now
+                self._interval = min(2 * self._interval, MAX_HEARTBEAT_SECONDS)
