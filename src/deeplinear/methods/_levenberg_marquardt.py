@@ -424,7 +424,7 @@ class LevenbergMarquardt(AbstractDampedGaussNewton):
     cg_max_steps: int = integer(200, 1, 100_000)
 
     name = "lm"
-    label = "LM"
+    label = "LM-struct"
     description = (
         "Levenberg-Marquardt, adaptive damping; exact O(d³) Schur solve at depth 2, CG beyond"
     )
