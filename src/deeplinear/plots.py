@@ -3,7 +3,9 @@
 ``notebook_figures`` redraws the notebook's two figures: GD/Adam over 3000 steps (the runs of
 methods that declare ``first_order``), and the first 190 steps with LM added; each with loss and
 gradient magnitude on log scales, each method in its class's ``line_style`` (Adam's family
-dashed), diverged runs marked × at their first point, ``LM step=0.05`` bold black.
+dashed), a diverged run drawn up to its last finite loss and marked × there (at the step it
+diverged), ``LM step=0.05`` bold black, the 2017 ``rcond=-1`` runs dotted in their modern twin's
+colour; the legend outside the axes, beside them.
 """
 
 from __future__ import annotations
@@ -37,39 +39,64 @@ def _method_class(series):
     return METHODS.get(series["method"][0])
 
 
+RCOND_2017 = " rcond=-1"  # the label suffix of the notebook's literal 2017 LM runs
+
+
 def _style(series, index: int) -> dict:
+    """Colour by ``index`` (10 colours, then the same colours dash-dotted), line style by the
+    method's class; the 2017 rcond=-1 runs dotted (in their modern twin's colour, by index)."""
     label, cls = series["run"][0], _method_class(series)
     style: dict = {"lw": 1.5, "color": f"C{index % 10}"}
     if cls is not None and cls.line_style != "-":
         style["ls"] = cls.line_style
-    if label == "LM step=0.05":
+    if index >= 10:
+        style["ls"] = "-."
+    if label.removesuffix(RCOND_2017) == "LM step=0.05":
         style.update(lw=5, color="k", alpha=0.8)
-    if "rcond=-1" in label:
+    if RCOND_2017 in label:
         style["ls"] = ":"
+        if style["lw"] > 1.5:
+            style["lw"] = 2.5  # beside its bold modern twin
     return style
 
 
+def _colour_indices(runs: list) -> list[tuple[int, dict]]:
+    """(colour index, series) per run: a 2017 rcond=-1 run shares its modern twin's index (its
+    dotted line tells them apart), every other run has its own."""
+    index, pairs = {}, []
+    for series in runs:
+        key = series["run"][0].removesuffix(RCOND_2017)
+        pairs.append((index.setdefault(key, len(index)), series))
+    return pairs
+
+
 def _panel_pair(runs, title: str, upto: int | None, floor=None):
-    fig, (ax_loss, ax_grad) = plt.subplots(2, 1, figsize=(12, 9), sharex=True)
-    fig.subplots_adjust(left=0.08, right=0.98, top=0.95, bottom=0.07, hspace=0.08)
+    fig, (ax_loss, ax_grad) = plt.subplots(2, 1, figsize=(14, 9), sharex=True)
+    fig.subplots_adjust(left=0.07, right=0.74, top=0.95, bottom=0.07, hspace=0.08)
     for index, series in runs:
         steps, loss, grad = series["step"], series["loss"], series["grad_norm"]
         label, style = series["run"][0], _style(series, index)
-        if not np.isfinite(loss[-1]):
-            ax_loss.semilogy(
-                steps[:1],
-                loss[:1],
-                marker="x",
-                ms=10,
-                mew=2,
-                ls="none",
-                label=f"(diverged at step {steps[-1]}) {label}",
-                **{k: v for k, v in style.items() if k != "ls"},
-            )
-            continue
-        keep = steps <= upto if upto is not None else slice(None)
+        keep = np.isfinite(loss)
+        if upto is not None:
+            keep &= steps <= upto
+        diverged = not np.isfinite(loss[-1])
+        if diverged:
+            label = f"{label} (diverged at step {steps[-1]})"
         ax_loss.semilogy(steps[keep], loss[keep], label=label, **style)
-        ax_grad.semilogy(steps[keep], grad[keep], label=label, **style)
+        ax_grad.semilogy(steps[keep], grad[keep], **style)
+        finite = np.flatnonzero(np.isfinite(loss))
+        if diverged and len(finite) and (upto is None or steps[finite[-1]] <= upto):
+            last = finite[-1]  # the run's last finite loss, at the step before it diverged
+            ax_loss.semilogy(
+                steps[last],
+                loss[last],
+                marker="x",
+                ms=12,
+                mew=2.5,
+                ls="none",
+                color=style["color"],
+                zorder=5,
+            )
     if floor is not None and floor.value > 0:
         ax_loss.axhline(
             floor.value, color="0.5", lw=0.8, ls="-.", label="exact minimum (rounding of Y = A·X)"
@@ -81,15 +108,17 @@ def _panel_pair(runs, title: str, upto: int | None, floor=None):
             alpha=0.6,
             label="the loop's round-off: below its top the loss is rounding",
         )
+    ax_loss.plot([], [], "kx", ms=8, mew=2, ls="none", label="× last finite loss of a diverged run")
     ax_loss.set_ylabel("loss  Σ‖W1 W2 x − y‖²")
     ax_grad.set_ylabel("gradient magnitude")
     ax_grad.set_xlabel("step (updates applied)")
-    ax_loss.set_title(title)
+    ax_loss.set_title(title, loc="left")
     for ax in (ax_loss, ax_grad):
         ax.grid(True, which="major", alpha=0.3)
         ax.minorticks_off()
         ax.yaxis.set_major_formatter(FuncFormatter(_decade))
-        ax.legend(loc="best", fontsize=8)
+    # beside the axes, never over the curves (one legend: both panels share the runs' styles)
+    ax_loss.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0)
     return fig
 
 
@@ -106,7 +135,7 @@ def notebook_figures(
 ) -> list[Path]:
     """Write ``figure1_gd_adam.png`` and ``figure2_with_lm.png`` into ``out_dir`` (``floor``: a
     ``floors.Floor``, drawn on the second with the loop's round-off above it)."""
-    runs = list(enumerate(run_series(table).values()))  # index fixes each run's colour
+    runs = _colour_indices(list(run_series(table).values()))  # the index fixes the colour
     first_order = [(i, r) for i, r in runs if getattr(_method_class(r), "first_order", True)]
     head = f"seed {seed}: W1·W2·X ≈ A·X, true κ(A) = {condition_number:.3g} (the notebook said 1e5)"
     fig1 = _panel_pair(first_order, f"GD and Adam, 3000 steps — {head}", None, None)
@@ -131,7 +160,7 @@ def _grid(count: int, title: str):
         top=1 - 0.75 / height,
         bottom=0.5 / height,
         hspace=0.5,
-        wspace=0.3,
+        wspace=0.45,
     )
     for ax in axes.flat[count:]:
         ax.set_visible(False)
@@ -145,9 +174,25 @@ def _log_axes(ax):
     ax.grid(True, alpha=0.3)
 
 
+def run_titles(series: dict) -> dict[str, str]:
+    """A readable panel title per run id: the run's label (``GD step=0.001``), with its method's
+    name where two runs would otherwise share a title, never the internal run id alone."""
+    labels = {run_id: str(data["run"][0]) for run_id, data in series.items()}
+    counts: dict[str, int] = {}
+    for label in labels.values():
+        counts[label] = counts.get(label, 0) + 1
+    titles = {}
+    for run_id, label in labels.items():
+        if counts[label] > 1 and "method" in series[run_id]:
+            label = f"{label} ({series[run_id]['method'][0]})"
+        titles[run_id] = label
+    return titles
+
+
 def mode_figure(series: dict, comparison: dict, out: Path) -> Path:
     """1 − (fraction learned) of each target mode against steps, one panel per run."""
     runs = [(k, v) for k, v in series.items() if "mode_learned" in v]
+    titles = run_titles(series)
     fig, axes = _grid(len(runs), "How much of each target singular mode is still missing")
     for ax, (run_id, data) in zip(axes, runs):
         missing = np.abs(1 - data["mode_learned"])
@@ -165,11 +210,11 @@ def mode_figure(series: dict, comparison: dict, out: Path) -> Path:
             ax.plot(data["step"], np.maximum(predicted, 1e-17), "k:", lw=1.0)
             ax.plot([], [], "k:", label="exact GD recursion")
         _log_axes(ax)
-        ax.set_title(data["run"][0], fontsize=9)
+        ax.set_title(titles[run_id], fontsize=9)
         ax.set_xlabel("step")
+        ax.set_ylabel("|1 − u_iᵀ W v_i / s_i|", fontsize=8)
         if ax is axes[0]:
-            ax.set_ylabel("|1 − u_iᵀ W v_i / s_i|")
-            ax.legend(fontsize=6, loc="lower left")
+            ax.legend(fontsize=6, loc="best")
     return _save(fig, out)
 
 
@@ -183,6 +228,7 @@ def prediction_figure(series: dict, continuations: dict, verdicts, floor, out: P
         f"Excess over the reachable minimum {floor.value:.3g} ({kinds}), relative to its start",
     )
     by_run = {v.run: v for v in verdicts}
+    titles = run_titles(series)
     tiny = max(floor.resolution, np.finfo(np.float64).tiny) * 1e-2
 
     def relative(loss, start):
@@ -216,7 +262,9 @@ def prediction_figure(series: dict, continuations: dict, verdicts, floor, out: P
                     alpha=0.25,
                     label="ETA range",
                 )
-            ax.set_title(f"{data['run'][0]}: {verdict.kind}", fontsize=9)
+            ax.set_title(f"{titles[run_id]}: {verdict.kind}", fontsize=9)
+        else:
+            ax.set_title(titles[run_id], fontsize=9)
         ax.axhspan(
             tiny / start, floor.resolution / start, color="0.85", alpha=0.6, label="loop round-off"
         )
@@ -225,12 +273,14 @@ def prediction_figure(series: dict, continuations: dict, verdicts, floor, out: P
         ax.set_ylim(top=min(ax.get_ylim()[1], 1e12))  # diverged runs would swamp the scale
         ax.set_xlabel("step")
         if ax is axes[0]:
-            ax.legend(fontsize=6, loc="lower left")
+            ax.legend(fontsize=6, loc="best")
     return _save(fig, out)
 
 
-def spectrum_figure(spectra: dict, out: Path) -> Path:
-    """Non-zero Gauss-Newton eigenvalues at each checkpoint, one panel per run."""
+def spectrum_figure(spectra: dict, out: Path, titles: dict | None = None) -> Path:
+    """Non-zero Gauss-Newton eigenvalues at each checkpoint, one panel per run (``titles``: run
+    id → readable title, ``run_titles``)."""
+    titles = titles or {}
     fig, axes = _grid(max(1, len(spectra)), "Gauss-Newton spectrum (2JᵀJ) at checkpoints")
     if not spectra:
         axes[0].text(0.5, 0.5, "no checkpoints recorded", ha="center", transform=axes[0].transAxes)
@@ -241,8 +291,9 @@ def spectrum_figure(spectra: dict, out: Path) -> Path:
         ax.plot(np.maximum(rows["step"], 1), rows["lambda_max"], "C2.-", lw=1, label="λ_max")
         ax.set_xscale("log")
         _log_axes(ax)
-        ax.set_title(run_id, fontsize=8)
+        ax.set_title(titles.get(run_id, run_id), fontsize=9)
         ax.set_xlabel("step (log; 0 shown at 1)")
+        ax.set_ylabel("eigenvalue of 2JᵀJ", fontsize=8)
         if ax is axes[0]:
             ax.legend(fontsize=6)
     return _save(fig, out)
@@ -254,5 +305,5 @@ def explain_figures(
     return [
         mode_figure(series, comparison, out_dir / "modes.png"),
         prediction_figure(series, continuations, verdicts, floor, out_dir / "prediction.png"),
-        spectrum_figure(spectra, out_dir / "gn_spectrum.png"),
+        spectrum_figure(spectra, out_dir / "gn_spectrum.png", run_titles(series)),
     ]
