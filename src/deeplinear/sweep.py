@@ -11,7 +11,24 @@ targets = [1e-10]               # relative to the initial loss, for the analysis
 [[methods]]
 name = "gd"
 learning_rates = {min = 1e-6, max = 1e-4, num = 12, scaling = "log"}   # or a list
+# extend_grid = false           # this method's grid is not extended (default: extend_grids)
 ```
+
+**Grids extended past their edge** (``extend_grids = true``, at most ``max_grid_extensions``
+times, default 6): after a group's runs, while its best learning rate (by ``select`` and the first
+target, ``tuning``) is the grid's smallest or largest, ``EXTENSION_RATES`` more rates beyond that
+edge, continuing the grid's spacing (×ratio for a geometric grid, +step for an arithmetic one),
+run as one more batch for the same seeds. It stops when the best is interior (``interior``), when
+every run of the rates just added diverged (``diverged``: the edge is the stability limit), at
+the cap (``cap reached``), or when a linear grid would reach zero (``non-positive``). The group
+file holds every rate's rows; its metadata and ``manifest.json``'s entry hold ``grid_extension``
+(``added`` rates in the sweep file's units, ``side``, ``stopped``, ``extensions``, ``max``, and
+``best_learning_rate`` and its ``edge`` over every rate run, as the rows give the rate).
+
+**Time alone**: every group also times one run alone (its best rate, its first seed, the same
+steps, a batch of one): column ``seconds_alone`` = step × ``seconds_per_step_alone`` (group
+metadata, with ``alone``: the run timed), so the time a method is charged does not depend on how
+many runs shared its batch. Out-of-loop methods run alone already: their own ``seconds``.
 
 A **group** is one axis point and one method (with its hyperparameters): its runs are every seed
 × every learning rate, one compiled program for all of them (the seeds reuse it: objectives and
@@ -28,6 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import hashlib
 import io
 import itertools
@@ -44,10 +62,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import config as configs
-from . import rundir
+from . import rundir, tuning
 from .errors import UsageError
 from .rundir import write_atomic
 
@@ -56,7 +75,11 @@ try:
 except ImportError:  # not POSIX: group files are written without the folder's lock
     fcntl = None
 
-SELECT = ("time_to_target", "final_loss", "auc")  # how each group's best learning rate is chosen
+SELECT = tuning.SELECT  # how each group's best learning rate is chosen
+MAX_GRID_EXTENSIONS = 6  # default cap of ``extend_grids``
+EXTENSION_RATES = 2  # rates added beyond the edge by one extension
+METADATA = b"deeplinear"  # results.METADATA_KEY: a file's provenance (JSON)
+GROUP_KEY = b"deeplinear.group"  # run_group's table: its grid_extension and time alone (JSON)
 SCALINGS = ("none", "per_sample")  # per_sample: η / n for a sample loss (it grows with n)
 STALL_SECONDS = 600.0  # ``deeplinear sweep``: a group silent this long is stopped (--stall-seconds)
 BYTES_PER_VALUE = 8
@@ -76,6 +99,7 @@ class Group:
     seeds: tuple[int, ...]
     digest: str
     scaling: str = "none"  # "per_sample": the learning rates are divided by n
+    extensions: int = 0  # at most this many grid extensions past the edge (0: none)
 
     @property
     def label(self) -> str:
@@ -165,6 +189,8 @@ NOT_AXES = {
     "targets": "targets is not an axis: list them in targets = [...]",
     "select": "select is not an axis: set select = ... once",
     "axes": "axes cannot be an axis",
+    "extend_grids": "extend_grids is not an axis: set extend_grids = true once",
+    "max_grid_extensions": "max_grid_extensions is not an axis: set it once",
 }
 
 
@@ -311,6 +337,15 @@ def parse(data: dict, *, source: str = "", base_dir: Path = Path(".")) -> Sweep:
     axes = data.pop("axes", {})
     count = _check_axes(axes)
     select = configs.require_choice(data.pop("select", "time_to_target"), "select", SELECT)
+    extend = _require_bool(data.pop("extend_grids", False), "extend_grids")
+    cap = data.pop("max_grid_extensions", None)
+    if cap is not None and not extend:
+        raise UsageError(
+            "max_grid_extensions is set but extend_grids is not: add extend_grids = true"
+        )
+    cap = configs.require_int(
+        MAX_GRID_EXTENSIONS if cap is None else cap, "max_grid_extensions", 1, 100
+    )
     methods = data.get("methods")
     if not isinstance(methods, list) or not methods:
         raise UsageError("methods is missing or empty: add at least one [[methods]] table")
@@ -320,7 +355,7 @@ def parse(data: dict, *, source: str = "", base_dir: Path = Path(".")) -> Sweep:
             f"{count * len(methods)} groups, more than {MAX_GROUPS}: split it into several "
             "sweep files or use fewer axis values"
         )
-    scalings = []
+    scalings, extending = [], []
     data["methods"] = methods = [dict(t) if isinstance(t, dict) else t for t in methods]
     for i, table in enumerate(methods):
         if not isinstance(table, dict):
@@ -330,6 +365,8 @@ def parse(data: dict, *, source: str = "", base_dir: Path = Path(".")) -> Sweep:
         scaling = table.pop("learning_rate_scaling", "none")
         path = f"methods[{i}].learning_rate_scaling"
         scalings.append(configs.require_choice(scaling, path, SCALINGS))
+        own = _require_bool(table.pop("extend_grid", extend), f"methods[{i}].extend_grid")
+        extending.append(cap if own else 0)
     data["seed"] = seeds[0]
     configs.parse(data, base_dir=base_dir, source=source)  # methods, shared sections
     points = [tuple(zip(axes, values)) for values in itertools.product(*axes.values())]
@@ -347,17 +384,29 @@ def parse(data: dict, *, source: str = "", base_dir: Path = Path(".")) -> Sweep:
             raise UsageError(f"two axis points print alike ({label}): their run ids would collide")
         labels.add(label)
         sections = {k: v for k, v in at.items() if k != "methods"}
-        for spec, scaling in zip(at_point.methods, scalings):
+        for spec, scaling, extensions in zip(at_point.methods, scalings, extending):
             identity = [sections, _method_table(spec), seeds, scaling]
+            if extensions and len(spec.learning_rates) > 1:
+                identity.append(
+                    {"grid_extensions": extensions, "select": select, "target": targets[0]}
+                )
+            else:
+                extensions = 0  # one rate: no spacing to continue
             digest = hashlib.sha256(
                 json.dumps(identity, sort_keys=True, default=str).encode()
             ).hexdigest()[:10]
-            groups.append(Group(point, spec, seeds, digest, scaling))
+            groups.append(Group(point, spec, seeds, digest, scaling, extensions))
     if len({g.digest for g in groups}) != len(groups):
         raise UsageError("two groups of the sweep would share a group file: report this as a bug")
     sweep = Sweep(source, data, axes, seeds, targets, tuple(groups), Path(base_dir), select)
     _check_memory(sweep)
     return sweep
+
+
+def _require_bool(value, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise UsageError(f"{path} must be true or false, got {value!r}")
+    return value
 
 
 def _point_config(sweep: Sweep, group: Group) -> configs.RunConfig:
@@ -496,18 +545,38 @@ def verify_group(path: Path) -> str | None:
 
 
 def run_group(sweep: Sweep, group: Group, beat: Callable[[], None] | None = None) -> pa.Table:
-    """All seeds and learning rates of one group, as one table (with axis and group columns).
+    """All seeds and learning rates of one group, as one table (with axis and group columns),
+    its grid extended past the edge where the group asks (``group.extensions``), and one run
+    timed alone (column ``seconds_alone``). The table's schema metadata ``GROUP_KEY`` holds
+    ``grid_extension`` and ``seconds_per_step_alone`` (``run`` moves them to the file's).
 
     In-loop methods run every seed × learning rate as one batch of one compiled program (each
     member with its own problem); out-of-loop peers (SciPy) run one seed at a time. ``beat`` is
     called whenever a chunk of steps or a seed is done (the watchdog's heartbeat).
     """
-    from . import runfile  # heavy: JAX
     from .methods import make_method
 
     beat = beat or (lambda: None)
-    configs_ = [sweep.run_config(group, seed) for seed in group.seeds]
     method = make_method(group.method.name, **group.method.hyperparameters)
+    table = _rates_table(sweep, group, method, group.method.learning_rates, beat)
+    extra, rates = {}, list(group.method.learning_rates)
+    if group.extensions:
+        table, extra["grid_extension"] = _extend(sweep, group, method, table, beat)
+        rates += extra["grid_extension"]["added"]
+    table, extra["seconds_per_step_alone"], extra["alone"] = _time_alone(
+        sweep, group, method, table, rates, beat
+    )
+    metadata = {GROUP_KEY: json.dumps(extra).encode()}
+    return table.replace_schema_metadata(metadata)
+
+
+def _rates_table(sweep: Sweep, group: Group, method, rates, beat, seeds=None) -> pa.Table:
+    """Every seed (or ``seeds``) × ``rates`` (the sweep file's units) of ``group``, conformed."""
+    from . import runfile
+
+    spec = dataclasses.replace(group.method, learning_rates=tuple(rates))
+    at = dataclasses.replace(group, method=spec)
+    configs_ = [sweep.run_config(at, seed) for seed in (seeds or group.seeds)]
     if not method.in_loop:
         tables = []
         for c in configs_:
@@ -523,6 +592,125 @@ def run_group(sweep: Sweep, group: Group, beat: Callable[[], None] | None = None
         table = table.append_column(f"axis:{key}", pa.array([_short(value)] * len(table)))
     table = table.append_column("group", pa.array([group.id] * len(table)))
     return conform(table, [key for key, _ in group.point])
+
+
+@dataclass(frozen=True)
+class Spacing:
+    """How a grid continues past its edges: ``×factor`` (geometric) or ``+factor`` (linear).
+
+    A grid with one ratio between neighbours (relative 1e-6) is geometric; else with one
+    difference, linear; else (a hand-written list) geometric with the ratio of the two values
+    at the edge being extended.
+    """
+
+    kind: str  # "log" | "linear" | "edges"
+    factor: float
+
+    @staticmethod
+    def of(grid) -> Spacing | None:
+        values = np.sort(np.asarray(grid, dtype=np.float64))
+        if values.size < 2:
+            return None
+        if values[0] > 0:
+            ratios = values[1:] / values[:-1]
+            if np.allclose(ratios, ratios[0], rtol=1e-6, atol=0):
+                return Spacing("log", float((values[-1] / values[0]) ** (1 / (values.size - 1))))
+        steps = np.diff(values)
+        if np.allclose(steps, steps[0], rtol=1e-6, atol=0):
+            return Spacing("linear", float((values[-1] - values[0]) / (values.size - 1)))
+        return Spacing("edges", 0.0)
+
+    def beyond(self, grid, side: str, count: int) -> list[float]:
+        """``count`` values past ``grid``'s ``side`` edge ("low" or "high"), nearest first;
+        a linear grid's low side stops before zero."""
+        values = sorted(grid)
+        if self.kind == "linear":
+            sign = 1 if side == "high" else -1
+            edge = values[-1] if side == "high" else values[0]
+            out = [edge + sign * k * self.factor for k in range(1, count + 1)]
+            return [v for v in out if v > 0]
+        factor = self.factor
+        if self.kind == "edges":
+            factor = values[-1] / values[-2] if side == "high" else values[1] / values[0]
+        if side == "high":
+            return [values[-1] * factor**k for k in range(1, count + 1)]
+        return [values[0] / factor**k for k in range(1, count + 1)]
+
+
+def _best(sweep: Sweep, table: pa.Table) -> tuning.Best:
+    (best,) = tuning.best_settings(table, sweep.targets[0], sweep.select)
+    return best
+
+
+def _extend(sweep: Sweep, group: Group, method, table: pa.Table, beat) -> tuple[pa.Table, dict]:
+    """``table`` with rates added past the edge its best sits on, and the extension's record."""
+    spacing = Spacing.of(group.method.learning_rates)
+    grid = list(group.method.learning_rates)
+    record = {"added": [], "side": None, "extensions": 0, "max": group.extensions}
+    while True:
+        best = _best(sweep, table)
+        if best.edge is None or spacing is None:
+            record["stopped"] = "interior" if best.edge is None else "single"
+            break
+        if record["extensions"] == group.extensions:
+            record["stopped"] = "cap reached"
+            break
+        record["side"] = best.edge
+        added = spacing.beyond(grid, best.edge, EXTENSION_RATES)
+        if not added:
+            record["stopped"] = "non-positive"
+            break
+        part = _rates_table(sweep, group, method, added, beat)
+        table = pa.concat_tables([table, part])
+        grid += added
+        record["added"] += added
+        record["extensions"] += 1
+        finals = [s["final"] for s in tuning.run_summaries(part, [])]
+        if not np.isfinite(finals).any():
+            record["stopped"] = "diverged"  # the old edge is the stability limit
+            break
+    best = _best(sweep, table)  # over every rate run
+    record["best_learning_rate"], record["edge"] = best.learning_rate, best.edge
+    return table, record
+
+
+def _time_alone(sweep: Sweep, group: Group, method, table: pa.Table, rates, beat):
+    """``table`` with column ``seconds_alone`` (step × the seconds per step of the group's best
+    run timed alone: a batch of one, same steps and program kind), that figure, and which run."""
+    best = _best(sweep, table)
+    run = best.runs[0]
+    runs = table.num_rows and len({*table.column("run_id").to_pylist()})
+    if not method.in_loop or runs == 1:  # it ran alone already: its own seconds
+        seconds, steps = _last(table, run["run_id"])
+        timed = {"run_id": run["run_id"], "separately": False}
+    else:
+        samples = _with_point(sweep.base, group.point).get("problem", {}).get("samples", 1000)
+        file_rate = _file_rate(group, run["learning_rate"], rates, samples)
+        alone = _rates_table(sweep, group, method, [file_rate], beat, seeds=(run["seed"],))
+        seconds, steps = _last(alone, alone.column("run_id")[0].as_py())
+        timed = {"run_id": run["run_id"], "separately": True}
+    per_step = seconds / steps if steps > 0 else float("nan")
+    timed.update(seconds=seconds, steps=steps)
+    step = table.column("step").to_numpy().astype(np.float64)
+    column = pa.array(
+        step * per_step if np.isfinite(per_step) else [None] * len(step), pa.float64()
+    )
+    table = table.set_column(table.schema.get_field_index("seconds_alone"), "seconds_alone", column)
+    return table, (per_step if np.isfinite(per_step) else None), timed
+
+
+def _file_rate(group: Group, rate: float, rates, samples) -> float:
+    """The sweep file's rate that gave the table's ``rate`` (÷ n for ``per_sample``)."""
+    if group.scaling == "per_sample" and isinstance(samples, int):
+        return min(rates, key=lambda r: abs(r / samples - rate))
+    return rate
+
+
+def _last(table: pa.Table, run_id: str) -> tuple[float, int]:
+    """(seconds, step) of ``run_id``'s last row."""
+    mask = pc.equal(table.column("run_id"), run_id)
+    rows = table.filter(mask)
+    return float(rows.column("seconds")[-1].as_py()), int(rows.column("step")[-1].as_py())
 
 
 def _batched_table(method, configs_, beat: Callable[[], None]) -> pa.Table:
@@ -577,7 +765,8 @@ def group_columns() -> dict[str, pa.DataType]:
 
 def conform(table: pa.Table, axes) -> pa.Table:
     """The sweep's schema: results columns, every recorded column (null where absent), the
-    ``axis:<path>`` column of each path in ``axes``, ``group``."""
+    ``seconds_alone`` (``run_group``), the ``axis:<path>`` column of each path in ``axes``,
+    ``group``."""
     from .results import SCHEMA
 
     columns = {name: table.column(name) for name in SCHEMA.names}
@@ -587,6 +776,11 @@ def conform(table: pa.Table, axes) -> pa.Table:
             if name in table.column_names
             else pa.nulls(table.num_rows, kind)
         )
+    columns["seconds_alone"] = (
+        table.column("seconds_alone").cast(pa.float64())
+        if "seconds_alone" in table.column_names
+        else pa.nulls(table.num_rows, pa.float64())
+    )
     for key in axes:
         columns[f"axis:{key}"] = table.column(f"axis:{key}")
     columns["group"] = table.column("group")
@@ -681,7 +875,9 @@ def run(
 
     def finish(index: int, table: pa.Table) -> None:
         nonlocal done
-        metadata = provenance(sweep=sweep.digest, group=sweep.groups[index].id)
+        held = (table.schema.metadata or {}).get(GROUP_KEY)
+        extra = json.loads(held) if held else {}
+        metadata = provenance(sweep=sweep.digest, group=sweep.groups[index].id, **extra)
         write_group(files[index], table, metadata)
         done += 1
         if progress:
@@ -692,7 +888,7 @@ def run(
     if ray is None and stall_seconds is None:
         for index in todo:
             finish(index, run_group(sweep, sweep.groups[index]))
-        return files
+        return _recorded(directory, sweep, manifest, files)
     if ray is None:
         from ._watchdog import Worker
 
@@ -700,7 +896,7 @@ def run(
             with Worker(sweep, stall_seconds) as worker:
                 for index in todo:
                     finish(index, worker.run(index))
-        return files
+        return _recorded(directory, sweep, manifest, files)
     import ray as ray_module
 
     if ray != "local":
@@ -729,6 +925,20 @@ def run(
             finish(index, table)
     finally:
         ray_module.shutdown()
+    return _recorded(directory, sweep, manifest, files)
+
+
+def _recorded(directory: Path, sweep: Sweep, manifest: dict, files: list[Path]) -> list[Path]:
+    """The sweep's metadata after its groups ran: ``manifest.json``'s entry of each finished
+    group whose grid could be extended gets its ``grid_extension`` (from the group file)."""
+    if not any(g.extensions for g in sweep.groups):
+        return files
+    for entry, group, path in zip(manifest["groups"], sweep.groups, files):
+        if group.extensions and verify_group(path) is None:
+            held = json.loads((pq.read_schema(path).metadata or {}).get(METADATA, b"{}"))
+            if isinstance(held.get("grid_extension"), dict):
+                entry["grid_extension"] = held["grid_extension"]
+    write_atomic(directory / "manifest.json", json.dumps(manifest, indent=2, default=str).encode())
     return files
 
 
