@@ -2,7 +2,9 @@
 
 import json
 import os
+import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -138,8 +140,31 @@ def test_ctrl_c_leaves_no_half_written_file(tmp_path):
 
 def test_run_then_explain(tmp_path):
     out = tmp_path / "seed"
-    ran = cli("run", "examples/seed.toml", "--out", str(out))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    env = dict(
+        os.environ,
+        DEEPLINEAR_JAX_CACHE=str(blocker / "jax"),  # unusable: a warning, then no cache
+        DEEPLINEAR_PROGRESS_SECONDS="0.5",  # heartbeats for any silence over 0.5 s
+    )
+    ran = subprocess.run(
+        [*CLI, "run", "examples/seed.toml", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        umask=0o022,
+    )
     assert ran.returncode == 0, ran.stderr
+    warnings = [line for line in ran.stderr.splitlines() if "compilation cache" in line]
+    assert len(warnings) == 1 and "compiling without it" in warnings[0], ran.stderr
+    assert "tf1-gd: 4 runs × 3000 steps" in ran.stderr
+    assert re.search(r"^  … .* — \d+ s so far$", ran.stderr, re.M), ran.stderr  # heartbeat
+    assert "\r" not in ran.stderr  # not a terminal: plain lines
+    for name in ("curves.parquet", "experiment.json", "state/0.npz"):  # readable by others
+        assert stat.S_IMODE((out / name).stat().st_mode) == 0o644, name
+    for folder in (out, out / "state"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o755, folder
     assert "true κ(A) = 12.7" in ran.stdout
     for name in ("config.toml", "curves.parquet", "gn_spectrum.parquet", "experiment.json"):
         assert (out / name).is_file(), name

@@ -223,3 +223,47 @@ def test_explain_figures_label_every_panel_and_title_runs_readably(tmp_path):
         assert titles == ["GD step=0.1 (gd)", "GD step=0.1 (tf1-gd)"], titles
         assert not any("seed0/" in t for t in titles)
         plt.close(fig)
+
+
+SWEEP = """
+seeds = 1
+targets = [1e-6]
+steps = 100
+record_every = 10
+[problem]
+kind = "spectral"
+input = 5
+output = 6
+rank = 3
+samples = "population"
+[model]
+hidden = [3]
+[init]
+kind = "scaled_gaussian"
+[axes]
+"problem.condition_number" = [10.0, 100.0]
+[[methods]]
+name = "gd"
+learning_rates = {min = 0.01, max = 0.1, num = 3, scaling = "log"}
+"""
+
+
+def test_a_resumed_sweep_counts_the_runs_done_before(tmp_path, monkeypatch, capsys):
+    import tomllib
+
+    from deeplinear import sweep
+    from deeplinear.cli import main
+
+    monkeypatch.setenv("DEEPLINEAR_JAX_CACHE", "off")  # in this process: leave the cache alone
+    path, out = tmp_path / "s.toml", tmp_path / "out"
+    path.write_text(SWEEP)
+    plan = sweep.parse(tomllib.loads(SWEEP), source=SWEEP)
+    sweep.run(plan, out)  # 2 groups (axis points) of 3 runs
+    last = plan.groups[-1]
+    group = sweep.group_file(out, last)
+    group.unlink()
+    sweep.checksum_file(group).unlink()
+    assert main(["sweep", str(path), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "resuming: 1 of 2 groups (3 of 6 runs) done before" in err
+    assert f"[2/2] {last.name}: 3 of 6 runs done here, 3 before, ETA 0 s" in err
