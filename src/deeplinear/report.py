@@ -1,22 +1,25 @@
-"""Fair comparisons from a sweep: best hyperparameters, time to target, performance profiles,
-and one self-contained HTML report (figures inline) that opens offline.
+"""Fair comparisons from a sweep: best hyperparameters, time to target, confidence intervals,
+performance profiles, the summary table (terminal, ``summary.csv``, ``summary.json``) and the
+report page (``page.py``: one self-contained HTML file) with its static figures for papers.
 
 For every run: the steps, seconds and FLOPs until the loss first falls to each target (relative
-to the initial loss); seconds are the run's share of its batch's wall time (batch time ÷ batch
-size), so methods run in batches of different sizes compare fairly. Per group (axis point ×
-method) the best learning rate is the best by the sweep's ``select`` (default: the smallest
-median steps to the first target across seeds; ties: the smaller median final loss).
-The performance profile (Dolan & Moré 2002) puts each method, at its best learning rate, on every
-problem (axis point × seed): ρ(τ) is the fraction of problems it solves within τ times the
-fastest method's time.
+to the initial loss). Seconds are what the run is charged (``time_charged``): the time of one run
+alone where the sweep measured it (column ``seconds_alone``, or a group's
+``seconds_per_step_alone`` × steps), else the run's share of its batch's wall time (batch time ÷
+batch size). Per group (axis point × method) the best learning rate is the best by the sweep's
+``select`` (default: the smallest median steps to the first target across seeds; ties: the
+smaller median final loss), flagged when it lies on its grid's edge. Medians over seeds carry a
+percentile-bootstrap interval (``confidence``). The performance profile (Dolan & Moré 2002) puts
+each method, at its best learning rate, on every problem (axis point × seed): ρ(τ) is the
+fraction of problems it solves within τ times the fastest method's time; one per target.
 """
 
 from __future__ import annotations
 
-import base64
-import html
+import csv
 import io
 import json
+import math
 import tomllib
 import warnings
 from pathlib import Path
@@ -27,11 +30,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from . import confidence
+from .colours import method_colours
 from .errors import UsageError
 from .results import run_series
 from .rundir import write_atomic
 from .sweep import Sweep, load, parse, read
 from .verdict import classify
+
+DIVERGED = 1e30  # loss / initial loss above this is drawn as a gap (a log axis must end somewhere)
+MEASURES = ("steps", "seconds", "flops")
 
 
 def _first(values, mask):
@@ -46,26 +54,50 @@ def _area(loss) -> float:
     return float(np.mean(np.log10(np.maximum(loss / loss[0], 1e-300))))
 
 
-def run_summaries(table, targets) -> list[dict]:
+def charged_seconds(series, alone: dict | None = None) -> np.ndarray:
+    """The seconds a run is charged at each row (see the module docstring)."""
+    if "seconds_alone" in series and np.all(np.isfinite(series["seconds_alone"])):
+        return np.asarray(series["seconds_alone"], dtype=float)
+    per_step = (alone or {}).get(series["group"][0])
+    if per_step is not None:
+        return np.asarray(series["step"], dtype=float) * float(per_step)
+    return series["seconds"] / series["batch_size"]
+
+
+def time_charged(table, alone: dict | None = None) -> str:
+    """How the page's seconds were charged, in one sentence."""
+    if "seconds_alone" in table.column_names or alone:
+        return (
+            "Seconds are each group's measured time of one run alone (the sweep timed one of "
+            "its runs by itself), so a method is not charged for how many runs shared its batch."
+        )
+    return (
+        "Seconds are each run's share of its batch's wall time (batch time ÷ batch size): a "
+        "method's seconds depend on how many runs shared its compiled batch (this sweep did not "
+        "time runs alone)."
+    )
+
+
+def run_summaries(table, targets, alone: dict | None = None) -> list[dict]:
     """One row per run: identity, final loss and (steps, seconds, FLOPs) to each target."""
     out = []
     for series in run_series(table).values():
         loss = series["loss"]
+        seconds = charged_seconds(series, alone)
         row = {
             "run_id": series["run_id"][0],
             "group": series["group"][0],
             "method": series["method"][0],
             "learning_rate": float(series["learning_rate"][0]),
             "seed": int(series["seed"][0]),
-            "final": float(loss[-1]),
+            "final": float(loss[-1]) if np.isfinite(loss[-1]) else np.inf,
             "point": {k[5:]: series[k][0] for k in series if k.startswith("axis:")},
             "auc": _area(loss),
         }
         for target in targets:
             mask = loss <= target * loss[0]
             row[f"steps@{target:g}"] = _first(series["step"], mask)
-            # a batch's wall time is shared by its members: charge each run its share
-            row[f"seconds@{target:g}"] = _first(series["seconds"] / series["batch_size"], mask)
+            row[f"seconds@{target:g}"] = _first(seconds, mask)
             row[f"flops@{target:g}"] = (
                 _first(series["flops"], mask) if "flops" in series else np.inf
             )
@@ -73,11 +105,28 @@ def run_summaries(table, targets) -> list[dict]:
     return out
 
 
-def best_configs(summaries, target, select: str = "time_to_target") -> dict:
-    """Per group, the learning rate that is best by ``select`` (median across seeds).
+def grid_edge(rate: float, grid) -> str | None:
+    """``"single"`` for a one-point grid, ``"low"``/``"high"`` when ``rate`` is its smallest or
+    largest value, None when interior."""
+    grid = sorted(set(grid))
+    if len(grid) == 1:
+        return "single"
+    if rate == grid[0]:
+        return "low"
+    if rate == grid[-1]:
+        return "high"
+    return None
+
+
+def best_configs(summaries, target, select: str = "time_to_target", extended=()) -> dict:
+    """Per group, the learning rate that is best by ``select`` (median across seeds), its grid,
+    whether it sits on the grid's edge (``grid_edge``) and whether the sweep extended the grid.
 
     ``time_to_target``: fewest steps to ``target`` (ties: lower final loss); ``final_loss``: the
     lowest final loss; ``auc``: the lowest mean log-loss over the record (area under the curve).
+
+    Until ``tuning.best_settings`` (the sweep's own choice, owner F) lands, the edge flag is
+    computed here (``grid_edge``); the choice is the same rule.
     """
     key = f"steps@{target:g}"
     best = {}
@@ -87,7 +136,7 @@ def best_configs(summaries, target, select: str = "time_to_target") -> dict:
 
         def score(rate, rows=rows):
             chosen = [r for r in rows if r["learning_rate"] == rate]
-            finals = np.median([r["final"] if np.isfinite(r["final"]) else np.inf for r in chosen])
+            finals = np.median([r["final"] for r in chosen])
             if select == "final_loss":
                 return (finals,)
             if select == "auc":
@@ -101,6 +150,9 @@ def best_configs(summaries, target, select: str = "time_to_target") -> dict:
             "runs": chosen,
             "method": chosen[0]["method"],
             "point": chosen[0]["point"],
+            "grid": rates,
+            "edge": grid_edge(rate, rates),
+            "extended": group in extended,
         }
     return best
 
@@ -126,72 +178,275 @@ def performance_profile(best, target, measure="seconds"):
     return methods, taus, {m: [(np.asarray(ratios[m]) <= t).mean() for t in taus] for m in methods}
 
 
-DIVERGED = 1e30  # loss / initial loss above this is drawn as a gap (a log axis must end somewhere)
+def axis_order(values) -> list:
+    """Axis values in plotting order: numbers ascending, then anything else (``population``)."""
+    values = list(dict.fromkeys(values))
+
+    def key(v):
+        try:
+            return (0, float(v), "")
+        except (TypeError, ValueError):
+            return (1, 0.0, str(v))
+
+    return sorted(values, key=key)
 
 
-def _png(fig, path: Path) -> str:
-    """Save ``fig`` as ``path``.png and .svg; return the PNG as base64 for inlining."""
-    svg = io.BytesIO()
-    fig.savefig(svg, format="svg")
-    write_atomic(path.with_suffix(".svg"), svg.getvalue())
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
+def _point_key(point: dict, orders: dict) -> tuple:
+    return tuple(orders[k].index(v) if v in orders[k] else 0 for k, v in point.items())
+
+
+def _point(point) -> str:
+    return ", ".join(f"{k.split('.')[-1]}={v}" for k, v in point.items()) or "base"
+
+
+def _edge_text(entry) -> str:
+    edge = entry["edge"]
+    text = {"low": "on the grid's low edge", "high": "on the grid's high edge"}.get(edge, "")
+    if edge == "single":
+        text = "one-point grid"
+    if entry["extended"]:
+        text = (text + "; " if text else "") + "grid extended by the sweep"
+    return text
+
+
+def summary_rows(best, targets, orders: dict) -> list[dict]:
+    """One record per best configuration (method × axis point), sorted by axis point then
+    method order: medians with bootstrap intervals of steps/seconds/FLOPs to each target and of
+    the final loss; the summary table, ``summary.json`` and the page read these."""
+    rows = []
+    for group, entry in best.items():
+        runs = entry["runs"]
+        row = {
+            "group": group,
+            "method": entry["method"],
+            "point": {k: _jsonable(v) for k, v in entry["point"].items()},
+            "axis_point": _point(entry["point"]),
+            "learning_rate": entry["learning_rate"],
+            "grid": entry["grid"],
+            "edge": entry["edge"],
+            "extended": entry["extended"],
+            "seeds": len(runs),
+            "targets": [],
+        }
+        for t in targets:
+            cell = {"target": t, "solved": int(sum(np.isfinite(r[f"steps@{t:g}"]) for r in runs))}
+            for measure in MEASURES:
+                m, lo, hi = confidence.median_interval([r[f"{measure}@{t:g}"] for r in runs])
+                cell[measure] = {"median": m, "low": lo, "high": hi}
+            row["targets"].append(cell)
+        m, lo, hi = confidence.median_interval([r["final"] for r in runs])
+        row["final_loss"] = {"median": m, "low": lo, "high": hi}
+        row["_key"] = _point_key(entry["point"], orders)
+        rows.append(row)
+    rows.sort(key=lambda r: r.pop("_key"))
+    return rows
+
+
+def _jsonable(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _g(value: float) -> str:
+    return "inf" if value == math.inf else f"{value:.3g}"
+
+
+def _interval(cell) -> str:
+    if cell["low"] == cell["high"] == cell["median"]:
+        return _g(cell["median"])
+    return f"{_g(cell['median'])} [{_g(cell['low'])}, {_g(cell['high'])}]"
+
+
+def summary_table(rows, targets) -> str:
+    """The summary as aligned text for the terminal."""
+    head = ["method", "axis point", "best η"]
+    for t in targets:
+        head += [f"steps to {t:g}", f"seconds to {t:g}"]
+    head.append("final loss")
+    lines = [head]
+    for row in rows:
+        rate = _g(row["learning_rate"])
+        if row["edge"] in ("low", "high"):
+            rate += f" (edge: {row['edge']})"
+        if row["extended"]:
+            rate += " (extended)"
+        cells = [row["method"], row["axis_point"], rate]
+        for cell in row["targets"]:
+            cells += [_interval(cell["steps"]), _interval(cell["seconds"])]
+        cells.append(_interval(row["final_loss"]))
+        lines.append(cells)
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    text = ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines]
+    text.insert(1, "  ".join("-" * w for w in widths))
+    text.append(f"medians over seeds [{confidence.DESCRIPTION}]")
+    edges = sum(r["edge"] in ("low", "high") for r in rows)
+    if edges:
+        text.append(
+            f"{edges} best learning rate(s) on the grid's edge: the optimum may lie outside the "
+            "grid (widen it, or let the sweep extend it)"
+        )
+    return "\n".join(text)
+
+
+def summary_csv(rows) -> str:
+    """One line per best configuration; ``inf`` where the target was not reached."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    head = ["method", "axis_point", "learning_rate", "edge", "extended", "seeds"]
+    for cell in rows[0]["targets"] if rows else ():
+        t = f"{cell['target']:g}"
+        head.append(f"solved@{t}")
+        for measure in MEASURES:
+            head += [f"{measure}@{t}", f"{measure}@{t}_low", f"{measure}@{t}_high"]
+    head += ["final_loss", "final_loss_low", "final_loss_high"]
+    writer.writerow(head)
+    for row in rows:
+        line = [row["method"], row["axis_point"], repr(row["learning_rate"]), row["edge"] or ""]
+        line += [str(row["extended"]).lower(), row["seeds"]]
+        for cell in row["targets"]:
+            line.append(cell["solved"])
+            for measure in MEASURES:
+                line += [repr(cell[measure][k]) for k in ("median", "low", "high")]
+        line += [repr(row["final_loss"][k]) for k in ("median", "low", "high")]
+        writer.writerow(line)
+    return out.getvalue()
+
+
+def _finite_json(value):
+    """JSON has no infinity: unreached targets are written as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_json(v) for v in value]
+    return _jsonable(value)
+
+
+def _save(fig, path: Path) -> None:
+    """Save ``fig`` as ``path``.png and .svg (the static figures, for papers)."""
+    for suffix, kwargs in ((".svg", {}), (".png", {"dpi": 100})):
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=suffix[1:], **kwargs)
+        write_atomic(path.with_suffix(suffix), buffer.getvalue())
     plt.close(fig)
-    write_atomic(path.with_suffix(".png"), buffer.getvalue())
-    return base64.b64encode(buffer.getvalue()).decode()
 
 
-def _profile_figure(methods, taus, rho, target, path: Path) -> str:
+def _profile_figure(methods, taus, rho, target, colours, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for i, m in enumerate(methods):
-        ax.step(taus, rho[m], where="post", label=m, color=f"C{i % 10}")
+    for m in methods:
+        ax.step(taus, rho[m], where="post", label=m, color=colours[m])
     ax.set_xscale("log")
     ax.set_xlabel("τ (time to target ÷ the fastest method's)")
     ax.set_ylabel("fraction of problems solved")
     ax.set_title(f"Performance profile, time to {target:g} of the initial loss")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    return _png(fig, path)
+    _save(fig, path)
 
 
-def _curves_figure(table, best, path: Path) -> str:
-    series = run_series(table)
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for i, (_, entry) in enumerate(sorted(best.items())):
-        curves = [series[r["run_id"]] for r in entry["runs"]]
-        length = min(len(c["loss"]) for c in curves)
-        rel = np.array([c["loss"][:length] / c["loss"][0] for c in curves])
-        rel[~(rel < DIVERGED)] = np.nan  # diverging rows (up to inf) are no quantile to draw
-        steps = curves[0]["step"][:length]
-        with warnings.catch_warnings():  # steps where every run is NaN stay NaN (not drawn)
-            warnings.simplefilter("ignore", RuntimeWarning)
-            q25, q50, q75 = np.nanpercentile(rel, [25, 50, 75], axis=0)
-        label = f"{entry['method']} η={entry['learning_rate']:.3g} {_point(entry['point'])}"
-        ax.plot(steps, q50, color=f"C{i % 10}", label=label)
-        ax.fill_between(steps, q25, q75, color=f"C{i % 10}", alpha=0.2)
-    ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss / initial (median, IQR across seeds)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
+def curve_quantiles(series, entry, alone=None) -> dict:
+    """Median and IQR across seeds of loss / initial loss, with the median seconds and FLOPs, at
+    each recorded step of a best configuration (diverged rows are NaN: gaps)."""
+    curves = [series[r["run_id"]] for r in entry["runs"]]
+    length = min(len(c["loss"]) for c in curves)
+    rel = np.array([c["loss"][:length] / c["loss"][0] for c in curves])
+    rel[~(rel < DIVERGED)] = np.nan
+    seconds = np.array([charged_seconds(c, alone)[:length] for c in curves])
+    flops = np.array(
+        [c["flops"][:length] if "flops" in c else np.full(length, np.nan) for c in curves]
+    )
+    with warnings.catch_warnings():  # steps where every run is NaN stay NaN (not drawn)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        q25, q50, q75 = np.nanpercentile(rel, [25, 50, 75], axis=0)
+        return {
+            "step": curves[0]["step"][:length].astype(float),
+            "seconds": np.nanmedian(seconds, axis=0),
+            "flops": np.nanmedian(flops.astype(float), axis=0),
+            "q25": q25,
+            "q50": q50,
+            "q75": q75,
+        }
+
+
+def _panels(count: int, width=4.2, height=3.2, columns=3):
+    columns = min(columns, count)
+    rows = -(-count // columns)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(width * columns, height * rows), squeeze=False, sharey=True
+    )
+    for ax in axes.flat[count:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:count])
+
+
+def _curves_figure(quantiles, best, points, colours, path: Path) -> None:
+    """One panel per axis point; in each, every method at its best learning rate."""
+    fig, axes = _panels(len(points))
+    for ax, point in zip(axes, points):
+        for group, entry in best.items():
+            if _point(entry["point"]) != point:
+                continue
+            q = quantiles[group]
+            colour = colours[entry["method"]]
+            label = f"{entry['method']} η={entry['learning_rate']:.3g}"
+            ax.plot(q["step"], q["q50"], color=colour, label=label)
+            ax.fill_between(q["step"], q["q25"], q["q75"], color=colour, alpha=0.2)
+        ax.set_yscale("log")
+        ax.set_title(point, fontsize=9)
+        ax.set_xlabel("step")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc="upper right")
+    axes[0].set_ylabel("loss / initial (median, IQR over seeds)")
     fig.tight_layout()
-    return _png(fig, path)
+    _save(fig, path)
 
 
-def _point(point) -> str:
-    return ", ".join(f"{k.split('.')[-1]}={v}" for k, v in point.items())
+def _axis_figure(rows, axis, order, targets, colours, path: Path) -> None:
+    """Each target's steps to target and the final loss against the axis value, per method at
+    its best setting, medians with bootstrap intervals (single-axis sweeps)."""
+    metrics = [(f"steps to {t:g}", i, "steps") for i, t in enumerate(targets)]
+    metrics.append(("final loss", None, None))
+    fig, axes = _panels(len(metrics), columns=len(metrics))
+    for ax, (title, index, measure) in zip(axes, metrics):
+        for method in colours:
+            chosen = [r for r in rows if r["method"] == method and axis in r["point"]]
+            xs, ys, lo, hi = [], [], [], []
+            for r in chosen:
+                cell = r["final_loss"] if index is None else r["targets"][index][measure]
+                if np.isfinite(cell["median"]):
+                    xs.append(order.index(r["point"][axis]))
+                    ys.append(cell["median"])
+                    lo.append(cell["median"] - cell["low"])
+                    hi.append(min(cell["high"], 1e300) - cell["median"])
+            if xs:
+                ax.errorbar(xs, ys, yerr=[lo, hi], color=colours[method], label=method,
+                            marker="o", capsize=3)  # fmt: skip
+        ax.set_xticks(range(len(order)), [str(v) for v in order])
+        ax.set_yscale("log")
+        ax.set_xlabel(axis)
+        ax.set_title(title, fontsize=9)
+        ax.grid(True, alpha=0.3)
+    axes[-1].legend(fontsize=7)
+    fig.suptitle(f"median over seeds, {confidence.DESCRIPTION}", fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
 
 
-def _floors(plan) -> dict:
-    """(group id, seed) → the reachable minimum of that axis point's problem for that seed."""
+def _floors(plan, needed=None) -> dict:
+    """(group id, seed) → the reachable minimum of that axis point's problem for that seed (only
+    the pairs in ``needed`` when given: building a problem costs a least-squares solve)."""
     from .floors import reachable_minimum
     from .runfile import build
 
     out = {}
     for group in plan.groups:
         for seed in group.seeds:
+            if needed is not None and (group.id, seed) not in needed:
+                continue
             try:
                 setup = build(plan.run_config(group, seed))
             except UsageError:  # e.g. its .npz data moved since the sweep: not judged
@@ -230,56 +485,112 @@ def _verdicts(series, runs, floors: dict, target: float) -> str:
     return ", ".join(f"{k} ×{n}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
 
 
-def write_report(directory: str | Path) -> Path:
-    """Analyse the sweep in ``directory`` and write ``report.html`` there."""
+def explained(directory: Path) -> dict:
+    """``DIR/verdicts.json`` (``deeplinear explain DIR``) by (group, learning rate): the list of
+    its verdicts; empty when the sweep was not explained."""
+    path = directory / "verdicts.json"
+    if not path.is_file():
+        return {}
+    try:
+        records = json.loads(path.read_text()).get("verdicts", [])
+    except (OSError, ValueError, AttributeError) as error:
+        raise UsageError(
+            f"{path} is not readable JSON ({error}): run deeplinear explain {directory} again"
+        ) from None
+    out: dict = {}
+    for v in records:
+        if isinstance(v, dict) and "group" in v and "learning_rate" in v:
+            out.setdefault((v["group"], float(v["learning_rate"])), []).append(v)
+    return out
+
+
+def _sweep_metadata(directory: Path) -> tuple[dict, dict, set]:
+    """(the sweep's provenance, group → seconds per step alone, groups whose grid was
+    extended) from the Parquet metadata (``frames.provenance``)."""
+    from .frames import provenance
+
+    meta = provenance(directory)
+    groups = meta.get("groups", {}) or {}
+    alone = {
+        g: m["seconds_per_step_alone"]
+        for g, m in groups.items()
+        if isinstance(m, dict) and m.get("seconds_per_step_alone") is not None
+    }
+    extended = {g for g, m in groups.items() if isinstance(m, dict) and m.get("grid_extension")}
+    return meta, alone, extended
+
+
+def _created(meta: dict) -> str | None:
+    """When the sweep's results were written: its newest group's ``created``."""
+    stamps = [g.get("created") for g in (meta.get("groups") or {}).values() if isinstance(g, dict)]
+    return max((s for s in stamps if isinstance(s, str)), default=meta.get("created"))
+
+
+def _unreached(best, key) -> set:
+    """(group, seed) of best runs that never reached the last target: the ones to judge."""
+    return {(r["group"], r["seed"]) for e in best.values() for r in e["runs"] if r[key] == math.inf}
+
+
+def write_report(directory: str | Path, out=None) -> Path:
+    """Analyse the sweep in ``directory``; write ``report.html``, ``summary.csv``,
+    ``summary.json`` and the static figures (PNG and SVG) there; print the summary table to the
+    text stream ``out`` when given."""
+    from . import page
+
     directory = Path(directory)
     table = read(directory)
     plan = _plan(directory)
-    source, targets = plan.source, plan.targets
-    summaries = run_summaries(table, targets)
-    best = best_configs(summaries, targets[0], plan.select)
+    targets = plan.targets
+    meta, alone, extended = _sweep_metadata(directory)
+    summaries = run_summaries(table, targets, alone)
+    best = best_configs(summaries, targets[0], plan.select, extended)
     series = run_series(table)
-    floors = _floors(plan)
-    methods, taus, rho = performance_profile(best, targets[0])
-    rows = []
-    for _, entry in sorted(best.items()):
-        runs = entry["runs"]
-        cells = [entry["method"], _point(entry["point"]), f"{entry['learning_rate']:.3g}"]
-        for t in targets:
-            solved = sum(bool(np.isfinite(r[f"steps@{t:g}"])) for r in runs)
-            medians = [
-                np.median([r[f"{k}@{t:g}"] for r in runs]) for k in ("steps", "seconds", "flops")
-            ]
-            cells += [f"{solved}/{len(runs)}", *(f"{m:.4g}" for m in medians)]
-        cells.append(_verdicts(series, runs, floors, targets[-1]))
-        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-    head = ["method", "axis point", "best η"]
-    for t in targets:
-        head += [f"solved @{t:g}", "median steps", "median s (share)", "median FLOPs"]
-    head.append("verdicts across seeds (from the records; see deeplinear explain)")
-    style = (
-        "body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;"
-        "font-size:13px}pre{background:#f6f6f6;padding:1em}"
+    last = f"steps@{targets[-1]:g}"
+    floors = _floors(plan, _unreached(best, last))
+    colours = method_colours(g.method.name for g in plan.groups)
+    orders = {path: axis_order(values) for path, values in plan.axes.items()}
+    rows = summary_rows(best, targets, orders)
+    by_group = {r["group"]: r for r in rows}
+    verdicts = explained(directory)
+    for group, entry in best.items():
+        row = by_group[group]
+        row["verdicts"] = _verdicts(series, entry["runs"], floors, targets[-1])
+        row["explained"] = verdicts.get((group, float(entry["learning_rate"])), [])
+    points = list(dict.fromkeys(r["axis_point"] for r in rows))
+    quantiles = {g: curve_quantiles(series, e, alone) for g, e in best.items()}
+    profiles = [performance_profile(best, t) for t in targets]
+    for t, (methods, taus, rho) in zip(targets, profiles):
+        _profile_figure(methods, taus, rho, t, colours, directory / f"profile-{t:g}")
+    _curves_figure(quantiles, best, points, colours, directory / "curves")
+    for axis, order in orders.items():
+        _axis_figure(rows, axis, order, targets, colours, directory / f"axis-{axis}")
+    public = [_finite_json({k: v for k, v in r.items() if k != "group"} | {"group": r["group"]})
+              for r in rows]  # fmt: skip
+    document = {
+        "name": meta.get("name"),
+        "targets": list(targets),
+        "select": plan.select,
+        "confidence": confidence.DESCRIPTION,
+        "time_charged": time_charged(table, alone),
+        "provenance": {k: v for k, v in meta.items() if k != "groups"}
+        | {"created": _created(meta)},
+        "rows": public,
+    }
+    write_atomic(directory / "summary.json", json.dumps(document, indent=1).encode())
+    write_atomic(directory / "summary.csv", summary_csv(rows).encode())
+    html = page.render(
+        document=document,
+        rows=rows,
+        best=best,
+        quantiles=quantiles,
+        profiles=dict(zip(targets, profiles)),
+        orders=orders,
+        colours=colours,
+        source=plan.source,
+        runs=len(summaries),
     )
-    header = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-    profile = _profile_figure(methods, taus, rho, targets[0], directory / "profile")
-    curves = _curves_figure(table, best, directory / "curves")
-    page = "\n".join(
-        [
-            "<!doctype html><html><head><meta charset='utf-8'>",
-            f"<title>deeplinear sweep report</title><style>{style}</style></head><body>",
-            "<h1>Sweep report</h1>",
-            f"<p>{len(summaries)} runs in {len(best)} groups; medians across seeds at each group's "
-            f"best learning rate (chosen by {plan.select.replace('_', ' ')}, median across seeds; "
-            f"target {targets[0]:g} of the initial loss). "
-            "inf = not reached.</p>",
-            f"<table><tr>{header}</tr>{''.join(rows)}</table>",
-            f"<h2>Performance profile</h2><img src='data:image/png;base64,{profile}'>",
-            f"<h2>Loss curves</h2><img src='data:image/png;base64,{curves}'>",
-            f"<h2>Sweep file</h2><pre>{html.escape(source)}</pre></body></html>",
-        ]
-    )
-    out = directory / "report.html"
-    write_atomic(out, page.encode())
-    return out
+    path = directory / "report.html"
+    write_atomic(path, html.encode())
+    if out is not None:
+        print(summary_table(rows, targets), file=out)
+    return path
