@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -177,10 +177,13 @@ class Explanation:
     verdicts: list[Verdict]
     theory: dict
     files: list[Path]
+    titles: dict[int, str] = field(default_factory=dict)  # a line before the verdict at index
 
     def lines(self) -> list[str]:
         out = []
-        for v in self.verdicts:
+        for index, v in enumerate(self.verdicts):
+            if index in self.titles:
+                out.append(self.titles[index])
             out += v.lines()
         if self.theory.get("note"):
             out.append(f"theory: {self.theory['note']}")
@@ -190,29 +193,45 @@ class Explanation:
 def explain(
     directory: str | Path,
     *,
-    target: float = 1e-10,
+    target: float | None = None,
     relative_to: str = "initial",
     budget_steps: int = 1_000_000,
     figures: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> Explanation:
-    """Verdicts for every run in ``directory`` (written by ``deeplinear run``).
+    """Verdicts for every run in ``directory`` (written by ``deeplinear run``), or for every seed
+    of each group's best configuration in a sweep directory (``sweep_verdicts``; no figures: the
+    report draws the sweep).
 
-    ``target`` is relative to the initial loss, or with ``relative_to="excess"`` to the initial
-    excess over the reachable minimum. ``progress`` receives a line every few seconds while a
-    run is being continued.
+    ``target`` (default 1e-10, or a sweep's first target) is relative to the initial loss, or
+    with ``relative_to="excess"`` to the initial excess over the reachable minimum.
+    ``progress`` receives a line every few seconds while a run is being continued.
     """
     directory = Path(directory)
+    if relative_to not in ("initial", "excess"):
+        raise UsageError(f"--relative-to must be 'initial' or 'excess', got {relative_to!r}")
+    if budget_steps < 0:
+        raise UsageError(f"--budget must be ≥ 0 steps, got {budget_steps}")
+    from .sweep_verdicts import explain_sweep, is_sweep
+
+    if is_sweep(directory):
+        return explain_sweep(
+            directory,
+            target=target,
+            relative_to=relative_to,
+            budget_steps=budget_steps,
+            progress=progress,
+        )
+    target = 1e-10 if target is None else target
     rundir.recover(directory)  # after a killed ``run --force``: the old experiment or the new
     if not any((directory / name).exists() for name in (rundir.MANIFEST, *RUN_FILES)):
         raise UsageError(
-            f"{directory} is not a results directory of 'deeplinear run' "
-            "(no curves.parquet and config.toml): run 'deeplinear run CONFIG --out DIR' first"
+            f"{directory} is not a results directory of 'deeplinear run' or 'deeplinear sweep' "
+            "(no curves.parquet and config.toml, no sweep.toml): run 'deeplinear run CONFIG "
+            "--out DIR' or 'deeplinear sweep SWEEP --out DIR' first"
         )
     if not 0 < target < 1:
         raise UsageError(f"--target must be in (0, 1) (relative to the initial loss), got {target}")
-    if relative_to not in ("initial", "excess"):
-        raise UsageError(f"--relative-to must be 'initial' or 'excess', got {relative_to!r}")
     held, table, metadata, spectra = _verified(directory)
     config = configs.load(directory / "config.toml", metadata.get("config_dir"))
     setup = runfile.build(config)

@@ -1,0 +1,306 @@
+"""``explain`` on a sweep directory: a verdict for every seed of each group's best configuration.
+
+For each group (axis point × method) the best learning rate is the one the report shows: the
+sweep's ``select`` on its first target. Every seed of that configuration is judged with the
+machinery of a run directory (``explain``): against the reachable minimum of that seed's problem
+at that axis point (``floors.reachable_minimum``), continued in segments within ``--budget``.
+
+Sweeps save no states, so the continuation starts from a **rebuilt** run: the group's run file
+for that seed (``Sweep.run_config``) re-run at the best learning rate for the recorded steps (all
+seeds of a group in one batch, as the sweep ran them). The verdict then judges the sweep's own
+record, continued from the rebuilt end; the rebuilt record is checked against the stored one
+(relative difference of the losses, ``REBUILT``), and a disagreement is said in the evidence. Why
+rebuild rather than extrapolate from the record alone: a continuation *measures* the ETA, finds
+saddles and unstable crossings, and gives the same verdict as ``deeplinear run`` of that run file
+followed by ``deeplinear explain`` (the test checks it); the rebuild costs the recorded steps of
+the best configuration only (one learning rate of each grid), usually far less than the sweep.
+
+``verdicts.json`` holds the verdict records of a run directory plus ``group`` (``Group.id``),
+``axis`` (the point as {TOML path: value}), ``method``, ``learning_rate`` and ``seed``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from . import budget, diagnostics, rundir, runfile, runner, sweep, theory
+from ._backend import jax
+from .errors import UsageError
+from .floors import reachable_minimum
+from .methods import make_method
+from .results import run_series
+from .verdict import judge, mode_evidence
+
+REBUILT = 1e-8  # largest relative loss difference between the rebuilt and the stored record
+MAX_SPECTRUM_PARAMETERS = runfile.MAX_PARAMETERS_FOR_SPECTRUM  # as run directories' checkpoints
+
+
+def is_sweep(directory: Path) -> bool:
+    """Whether ``directory`` holds a sweep's files (``deeplinear sweep``), not a run's."""
+    if any((directory / name).exists() for name in ("config.toml", "curves.parquet")):
+        return False  # a run directory, however damaged: explain's own checks name the fault
+    return any((directory / name).exists() for name in ("sweep.toml", "manifest.json", "groups"))
+
+
+def plan_of(directory: Path) -> sweep.Sweep:
+    """The sweep in ``directory``, its relative paths (``.npz`` problems) resolved where the sweep
+    file was when it ran (``manifest.json``'s ``base_dir``), else beside the copy."""
+    try:
+        base = json.loads((directory / "manifest.json").read_text()).get("base_dir")
+    except (OSError, ValueError, AttributeError):
+        base = None
+    if not (isinstance(base, str) and Path(base).is_dir()):
+        return sweep.load(directory / "sweep.toml")
+    text = (directory / "sweep.toml").read_text()
+    return sweep.parse(tomllib.loads(text), source=text, base_dir=Path(base))
+
+
+def best_rates(table, plan: sweep.Sweep, metadata: dict) -> dict[str, float]:
+    """Group id → its best learning rate by the sweep's ``select`` on its first target
+    (``tuning.best_settings``: the report's choice, over the grid as extended)."""
+    from .tuning import best_settings, grid_extensions
+
+    best = best_settings(table, plan.targets[0], plan.select, grid_extensions(metadata))
+    return {entry.group: float(entry.learning_rate) for entry in best}
+
+
+def _finished(directory: Path):
+    """The sweep's table, group metadata and plan, refusing (one line) a sweep with a group not
+    yet finished."""
+    table, metadata = sweep.read_groups(directory)  # checksums, manifest, sweep file
+    plan = plan_of(directory)
+    missing = [g for g in plan.groups if g.id not in metadata]
+    if missing:
+        raise UsageError(
+            f"{directory} is an unfinished sweep ({len(plan.groups) - len(missing)} of "
+            f"{len(plan.groups)} groups done; {missing[0].name} is not): finish it with "
+            f"'deeplinear sweep SWEEP --out {directory}', then explain it"
+        )
+    return table, metadata, plan
+
+
+def _one_rate(config, rate: float):
+    """``config`` with its one method at ``rate`` only."""
+    spec = dataclasses.replace(config.methods[0], learning_rates=(rate,))
+    return dataclasses.replace(config, methods=(spec,))
+
+
+def check_budget(plan: sweep.Sweep, rates: dict[str, float], budget_steps: int) -> None:
+    """Refuse, before any work, a rebuild and continuation over the memory or time limits
+    (``budget.Limits``): per group, the recorded steps and the budget for every seed."""
+    peak, seconds = 0.0, 0.0
+    for group in plan.groups:
+        config = _one_rate(plan.run_config(group, group.seeds[0]), rates[group.id])
+        spec = config.methods[0]
+        estimate = budget.estimate_run(config, steps=spec.steps + budget_steps)
+        method = make_method(spec.name, **spec.hyperparameters)
+        compiling = budget.compile_seconds(method, budget.dims(config))
+        peak = max(peak, estimate.bytes)
+        seconds += compiling + len(group.seeds) * (estimate.seconds - compiling)
+    budget.check(
+        budget.Estimate(peak, seconds, "use a smaller sweep", "give a smaller --budget"),
+        budget.Limits.from_env(),
+        f"explain of this sweep with --budget {budget_steps}",
+    )
+
+
+def _rebuild(method, setups, config, rate: float):
+    """Every seed's run at ``rate`` again, in one batch: (final weights, final states, curves)."""
+
+    def stack(trees):
+        return jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
+
+    result = runner.run(
+        method,
+        stack([s.objective for s in setups]),
+        stack([s.weights for s in setups]),
+        [rate] * len(setups),
+        config.methods[0].steps,
+        record_every=config.record_every,
+        probe=stack([s.probe for s in setups]),
+        shared=False,
+    )
+    return result.final_weights, result.final_state, result.curves
+
+
+def _gn_rate(method, weights, setup, loss: float, step: int, rate: float):
+    """The Gauss-Newton predicted rate at the run's end, as a run directory's last checkpoint
+    gives it (gradient-like methods, small models, a finite end)."""
+    parameters = sum(a * b for a, b in zip(setup.widths, setup.widths[1:]))
+    if not method.gauss_newton_rate or parameters > MAX_SPECTRUM_PARAMETERS:
+        return None
+    if not np.isfinite(loss) or loss > 1e100:
+        return None
+    spectrum = diagnostics.gauss_newton_spectrum(weights, setup.objective, step)
+    if not np.all(np.isfinite(spectrum.eigenvalues)):
+        return None
+    return theory.gn_predicted_rate(spectrum.lambda_min, rate)
+
+
+def explain_sweep(
+    directory: Path,
+    *,
+    target: float | None,
+    relative_to: str,
+    budget_steps: int,
+    progress: Callable[[str], None] | None,
+):
+    """Verdicts for every seed of each group's best configuration; writes ``verdicts.json``."""
+    from .explain import (
+        Continuation,
+        Explanation,
+        _jsonable,
+        _theory_steps,
+        _throttled,
+        theory_comparison,
+    )
+
+    say = progress or (lambda line: None)
+    table, metadata, plan = _finished(directory)
+    target = plan.targets[0] if target is None else target
+    if not 0 < target < 1:
+        raise UsageError(
+            f"--target must be in (0, 1) (relative to the initial loss), got {target:g}"
+            + (" (the sweep's first target): give --target" if target == plan.targets[0] else "")
+        )
+    rates = best_rates(table, plan, metadata)
+    check_budget(plan, rates, budget_steps)
+    series = run_series(table)
+    verdicts, records, titles, notes = [], [], {}, {}
+    for group in plan.groups:
+        rate = rates[group.id]
+        spec = group.method
+        method = make_method(spec.name, **spec.hyperparameters)
+        configs_ = [_one_rate(plan.run_config(group, seed), rate) for seed in group.seeds]
+        setups = [runfile.build(c) for c in configs_]
+        local = [runfile.run_id(c.seed, spec.name, rate, spec.hyperparameters) for c in configs_]
+        ids = [f"{group.label}/{run_id}" for run_id in local]
+        for run_id in ids:
+            if run_id not in series:
+                raise UsageError(
+                    f"{directory}: the sweep's rows have no run {run_id}: re-run it with "
+                    f"'deeplinear sweep SWEEP --out {directory} --force'"
+                )
+        titles[len(verdicts)] = (
+            f"{group.name}: best η = {rate:g} by {plan.select.replace('_', ' ')} "
+            f"({plan.targets[0]:g}), {len(group.seeds)} seed{'s' * (len(group.seeds) > 1)}"
+        )
+        finite = [bool(np.isfinite(series[i]["loss"][-1])) for i in ids]
+        rebuilt = None
+        if method.in_loop and any(finite) and budget_steps > 0:
+            steps = configs_[0].methods[0].steps
+            say(f"explain: rebuilding {group.name} at η = {rate:g} ({len(ids)} × {steps:,} steps)")
+            rebuilt = _rebuild(method, setups, configs_[0], rate)
+        for member, (config, setup, run_id, short) in enumerate(zip(configs_, setups, ids, local)):
+            data = series[run_id]
+            floor = reachable_minimum(setup.problem, setup.widths, setup.objective)
+            comparison = theory_comparison(config, setup, {short: data})
+            extend, gn_rate, drift = None, None, None
+            if rebuilt is not None and finite[member]:
+                weights, state = jax.tree_util.tree_map(
+                    lambda x, m=member: x[m : m + 1], (rebuilt[0], rebuilt[1])
+                )
+                again = rebuilt[2][member].loss
+                drift = _drift(again, data["loss"])
+                extend = Continuation(
+                    method,
+                    setup.objective,
+                    weights,
+                    state,
+                    rate,
+                    data["step"][-1],
+                    probe=setup.probe,
+                    initial_weights=setup.weights,
+                    progress=_throttled(progress, run_id),
+                    problem=setup.problem,
+                )
+                ends = tuple(np.asarray(w)[0] for w in weights)
+                gn_rate = _gn_rate(
+                    method, ends, setup, data["loss"][-1], int(data["step"][-1]), rate
+                )
+            verdict = judge(
+                run_id,
+                data["step"],
+                data["loss"],
+                floor=floor,
+                target=target,
+                relative_to=relative_to,
+                grad_norm=data.get("grad_norm"),
+                gn_rate=gn_rate,
+                learning_rate=rate,
+                gd_like=method.gauss_newton_rate,
+                extend=extend,
+                budget_steps=budget_steps,
+                theory_steps=_theory_steps(comparison, method, rate, budget_steps),
+            )
+            learned = _learned(data, extend)
+            if learned is not None and verdict.kind != "diverged":
+                verdict.evidence += mode_evidence(learned, floor.width)
+            if drift is not None and drift > REBUILT:
+                verdict.evidence.append(
+                    f"the continuation starts from a re-run of the recorded steps whose losses "
+                    f"differ from the sweep's by up to {drift:.1e} (relative): its numbers are "
+                    "those of the re-run"
+                )
+            if comparison.get("note") and comparison.get("applies"):
+                notes[run_id] = comparison["note"]
+            verdicts.append(verdict)
+            records.append(
+                {
+                    **verdict.record(),
+                    "group": group.id,
+                    "axis": dict(group.point),
+                    "method": spec.name,
+                    "learning_rate": rate,
+                    "seed": config.seed,
+                }
+            )
+    payload = {
+        "experiment": "sweep",
+        "target": target,
+        "relative_to": relative_to,
+        "select": plan.select,
+        "selected_on": plan.targets[0],  # the target the best learning rates were chosen on
+        "floor": None,  # one per axis point and seed: each verdict's floor_detail
+        "verdicts": [_jsonable(r) for r in records],
+        "theory": {"notes": notes},
+    }
+    path = directory / "verdicts.json"
+    rundir.write_atomic(path, json.dumps(payload, indent=2, default=str).encode())
+    theory_note = {"note": _theory_summary(notes)} if notes else {}
+    return Explanation(verdicts, theory_note, [path], titles)
+
+
+def _drift(again: np.ndarray, stored: np.ndarray) -> float:
+    """Largest relative difference of two loss records (over their common finite rows)."""
+    n = min(len(again), len(stored))
+    a, b = np.asarray(again[:n]), np.asarray(stored[:n])
+    both = np.isfinite(a) & np.isfinite(b)
+    if not both.any():
+        return 0.0
+    scale = np.maximum(np.abs(b[both]), np.finfo(np.float64).tiny)
+    return float(np.max(np.abs(a[both] - b[both]) / scale))
+
+
+def _learned(data: dict, extend) -> np.ndarray | None:
+    """How much of each mode the run's end has learned: continued, else its last record."""
+    now = None if extend is None else extend.modes
+    if now is not None:
+        return now
+    learned = data.get("mode_learned")
+    if learned is None or np.ndim(learned) != 2 or not np.all(np.isfinite(learned[-1])):
+        return None
+    return learned[-1]
+
+
+def _theory_summary(notes: dict[str, str]) -> str:
+    distinct = sorted(set(notes.values()))
+    return (
+        distinct[0] if len(distinct) == 1 else f"{len(notes)} runs compared: " + "; ".join(distinct)
+    )

@@ -1,0 +1,178 @@
+"""``explain`` on a sweep directory: a verdict per seed of each group's best configuration, the
+same verdict as explaining the equivalent run directory, and bad sweeps refused in one line."""
+
+import json
+import tomllib
+
+import numpy as np
+import pytest
+
+from deeplinear import cli, runfile, sweep
+from deeplinear import config as configs
+from deeplinear.explain import explain
+from deeplinear.results import run_series
+from deeplinear.verdict import KINDS
+
+SWEEP = """
+seeds = 2
+targets = [1e-6]
+steps = 300
+record_every = 10
+[problem]
+kind = "spectral"
+input = 5
+output = 6
+rank = 3
+samples = "population"
+[model]
+hidden = [3]
+[init]
+kind = "scaled_gaussian"
+[axes]
+"problem.condition_number" = [10.0, 100.0]
+[[methods]]
+name = "gd"
+learning_rates = {min = 0.01, max = 0.1, num = 3, scaling = "log"}
+[[methods]]
+name = "lm"
+learning_rates = [1.0]
+steps = 20
+"""
+
+RUN = """
+seed = {seed}
+steps = 300
+record_every = 10
+[problem]
+kind = "spectral"
+input = 5
+output = 6
+rank = 3
+samples = "population"
+condition_number = {kappa!r}
+[model]
+hidden = [3]
+[init]
+kind = "scaled_gaussian"
+[[methods]]
+name = "gd"
+learning_rates = [{gd!r}]
+[[methods]]
+name = "lm"
+learning_rates = [1.0]
+steps = 20
+"""
+
+BUDGET = 20_000  # steps of continuation per run: enough to measure the κ = 10 GD runs' ETAs
+
+
+@pytest.fixture(scope="module")
+def explained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("explain_sweep")
+    plan = sweep.parse(tomllib.loads(SWEEP), source=SWEEP)
+    sweep.run(plan, root / "sweep")
+    (root / "sweep.toml").write_text(SWEEP)
+    result = explain(root / "sweep", budget_steps=BUDGET)
+    return root, plan, result, json.loads((root / "sweep" / "verdicts.json").read_text())
+
+
+def first_below(loss, target):
+    hit = np.flatnonzero(loss <= target * loss[0])
+    return hit[0] if hit.size else np.inf
+
+
+def test_one_verdict_per_seed_of_each_best_configuration(explained):
+    root, plan, result, held = explained
+    series = run_series(sweep.read(root / "sweep"))
+    assert held["experiment"] == "sweep" and held["target"] == 1e-6  # the sweep's first target
+    entries = {(json.dumps(v["axis"]), v["method"], v["seed"]): v for v in held["verdicts"]}
+    assert len(entries) == len(held["verdicts"]) == 2 * 2 * 2
+    for group in plan.groups:
+        rates = sorted(
+            {float(d["learning_rate"][0]) for d in series.values() if d["group"][0] == group.id}
+        )
+
+        # the best rate, another route: fewest median steps to 1e-6 over the seeds, ties
+        # broken by the lower median final loss (NumPy, on the stored rows)
+        def score(rate, group=group):
+            runs = [
+                d
+                for d in series.values()
+                if d["group"][0] == group.id and d["learning_rate"][0] == rate
+            ]
+            steps = np.median([first_below(d["loss"], 1e-6) for d in runs])
+            return steps, np.median([d["loss"][-1] for d in runs])
+
+        best = min(rates, key=score)
+        for seed in group.seeds:
+            entry = entries[json.dumps(dict(group.point)), group.method.name, seed]
+            assert entry["group"] == group.id and entry["learning_rate"] == best
+            assert entry["run"] == f"{group.label}/seed{seed}/{group.method.name}/{best:g}"
+            assert entry["kind"] in KINDS and entry["headline"] and entry["evidence"]
+            assert entry["floor_detail"]["value"] == pytest.approx(0.0, abs=1e-25)  # A exact
+    printed = "\n".join(result.lines())
+    assert "problem.condition_number=10|gd: best η = 0.1 by time to target" in printed
+    assert printed.count("converged to the reachable minimum") == 4  # LM, both points and seeds
+
+
+def test_the_same_verdict_as_the_equivalent_run_directory(explained):
+    """Each seed of the sweep's best configuration, run by ``runfile.execute`` from its own run
+    file and explained as a run directory (with a saved state): the same kind, the same ETA."""
+    root, _, _, held = explained
+    ours = {v["run"]: v for v in held["verdicts"]}
+    best_gd = {
+        v["axis"]["problem.condition_number"]: v["learning_rate"]
+        for v in held["verdicts"]
+        if v["method"] == "gd"
+    }
+    for kappa in (10.0, 100.0):
+        for seed in (0, 1):
+            path = root / f"k{kappa:g}s{seed}.toml"
+            path.write_text(RUN.format(seed=seed, kappa=kappa, gd=best_gd[kappa]))
+            out = root / path.stem
+            runfile.execute(configs.load(path), out)
+            theirs = explain(out, target=1e-6, budget_steps=BUDGET, figures=False)
+            assert len(theirs.verdicts) == 2
+            for verdict in theirs.verdicts:
+                entry = ours[f"problem.condition_number={kappa:g}/{verdict.run}"]
+                assert entry["kind"] == verdict.kind, (entry["headline"], verdict.headline)
+                assert entry["eta_method"] == verdict.eta_method
+                assert entry["step"] == verdict.step
+                if verdict.eta_steps is not None:
+                    np.testing.assert_allclose(entry["eta_steps"], verdict.eta_steps, rtol=1e-6)
+                assert entry["excess_loss"] == pytest.approx(verdict.excess_loss, rel=1e-6)
+    kinds = {v["kind"] for v in held["verdicts"]}
+    assert {"converged", "converging linearly"} <= kinds  # the comparison is not vacuous
+
+
+def refusal(capsys, *args) -> str:
+    """Exit 2 and one error line (after at most the progress lines ``explain: …``)."""
+    assert cli.main(["explain", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if not line.startswith("explain: ")]
+    assert len(errors) == 1 and errors[0].startswith("deeplinear: error: "), err
+    assert err[-1] == errors[0] and "Traceback" not in "".join(err), err
+    return errors[0]
+
+
+def test_an_unfinished_sweep_and_a_damaged_group_are_refused(tmp_path, capsys):
+    text = SWEEP.replace("seeds = 2", "seeds = 1").replace("steps = 300", "steps = 30")
+    plan = sweep.parse(tomllib.loads(text), source=text)
+    files = sweep.run(plan, tmp_path)
+    (tmp_path / "verdicts.json").unlink(missing_ok=True)
+    damaged = files[1].read_bytes()
+    files[1].write_bytes(damaged[:-20] + bytes(20))
+    message = refusal(capsys, str(tmp_path), "--no-figures")
+    assert str(files[1]) in message and "checksum" in message
+    files[1].unlink()
+    sweep.checksum_file(files[1]).unlink()  # as a sweep stopped before this group
+    message = refusal(capsys, str(tmp_path), "--no-figures")
+    assert "unfinished sweep (3 of 4 groups done" in message and "deeplinear sweep" in message
+    assert not (tmp_path / "verdicts.json").exists()
+
+
+def test_a_budget_over_the_time_limit_is_refused(tmp_path, capsys):
+    text = SWEEP.replace("seeds = 2", "seeds = 1").replace("steps = 300", "steps = 30")
+    sweep.run(sweep.parse(tomllib.loads(text), source=text), tmp_path)
+    message = refusal(capsys, str(tmp_path), "--budget", str(10**12))
+    assert "explain of this sweep with --budget" in message and "--max-hours" in message
