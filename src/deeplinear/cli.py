@@ -181,7 +181,8 @@ def _use_cache(args, say) -> None:
 
     if getattr(args, "no_cache", False):
         os.environ[CACHE_ENV] = "off"
-    enable_compilation_cache(warn=say)
+    if enable_compilation_cache(warn=say) is None:
+        os.environ[CACHE_ENV] = "off"  # unusable: the workers need not warn again
 
 
 def _version() -> str:

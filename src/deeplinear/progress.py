@@ -32,6 +32,16 @@ def _heartbeat_seconds() -> float:
     return value if value > 0 else HEARTBEAT_SECONDS
 
 
+def _terminal_size_known(stream) -> bool:
+    """Whether the terminal reports its size (tqdm then follows it); one of unknown size (0×0:
+    a bare pty) would make tqdm cut every line to nothing, so 80×24 is assumed there."""
+    try:
+        size = os.get_terminal_size(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
+    return size.columns > 0 and size.lines > 0
+
+
 class Progress:
     """What a command is doing, on ``stream`` (stderr), as a context manager.
 
@@ -58,8 +68,15 @@ class Progress:
         if self.interactive:
             from tqdm import tqdm
 
+            known = _terminal_size_known(self.stream)
             self._bar = tqdm(
-                total=None, file=self.stream, leave=False, dynamic_ncols=True, bar_format="{desc}"
+                total=None,
+                file=self.stream,
+                leave=False,
+                dynamic_ncols=known,
+                ncols=None if known else 80,
+                nrows=None if known else 24,
+                bar_format="{desc}",
             )
         self._thread = threading.Thread(target=self._beat, name="deeplinear-progress", daemon=True)
         self._thread.start()
@@ -79,19 +96,19 @@ class Progress:
 
     def say(self, line: str) -> None:
         """Print ``line``; it becomes the phase the heartbeat names."""
-        with self._lock:
-            self._write(line)
-            self._phase, self._count = line.strip(), None
-            self._phase_start = self._last = time.monotonic()
-            self._interval = self.heartbeat
-            self._draw()
+        self._show(line, None)
 
     def count(self, done: int, total: int, line: str) -> None:
         """Counted work: ``done`` of ``total`` finished; ``line`` says what (printed as well)."""
+        self._show(line, (done, total))
+
+    def _show(self, line: str, count) -> None:
         with self._lock:
-            self.say(line)
-            self._count = (done, total)
-            self._draw()
+            self._phase, self._count = line.strip(), count
+            self._phase_start = self._last = time.monotonic()
+            self._interval = self.heartbeat
+            self._draw(refresh=False)  # the status line under ``line`` is already the new one
+            self._write(line)
 
     def _write(self, line: str) -> None:
         if self._bar is not None:
@@ -99,7 +116,7 @@ class Progress:
         else:
             print(line, file=self.stream, flush=True)
 
-    def _draw(self) -> None:
+    def _draw(self, refresh: bool = True) -> None:
         if self._bar is None:
             return
         elapsed = time.monotonic() - self._phase_start
@@ -109,7 +126,7 @@ class Progress:
             width = 20
             filled = round(width * done / max(total, 1))
             text = f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} · {text}"
-        self._bar.set_description_str(text, refresh=True)
+        self._bar.set_description_str(text, refresh=refresh)
 
     def _beat(self) -> None:
         while not self._stop.wait(min(1.0, self.heartbeat / 4)):
