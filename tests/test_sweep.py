@@ -2,6 +2,7 @@
 
 import copy
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import tomllib
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -18,7 +20,7 @@ from deeplinear import sweep
 from deeplinear.errors import UsageError
 from deeplinear.report import _floors, write_report
 from deeplinear.runfile import build
-from result_rows import assert_same_rows
+from result_rows import assert_same_rows as _assert_same_rows
 
 SWEEP = """
 seeds = 2
@@ -45,6 +47,11 @@ name = "lm"
 learning_rates = [1.0]
 steps = 20
 """
+
+
+def assert_same_rows(a, b):
+    """Bit-identical rows but the timings (``seconds_alone`` is one too)."""
+    _assert_same_rows(a.drop_columns(["seconds_alone"]), b.drop_columns(["seconds_alone"]))
 
 
 def plan(text=SWEEP):
@@ -318,3 +325,184 @@ def test_group_files_hold_every_declared_column():
     assert set(Probe.columns) <= set(columns) and "flops" in columns
     for cls in METHODS.values():
         assert set(getattr(cls, "columns", {})) <= set(columns), cls
+
+
+# A problem whose GD optimum is known in closed form: depth 2, A = diag(s) with s = 1, 2^-½, ½
+# (κ = 2), population loss, decoupled balanced init. At a minimum W1 W2 = A the Hessian's
+# non-zero eigenvalues are 2(s_i + s_j), so λ_min = 4 s_min, λ_max = 4 s_max: the rate that
+# minimises max_i |1 − η λ_i| is η* = 2/(λ_min + λ_max) = 1/3, the stable limit 2/λ_max = 1/2.
+KNOWN = """
+seeds = 1
+targets = [1e-30]
+select = "final_loss"
+steps = 20
+record_every = 10
+extend_grids = true
+[problem]
+kind = "spectral"
+input = 3
+output = 3
+rank = 3
+condition_number = 2.0
+samples = "population"
+[model]
+hidden = [3]
+[init]
+kind = "spectral"
+strengths = 0.5
+[[methods]]
+name = "gd"
+learning_rates = GRID
+"""
+
+
+def known(grid, extra=""):
+    text = extra + KNOWN.replace("GRID", grid)
+    return sweep.parse(tomllib.loads(text), source=text)
+
+
+def extension(directory):
+    from deeplinear import tuning
+
+    table, metadata = sweep.read_groups(directory)
+    (best,) = tuning.best_settings(table, 1e-30, "final_loss", tuning.grid_extensions(metadata))
+    return best, best.extension
+
+
+def test_the_known_problems_rates_are_the_closed_form_ones():
+    s = known("[0.1]")
+    setup = build(s.run_config(s.groups[0], 0))
+    singular = np.sort(np.asarray(setup.problem.s))
+    np.testing.assert_allclose(singular, [0.5, 2**-0.5, 1.0], rtol=1e-12)
+    lam_min, lam_max = 4 * singular[0], 4 * singular[-1]
+    assert 2 / (lam_min + lam_max) == pytest.approx(1 / 3) and 2 / lam_max == pytest.approx(0.5)
+
+
+def test_extension_stops_once_the_best_rate_is_interior(tmp_path):
+    eta = 1 / 3  # the grid lies wholly below η*: its best is its top edge
+    s = known(f"{{min = {eta / 4!r}, max = {eta / 2!r}, num = 3, scaling = 'log'}}")
+    sweep.run(s, tmp_path)
+    best, record = extension(tmp_path)
+    assert record["stopped"] == "interior" and record["side"] == "high"
+    assert best.edge is None and best.extended and record["extensions"] == 2
+    ratio = 2**0.5  # the grid's spacing, continued
+    np.testing.assert_allclose(record["added"], eta / 2 * ratio ** np.arange(1, 5), rtol=1e-12)
+    below, above = (
+        best.grid[i] for i in (best.grid.index(best.learning_rate) + d for d in (-1, 1))
+    )
+    assert below < eta < above  # the best bracket holds the closed-form optimum
+    assert best.learning_rate == pytest.approx(eta, rel=1e-12)  # η* is on this grid
+    # the sweep's metadata (manifest.json) holds it too
+    entry = json.loads((tmp_path / "manifest.json").read_text())["groups"][0]
+    assert entry["grid_extension"] == record
+    assert len(sweep.read(tmp_path).column("learning_rate").unique()) == 7
+
+
+def test_extension_stops_where_the_runs_diverge(tmp_path):
+    eta = 1 / 3
+    s = known(f"[{eta / 16!r}, {eta / 4!r}, {eta!r}]")  # ×4 past η: 4η*, 16η* > 2/λ_max
+    sweep.run(s, tmp_path)
+    best, record = extension(tmp_path)
+    assert record["stopped"] == "diverged" and record["extensions"] == 1
+    np.testing.assert_allclose(record["added"], [4 * eta, 16 * eta], rtol=1e-12)
+    assert best.learning_rate == pytest.approx(eta) and best.edge is None
+    assert best.learning_rate < 0.5 < min(record["added"])  # the stable limit between them
+    table = sweep.read(tmp_path)
+    for rate in record["added"]:
+        rows = table.filter(pc.equal(table.column("learning_rate"), rate))
+        assert not np.isfinite(rows.column("loss").to_numpy()[-1])
+
+
+def test_extension_stops_at_the_cap(tmp_path):
+    eta = 1 / 3  # far below η*: two added rates cannot reach it
+    s = known(f"[{eta / 64!r}, {eta / 32!r}]", "max_grid_extensions = 1\n")
+    sweep.run(s, tmp_path)
+    best, record = extension(tmp_path)
+    assert record["stopped"] == "cap reached" and record["max"] == 1
+    assert best.edge == "high" and best.learning_rate == pytest.approx(eta / 8)
+
+
+def test_a_resumed_sweep_keeps_its_extended_groups(tmp_path):
+    eta = 1 / 3
+    s = known(f"[{eta / 16!r}, {eta / 4!r}, {eta!r}]")
+    sweep.run(s, tmp_path / "a")
+    path = sweep.group_file(tmp_path / "a", s.groups[0])
+    stamp = path.stat().st_mtime_ns
+    sweep.run(s, tmp_path / "a")  # finished, extended: not run again
+    assert path.stat().st_mtime_ns == stamp and sweep.verify_group(path) is None
+    sweep.run(s, tmp_path / "b")
+    assert_same_rows(sweep.read(tmp_path / "a"), sweep.read(tmp_path / "b"))
+    assert extension(tmp_path / "a")[1] == extension(tmp_path / "b")[1]
+
+
+def test_extension_changes_the_group_file_and_only_its_own():
+    plain = plan()
+    extended = plan("extend_grids = true\n" + SWEEP)
+    assert [g.extensions for g in extended.groups] == [6, 0, 6, 0]  # lm: one rate, no spacing
+    assert plain.groups[0].digest != extended.groups[0].digest
+    assert plain.groups[1].digest == extended.groups[1].digest
+    off = plan(
+        "extend_grids = true\n" + SWEEP.replace('name = "gd"', 'name = "gd"\nextend_grid = false')
+    )
+    assert off.groups[0].digest == plain.groups[0].digest
+
+
+def test_each_group_times_one_run_alone(tmp_path):
+    s = plan(SWEEP.replace("seeds = 2", "seeds = 1"))
+    sweep.run(s, tmp_path)
+    table, metadata = sweep.read_groups(tmp_path)
+    for group in s.groups:
+        held = metadata[group.id]
+        rows = table.filter(pc.equal(table.column("group"), group.id))
+        per_step, alone = held["seconds_per_step_alone"], held["alone"]
+        assert per_step > 0 and alone["seconds"] == pytest.approx(per_step * alone["steps"])
+        # gd's three rates ran as one batch: timed again alone; lm's one run ran alone
+        assert alone["separately"] == (group.method.name == "gd")
+        np.testing.assert_allclose(
+            rows.column("seconds_alone").to_numpy(), rows.column("step").to_numpy() * per_step
+        )
+        assert "grid_extension" not in held
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        ("extend_grids = 1\n", "extend_grids must be true or false"),
+        ('extend_grids = "yes"\n', "extend_grids must be true or false"),
+        ("extend_grids = true\nmax_grid_extensions = 0\n", "max_grid_extensions must be ≥ 1"),
+        (
+            "extend_grids = true\nmax_grid_extensions = 1.5\n",
+            "max_grid_extensions must be an integer",
+        ),
+        ("max_grid_extensions = 3\n", "add extend_grids = true"),
+        ('[axes]\n"extend_grids" = [true]\n', "extend_grids is not an axis"),
+    ],
+)
+def test_bad_extension_options(extra, words):
+    text = extra + SWEEP
+    if "[axes]" in extra:
+        text = SWEEP.replace("[axes]\n", extra)
+    with pytest.raises(UsageError) as error:
+        plan(text)
+    assert words in str(error.value) and "\n" not in str(error.value)
+
+
+def test_bad_per_method_extension_option():
+    with pytest.raises(UsageError, match=r"methods\[0\]\.extend_grid must be true or false"):
+        plan(SWEEP.replace('name = "gd"', 'name = "gd"\nextend_grid = "no"'))
+
+
+@pytest.mark.parametrize(
+    "grid, side, expected",
+    [
+        ([1e-3, 1e-2, 1e-1], "high", [1.0, 10.0]),
+        ([1e-3, 1e-2, 1e-1], "low", [1e-4, 1e-5]),
+        ([0.2, 0.4, 0.6], "high", [0.8, 1.0]),
+        ([0.2, 0.4, 0.6], "low", []),  # 0 and -0.2: a learning rate must be > 0
+        ([0.3, 0.5, 0.7], "low", [0.1]),
+        ([1.0, 2.0, 5.0], "high", [12.5, 31.25]),  # neither: the edge's own ratio
+    ],
+)
+def test_grids_continue_their_spacing(grid, side, expected):
+    found = sweep.Spacing.of(grid).beyond(grid, side, sweep.EXTENSION_RATES)
+    np.testing.assert_allclose(found, expected, rtol=1e-12)

@@ -622,13 +622,13 @@ class Spacing:
 
     def beyond(self, grid, side: str, count: int) -> list[float]:
         """``count`` values past ``grid``'s ``side`` edge ("low" or "high"), nearest first;
-        a linear grid's low side stops before zero."""
+        a linear grid's low side stops before zero (within round-off of a step)."""
         values = sorted(grid)
         if self.kind == "linear":
             sign = 1 if side == "high" else -1
             edge = values[-1] if side == "high" else values[0]
             out = [edge + sign * k * self.factor for k in range(1, count + 1)]
-            return [v for v in out if v > 0]
+            return [v for v in out if v > 1e-9 * self.factor]  # not 0 in round-off
         factor = self.factor
         if self.kind == "edges":
             factor = values[-1] / values[-2] if side == "high" else values[1] / values[0]
