@@ -63,7 +63,7 @@ learning_rates = [1.0]
 steps = 20
 """
 
-BUDGET = 20_000  # steps of continuation per run: enough to measure the κ = 10 GD runs' ETAs
+BUDGET = 5_000  # steps of continuation per run: enough to measure the κ = 10 GD runs' ETAs
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +143,7 @@ def test_the_same_verdict_as_the_equivalent_run_directory(explained):
                 assert entry["excess_loss"] == pytest.approx(verdict.excess_loss, rel=1e-6)
     kinds = {v["kind"] for v in held["verdicts"]}
     assert {"converged", "converging linearly"} <= kinds  # the comparison is not vacuous
+    assert any(v["eta_method"] == "measured" and v["step"] > 300 for v in held["verdicts"])
 
 
 def refusal(capsys, *args) -> str:
@@ -176,3 +177,18 @@ def test_a_budget_over_the_time_limit_is_refused(tmp_path, capsys):
     sweep.run(sweep.parse(tomllib.loads(text), source=text), tmp_path)
     message = refusal(capsys, str(tmp_path), "--budget", str(10**12))
     assert "explain of this sweep with --budget" in message and "--max-hours" in message
+
+
+def test_the_command_line_explains_a_sweep(explained, capsys):
+    """``deeplinear explain SWEEP_DIR``: a title per best configuration, its seeds' verdicts,
+    ``verdicts.json`` (with --budget 0 the verdicts are extrapolated from the records alone)."""
+    root = explained[0]
+    assert cli.main(["explain", str(root / "sweep"), "--target", "1e-6", "--budget", "0"]) == 0
+    out = capsys.readouterr().out
+    held = json.loads((root / "sweep" / "verdicts.json").read_text())
+    assert len(held["verdicts"]) == 8 and held["target"] == 1e-6
+    for entry in held["verdicts"]:  # not continued: the evidence ends where the record ends
+        assert entry["step"] == {"gd": 300, "lm": 20}[entry["method"]], entry["headline"]
+    for entry in held["verdicts"]:
+        assert f"{entry['run']}: {entry['headline']}" in out
+    assert out.count("best η = ") == 4 and f"wrote {root / 'sweep' / 'verdicts.json'}" in out
