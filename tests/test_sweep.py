@@ -305,16 +305,25 @@ def test_a_group_is_a_frozen_record_its_id_derived():
 
 
 @pytest.mark.parametrize(
-    ("path", "index", "expected"),
+    ("path", "index", "expected", "extended"),
     [  # file names (digests) of existing sweep files: a finished sweep must resume, not re-run
-        ("examples/more_data.toml", 0, "problem.samples=100|gd|d29f03a7ad"),
-        ("examples/more_data.toml", 1, "problem.samples=100|adam|5167882fc7"),
-        ("examples/seed_fair.toml", 0, "base|gd|eb6fcee77d"),
-        ("examples/seed_fair.toml", 1, "base|adam|3bba63234a"),
+        ("examples/more_data.toml", 0, "problem.samples=100|gd|d29f03a7ad", False),
+        ("examples/more_data.toml", 1, "problem.samples=100|adam|5167882fc7", False),
+        ("examples/seed_fair.toml", 0, "base|gd|eb6fcee77d", False),
+        ("examples/seed_fair.toml", 1, "base|adam|3bba63234a", False),
+        # extend_grids = true (issue #9) makes new group files: the old ones lack the rates added
+        ("examples/more_data.toml", 0, "problem.samples=100|gd|e2f75dcc4a", True),
+        ("examples/more_data.toml", 1, "problem.samples=100|adam|8085125053", True),
+        ("examples/seed_fair.toml", 0, "base|gd|aa4967222f", True),
+        ("examples/seed_fair.toml", 1, "base|adam|2fbc0ed491", True),
     ],
 )
-def test_group_ids_of_the_examples_stay_as_they_were(path, index, expected):
-    assert sweep.load(path).groups[index].id == expected
+def test_group_ids_of_the_examples_stay_as_they_were(path, index, expected, extended):
+    text = Path(path).read_text()
+    assert "\nextend_grids = true" in text
+    if not extended:
+        text = text.replace("\nextend_grids = true", "\n")
+    assert plan(text).groups[index].id == expected
 
 
 def test_group_files_hold_every_declared_column():
