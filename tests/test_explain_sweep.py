@@ -72,7 +72,10 @@ def explained(tmp_path_factory):
     plan = sweep.parse(tomllib.loads(SWEEP), source=SWEEP)
     sweep.run(plan, root / "sweep")
     (root / "sweep.toml").write_text(SWEEP)
-    result = explain(root / "sweep", budget_steps=BUDGET)
+    lines = []
+    result = explain(root / "sweep", budget_steps=BUDGET, progress=lines.append)
+    assert lines[0].startswith(f"explain: {root / 'sweep'}: 4 best configurations")
+    assert "explain: rebuilding problem.condition_number=100|gd at η = 0.1 (2 × 300 steps)" in lines
     return root, plan, result, json.loads((root / "sweep" / "verdicts.json").read_text())
 
 

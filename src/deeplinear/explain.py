@@ -237,6 +237,10 @@ def explain(
     setup = runfile.build(config)
     floor = reachable_minimum(setup.problem, setup.widths, setup.objective)
     series = run_series(table)
+    if progress is not None:  # after the checks: a refused directory gets its one line only
+        progress(
+            f"explain: {directory}: {len(series)} runs, continued up to {budget_steps:,} steps"
+        )
     comparison = theory_comparison(config, setup, series)
     verdicts, continuations = [], {}
     for index, spec in enumerate(config.methods):

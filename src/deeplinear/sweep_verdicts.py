@@ -172,6 +172,10 @@ def explain_sweep(
     rates = best_rates(table, plan, metadata)
     check_budget(plan, rates, budget_steps)
     series = run_series(table)
+    say(  # after the checks: a refused sweep gets its one line only
+        f"explain: {directory}: {len(plan.groups)} best configurations × their seeds, "
+        f"continued up to {budget_steps:,} steps"
+    )
     verdicts, records, titles, notes = [], [], {}, {}
     for group in plan.groups:
         rate = rates[group.id]
