@@ -24,6 +24,7 @@ import altair as alt
 import numpy as np
 
 from . import confidence
+from .report import _point, shown
 
 X_FIELDS = {"step": "step", "seconds": "seconds (charged)", "flops": "FLOPs"}
 SIGNIFICANT = 5  # digits kept in the page's data (the CSV/JSON summaries keep all)
@@ -44,11 +45,11 @@ def _records(columns: dict) -> list[dict]:
     ]
 
 
-def _colour(colours: dict, legend: bool = True):
+def _colour(colours: dict):
     return alt.Color(
         "method:N",
         scale=alt.Scale(domain=list(colours), range=list(colours.values())),
-        legend=alt.Legend(orient="bottom", title="method") if legend else None,
+        legend=alt.Legend(orient="bottom", title="method"),
     )
 
 
@@ -60,7 +61,7 @@ def curves_spec(points, colours, x: str, log: bool) -> dict:
     x_enc = alt.X(f"{x}:Q", title=X_FIELDS[x], scale=alt.Scale(type="log" if log else "linear"))
     y_scale = alt.Scale(type="log")
     band = base.mark_area(opacity=0.2).encode(
-        x=x_enc, y=alt.Y("q25:Q", scale=y_scale), y2="q75:Q", color=_colour(colours, legend=False)
+        x=x_enc, y=alt.Y("q25:Q", scale=y_scale), y2="q75:Q", color=_colour(colours)
     )
     line = base.mark_line().encode(
         x=x_enc,
@@ -77,7 +78,7 @@ def axis_spec(axis: str, order, metrics, colours) -> dict:
     """Each metric (steps/seconds to each target, final loss) against the axis value, per
     method at its best setting: median and bootstrap interval over seeds."""
     base = alt.Chart(alt.NamedData(name="axis")).transform_filter(alt.datum.axis == axis)
-    x = alt.X("value:N", sort=[str(v) for v in order], title=axis, axis=alt.Axis(labelAngle=0))
+    x = alt.X("value:N", sort=[shown(v) for v in order], title=axis, axis=alt.Axis(labelAngle=0))
     y = alt.Y("median:Q", scale=alt.Scale(type="log"), title=None)
     tooltip = ["method:N", "value:N", "eta:Q", "median:Q", "low:Q", "high:Q", "solved:N"]
     line = base.mark_line(point=True).encode(x=x, y=y, color=_colour(colours), tooltip=tooltip)
@@ -88,10 +89,10 @@ def axis_spec(axis: str, order, metrics, colours) -> dict:
             x=x,
             y=alt.Y("low:Q", scale=alt.Scale(type="log")),
             y2="high:Q",
-            color=_colour(colours, legend=False),
+            color=_colour(colours),
         )
     )
-    chart = alt.layer(bars, line.interactive()).properties(width=260, height=200)
+    chart = alt.layer(bars, line.interactive(bind_x=False)).properties(width=260, height=200)
     chart = chart.facet(facet=alt.Facet("metric:N", sort=list(metrics), title=None), columns=3)
     return chart.resolve_scale(y="independent").to_dict()
 
@@ -145,7 +146,7 @@ def _curves_data(best, quantiles) -> list[dict]:
     for group, entry in best.items():
         q = quantiles[group]
         n = len(q["step"])
-        label = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in entry["point"].items()) or "base"
+        label = _point(entry["point"])
         columns = {"method": [entry["method"]] * n, "eta": [entry["learning_rate"]] * n,
                    "point": [label] * n, **{k: list(v) for k, v in q.items()}}  # fmt: skip
         rows += [r for r in _records(columns) if r["q50"] is not None]
@@ -171,7 +172,7 @@ def _axis_data(rows, orders, targets) -> tuple[list[dict], list[str]]:
             for metric, cell, solved in cells:
                 if not math.isfinite(cell["median"]):
                     continue
-                record = {"axis": axis, "value": str(r["point"][axis]), "method": r["method"]}
+                record = {"axis": axis, "value": shown(r["point"][axis]), "method": r["method"]}
                 record |= {"eta": _round(r["learning_rate"]), "metric": metric, "solved": solved}
                 out.append(record | {k: _round(v) for k, v in cell.items()})
     return out, metrics

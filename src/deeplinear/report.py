@@ -35,7 +35,7 @@ from .colours import method_colours
 from .errors import UsageError
 from .results import run_series
 from .rundir import write_atomic
-from .sweep import Sweep, load, parse, read
+from .sweep import Sweep, load, parse, point_label, read
 from .verdict import classify
 
 DIVERGED = 1e30  # loss / initial loss above this is drawn as a gap (a log axis must end somewhere)
@@ -195,8 +195,22 @@ def _point_key(point: dict, orders: dict) -> tuple:
     return tuple(orders[k].index(v) if v in orders[k] else 0 for k, v in point.items())
 
 
+def axis_text(path: str, value) -> str:
+    """An axis value as the group files' ``axis:<path>`` columns hold it (``sweep.point_label``)."""
+    return point_label(((path, value),))[len(path) + 1 :]
+
+
+def shown(value: str) -> str:
+    """An axis column's text as a reader wants it: ``population``, not ``"population"``."""
+    try:
+        decoded = json.loads(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return decoded if isinstance(decoded, str) else str(value)
+
+
 def _point(point) -> str:
-    return ", ".join(f"{k.split('.')[-1]}={v}" for k, v in point.items()) or "base"
+    return ", ".join(f"{k.split('.')[-1]}={shown(v)}" for k, v in point.items()) or "base"
 
 
 def _edge_text(entry) -> str:
@@ -329,7 +343,7 @@ def _save(fig, path: Path) -> None:
     for suffix, kwargs in ((".svg", {}), (".png", {"dpi": 100})):
         buffer = io.BytesIO()
         fig.savefig(buffer, format=suffix[1:], **kwargs)
-        write_atomic(path.with_suffix(suffix), buffer.getvalue())
+        write_atomic(path.parent / (path.name + suffix), buffer.getvalue())  # names hold dots
     plt.close(fig)
 
 
@@ -372,11 +386,11 @@ def curve_quantiles(series, entry, alone=None) -> dict:
         }
 
 
-def _panels(count: int, width=4.2, height=3.2, columns=3):
+def _panels(count: int, width=4.2, height=3.2, columns=3, sharey=True):
     columns = min(columns, count)
     rows = -(-count // columns)
     fig, axes = plt.subplots(
-        rows, columns, figsize=(width * columns, height * rows), squeeze=False, sharey=True
+        rows, columns, figsize=(width * columns, height * rows), squeeze=False, sharey=sharey
     )
     for ax in axes.flat[count:]:
         ax.set_visible(False)
@@ -410,7 +424,7 @@ def _axis_figure(rows, axis, order, targets, colours, path: Path) -> None:
     its best setting, medians with bootstrap intervals (single-axis sweeps)."""
     metrics = [(f"steps to {t:g}", i, "steps") for i, t in enumerate(targets)]
     metrics.append(("final loss", None, None))
-    fig, axes = _panels(len(metrics), columns=len(metrics))
+    fig, axes = _panels(len(metrics), columns=len(metrics), sharey=False)
     for ax, (title, index, measure) in zip(axes, metrics):
         for method in colours:
             chosen = [r for r in rows if r["method"] == method and axis in r["point"]]
@@ -425,7 +439,7 @@ def _axis_figure(rows, axis, order, targets, colours, path: Path) -> None:
             if xs:
                 ax.errorbar(xs, ys, yerr=[lo, hi], color=colours[method], label=method,
                             marker="o", capsize=3)  # fmt: skip
-        ax.set_xticks(range(len(order)), [str(v) for v in order])
+        ax.set_xticks(range(len(order)), [shown(v) for v in order])
         ax.set_yscale("log")
         ax.set_xlabel(axis)
         ax.set_title(title, fontsize=9)
@@ -548,7 +562,7 @@ def write_report(directory: str | Path, out=None) -> Path:
     last = f"steps@{targets[-1]:g}"
     floors = _floors(plan, _unreached(best, last))
     colours = method_colours(g.method.name for g in plan.groups)
-    orders = {path: axis_order(values) for path, values in plan.axes.items()}
+    orders = {p: [axis_text(p, v) for v in axis_order(vs)] for p, vs in plan.axes.items()}
     rows = summary_rows(best, targets, orders)
     by_group = {r["group"]: r for r in rows}
     verdicts = explained(directory)

@@ -1,0 +1,174 @@
+"""The report's numbers and files: bootstrap intervals against a direct NumPy computation, grid
+edges, axis order, one colour per method, the summary table/CSV/JSON, verdicts.json shown."""
+
+import csv
+import io
+import json
+import math
+import re
+import tomllib
+
+import numpy as np
+import pytest
+
+from deeplinear import confidence, sweep
+from deeplinear.colours import PALETTE, method_colours
+from deeplinear.report import (
+    axis_order,
+    best_configs,
+    grid_edge,
+    run_summaries,
+    write_report,
+)
+
+SWEEP = """
+name = "tiny conditioning sweep"
+seeds = 3
+targets = [1e-3, 1e-6]
+steps = 150
+record_every = 10
+[problem]
+kind = "spectral"
+input = 5
+output = 6
+rank = 3
+samples = "population"
+[model]
+hidden = [3]
+[init]
+kind = "scaled_gaussian"
+[axes]
+"problem.condition_number" = [100.0, 10.0]
+[[methods]]
+name = "gd"
+learning_rates = {min = 0.01, max = 0.1, num = 3, scaling = "log"}
+[[methods]]
+name = "lm"
+learning_rates = [1.0]
+steps = 20
+"""
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("sweep")
+    sweep.run(sweep.parse(tomllib.loads(SWEEP), source=SWEEP), directory)
+    return directory
+
+
+def test_bootstrap_interval_matches_numpy_and_contains_the_median():
+    values = np.array([3.0, 10.0, 4.0, 7.0, 5.5, 100.0, 6.0])
+    median, low, high = confidence.median_interval(values)
+    rng = np.random.default_rng(confidence.SEED)  # the direct computation, one resample a row
+    medians = []
+    for _ in range(confidence.RESAMPLES):
+        medians.append(np.median(values[rng.integers(0, values.size, size=values.size)]))
+    medians = np.sort(medians)
+    k = int(np.floor(0.025 * (confidence.RESAMPLES - 1)))  # "lower": the order statistic below
+    j = int(np.ceil(0.975 * (confidence.RESAMPLES - 1)))  # "higher": the one above
+    assert median == np.median(values) == 6.0
+    assert (low, high) == (medians[k], medians[j])
+    assert low <= median <= high and low < high
+    assert low >= 3.0 and high <= 100.0  # a bootstrap median is one of the data or a midpoint
+
+
+def test_bootstrap_keeps_unreached_targets_infinite():
+    median, low, high = confidence.median_interval([5.0, np.inf, np.inf])
+    assert median == math.inf and high == math.inf and low == 5.0
+    assert confidence.median_interval([2.0]) == (2.0, 2.0, 2.0)
+
+
+def test_grid_edge_and_axis_order():
+    assert grid_edge(0.1, [0.01, 0.1, 0.03]) == "high"
+    assert grid_edge(0.01, [0.01, 0.1, 0.03]) == "low"
+    assert grid_edge(0.03, [0.01, 0.1, 0.03]) is None
+    assert grid_edge(1.0, [1.0]) == "single"
+    assert axis_order([1000, "population", 100, 10000.0]) == [100, 1000, 10000.0, "population"]
+
+
+def test_a_method_keeps_its_colour_whatever_else_is_in_the_sweep():
+    first = method_colours(["gd", "adam", "lm"])
+    assert first == {"gd": PALETTE[0], "adam": PALETTE[1], "lm": PALETTE[2]}
+    assert len(set(method_colours([f"m{i}" for i in range(20)]).values())) == 20
+
+
+def test_report_writes_summary_files_table_and_page(swept):
+    out = io.StringIO()
+    page = write_report(swept, out=out).read_text()
+    table = out.getvalue()
+    document = json.loads((swept / "summary.json").read_text())
+    rows = document["rows"]
+    assert document["name"] == "tiny conditioning sweep" and len(rows) == 4
+    # axis points sorted numerically (κ = 10 before 100, though the file lists 100 first)
+    assert [r["axis_point"] for r in rows] == ["condition_number=10"] * 2 + [
+        "condition_number=100"
+    ] * 2
+    # the JSON's numbers are the report's own analysis, recomputed here from the table
+    summaries = run_summaries(sweep.read(swept), (1e-3, 1e-6))
+    best = best_configs(summaries, 1e-3)
+    for row in rows:
+        entry = best[row["group"]]
+        assert row["learning_rate"] == entry["learning_rate"]
+        assert row["edge"] == grid_edge(entry["learning_rate"], entry["grid"])
+        finals = [r["final"] for r in entry["runs"]]
+        assert row["final_loss"]["median"] == pytest.approx(np.median(finals), rel=1e-15)
+        low, high = row["final_loss"]["low"], row["final_loss"]["high"]
+        assert min(finals) <= low <= row["final_loss"]["median"] <= high <= max(finals)
+        steps = [r["steps@0.001"] for r in entry["runs"]]
+        cell = row["targets"][0]
+        assert cell["solved"] == sum(np.isfinite(steps))
+        if cell["steps"]["median"] is not None:
+            assert cell["steps"]["median"] == np.median(steps)
+    with open(swept / "summary.csv", newline="") as handle:
+        lines = list(csv.DictReader(handle))
+    assert [line["method"] for line in lines] == [r["method"] for r in rows]
+    assert float(lines[0]["final_loss"]) == rows[0]["final_loss"]["median"]
+    # the terminal table: one line per configuration, the edge flag where the best is an edge
+    assert "final loss" in table.splitlines()[0] and len(table.splitlines()) >= 2 + 4
+    for row in rows:
+        if row["edge"] in ("low", "high"):
+            assert f"(edge: {row['edge']})" in table
+    # the page: title, provenance, no external scripts, one chart per figure, a shared palette
+    assert "<title>tiny conditioning sweep</title>" in page
+    assert "git revision" in page and "versions" in page and "hardware" in page
+    head, rest = page.split("<script>", 1)
+    outside = head + rest.split("</script>", 1)[1]  # all but the inlined vega-embed bundle
+    assert "<script src" not in outside and "<link" not in outside
+    assert not re.search(r"(src|href)=['\"]?https?:", outside)
+    charts = json.loads(page.split("const CHARTS=")[1].split(";const")[0].split(";\n")[0])
+    assert [c["id"] for c in charts] == ["curves", "axis0", "profile0", "profile1"]
+    ranges = {json.dumps(s["encoding"]["color"]["scale"]["range"]) for s in _unit_specs(charts)}
+    assert ranges == {json.dumps([PALETTE[0], PALETTE[1]])}
+    for name in ("curves", "profile-0.001", "profile-1e-06", "axis-problem.condition_number"):
+        assert (swept / f"{name}.png").stat().st_size > 0 and (swept / f"{name}.svg").exists()
+
+
+def _unit_specs(charts):
+    """Every layer that encodes colour, in every chart and variant."""
+    stack = [v for c in charts for v in (c.get("variants") or {"": c["spec"]}).values()]
+    while stack:
+        spec = stack.pop()
+        if isinstance(spec, dict):
+            if "color" in spec.get("encoding", {}):
+                yield spec
+            stack += [v for v in spec.values() if isinstance(v, dict | list)]
+        elif isinstance(spec, list):
+            stack += spec
+
+
+def test_the_page_shows_explain_verdicts_beside_the_best_setting(swept):
+    write_report(swept)
+    rows = json.loads((swept / "summary.json").read_text())["rows"]
+    row = rows[0]
+    verdict = {
+        "group": row["group"], "axis": row["point"], "method": row["method"],
+        "learning_rate": row["learning_rate"], "seed": 0, "kind": "converging_linearly",
+        "headline": "converging linearly: 1e-6 in ~40 more steps", "evidence": "rate 0.7 per step",
+    }  # fmt: skip
+    (swept / "verdicts.json").write_text(json.dumps({"verdicts": [verdict]}))
+    try:
+        page = write_report(swept).read_text()
+    finally:
+        (swept / "verdicts.json").unlink()
+    assert "converging linearly: 1e-6 in ~40 more steps" in page
+    assert "rate 0.7 per step" in page and "converging_linearly ×1" in page
