@@ -267,3 +267,12 @@ def test_a_resumed_sweep_counts_the_runs_done_before(tmp_path, monkeypatch, caps
     err = capsys.readouterr().err
     assert "resuming: 1 of 2 groups (3 of 6 runs) done before" in err
     assert f"[2/2] {last.name}: 3 of 6 runs done here, 3 before, ETA 0 s" in err
+
+
+def test_begin_names_a_phase_without_printing_it():
+    stream = io.StringIO()
+    with Progress(stream, interactive=False, heartbeat=0.2) as progress:
+        progress.begin("checking the results")
+        assert stream.getvalue() == ""  # a command failing now still says one line only
+        time.sleep(0.35)
+    assert re.match(r"  … checking the results — \d+ s so far\n", stream.getvalue())

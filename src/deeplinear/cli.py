@@ -414,7 +414,7 @@ def _explain(args) -> int:
     _explain_budget(directory, args.budget)
     with Progress() as progress:
         _use_cache(args, progress.say)
-        progress.say(f"explain: {args.directory}")
+        progress.begin(f"explain {args.directory}: reading and checking the results")
         result = explain(
             args.directory,
             target=args.target,

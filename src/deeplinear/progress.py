@@ -98,6 +98,15 @@ class Progress:
         """Print ``line``; it becomes the phase the heartbeat names."""
         self._show(line, None)
 
+    def begin(self, phase: str) -> None:
+        """Name what runs now for the heartbeat and the status line, printing nothing (so a
+        command that fails at once still says one line only)."""
+        with self._lock:
+            self._phase, self._count = phase.strip(), None
+            self._phase_start = self._last = time.monotonic()
+            self._interval = self.heartbeat
+            self._draw()
+
     def count(self, done: int, total: int, line: str) -> None:
         """Counted work: ``done`` of ``total`` finished; ``line`` says what (printed as well)."""
         self._show(line, (done, total))
