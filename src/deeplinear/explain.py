@@ -4,7 +4,8 @@ For each run it reads the recorded curve and diagnostics, continues the run from
 (cheaply, in segments, up to a step budget) to *measure* how long it takes to reach the target,
 adds the Gauss-Newton prediction where it applies, and compares with the exact decoupled theory
 where that applies. It writes ``verdicts.json`` and three figures: per-mode learning curves, the
-loss with its continuation, and the Gauss-Newton spectrum at checkpoints.
+loss with its continuation, and the Gauss-Newton spectrum at checkpoints. A sweep directory gets
+a verdict for every seed of each group's best configuration (``sweep_verdicts``).
 """
 
 from __future__ import annotations
