@@ -69,7 +69,8 @@ def test_groups_and_rows(tmp_path):
     assert "axis:problem.condition_number" in table.column_names
     report = write_report(tmp_path)
     text = report.read_text()
-    assert "Performance profile" in text and "data:image/png;base64," in text
+    assert "Performance profile" in text and "const CHARTS=" in text  # interactive, inline
+    assert (tmp_path / "profile-1e-06.png").exists() and (tmp_path / "summary.json").exists()
     assert "lm" in text and "gd" in text
 
 
