@@ -11,15 +11,9 @@ import tomllib
 import numpy as np
 import pytest
 
-from deeplinear import confidence, sweep
+from deeplinear import confidence, sweep, tuning
 from deeplinear.colours import PALETTE, method_colours
-from deeplinear.report import (
-    axis_order,
-    best_configs,
-    grid_edge,
-    run_summaries,
-    write_report,
-)
+from deeplinear.report import axis_order, write_report
 
 SWEEP = """
 name = "tiny conditioning sweep"
@@ -78,11 +72,7 @@ def test_bootstrap_keeps_unreached_targets_infinite():
     assert confidence.median_interval([2.0]) == (2.0, 2.0, 2.0)
 
 
-def test_grid_edge_and_axis_order():
-    assert grid_edge(0.1, [0.01, 0.1, 0.03]) == "high"
-    assert grid_edge(0.01, [0.01, 0.1, 0.03]) == "low"
-    assert grid_edge(0.03, [0.01, 0.1, 0.03]) is None
-    assert grid_edge(1.0, [1.0]) == "single"
+def test_axis_order_is_numeric_with_population_last():
     assert axis_order([1000, "population", 100, 10000.0]) == [100, 1000, 10000.0, "population"]
 
 
@@ -104,17 +94,15 @@ def test_report_writes_summary_files_table_and_page(swept):
         "condition_number=100"
     ] * 2
     # the JSON's numbers are the report's own analysis, recomputed here from the table
-    summaries = run_summaries(sweep.read(swept), (1e-3, 1e-6))
-    best = best_configs(summaries, 1e-3)
+    best = {b.group: b for b in tuning.best_settings(sweep.read(swept), 1e-3)}
     for row in rows:
         entry = best[row["group"]]
-        assert row["learning_rate"] == entry["learning_rate"]
-        assert row["edge"] == grid_edge(entry["learning_rate"], entry["grid"])
-        finals = [r["final"] for r in entry["runs"]]
+        assert row["learning_rate"] == entry.learning_rate and row["edge"] == entry.edge
+        finals = [r["final"] for r in entry.runs]
         assert row["final_loss"]["median"] == pytest.approx(np.median(finals), rel=1e-15)
         low, high = row["final_loss"]["low"], row["final_loss"]["high"]
         assert min(finals) <= low <= row["final_loss"]["median"] <= high <= max(finals)
-        steps = [r["steps@0.001"] for r in entry["runs"]]
+        steps = [r["steps@0.001"] for r in entry.runs]
         cell = row["targets"][0]
         assert cell["solved"] == sum(np.isfinite(steps))
         if cell["steps"]["median"] is not None:

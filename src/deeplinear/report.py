@@ -3,15 +3,15 @@ performance profiles, the summary table (terminal, ``summary.csv``, ``summary.js
 report page (``page.py``: one self-contained HTML file) with its static figures for papers.
 
 For every run: the steps, seconds and FLOPs until the loss first falls to each target (relative
-to the initial loss). Seconds are what the run is charged (``time_charged``): the time of one run
-alone where the sweep measured it (column ``seconds_alone``, or a group's
-``seconds_per_step_alone`` × steps), else the run's share of its batch's wall time (batch time ÷
-batch size). Per group (axis point × method) the best learning rate is the best by the sweep's
-``select`` (default: the smallest median steps to the first target across seeds; ties: the
-smaller median final loss), flagged when it lies on its grid's edge. Medians over seeds carry a
-percentile-bootstrap interval (``confidence``). The performance profile (Dolan & Moré 2002) puts
-each method, at its best learning rate, on every problem (axis point × seed): ρ(τ) is the
-fraction of problems it solves within τ times the fastest method's time; one per target.
+to the initial loss). Seconds are what the run is charged (``time_charged``): where the sweep
+measured it, step × the seconds per step of its group's best run timed alone (column
+``seconds_alone``), else the run's share of its batch's wall time (batch time ÷ batch size). Per
+group (axis point × method) the best learning rate is ``tuning.best_settings``' (by the sweep's
+``select``), flagged when it lies on its grid's edge or the sweep extended the grid. Medians
+over seeds carry a percentile-bootstrap interval (``confidence``). The performance profile
+(Dolan & Moré 2002) puts each method, at its best learning rate, on every problem (axis point ×
+seed): ρ(τ) is the fraction of problems it solves within τ times the fastest method's time; one
+per target.
 """
 
 from __future__ import annotations
@@ -30,46 +30,34 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from . import confidence
+from . import confidence, tuning
 from .colours import method_colours
 from .errors import UsageError
 from .results import run_series
 from .rundir import write_atomic
-from .sweep import Sweep, load, parse, point_label, read
+from .sweep import Sweep, load, parse, point_label, read_groups
 from .verdict import classify
 
 DIVERGED = 1e30  # loss / initial loss above this is drawn as a gap (a log axis must end somewhere)
 MEASURES = ("steps", "seconds", "flops")
 
 
-def _first(values, mask):
-    hit = np.flatnonzero(mask)
-    return float(values[hit[0]]) if hit.size else np.inf
-
-
-def _area(loss) -> float:
-    """Mean log10 of the loss relative to its start (inf if the run diverged)."""
-    if not np.all(np.isfinite(loss)):
-        return np.inf
-    return float(np.mean(np.log10(np.maximum(loss / loss[0], 1e-300))))
-
-
-def charged_seconds(series, alone: dict | None = None) -> np.ndarray:
+def charged_seconds(series) -> np.ndarray:
     """The seconds a run is charged at each row (see the module docstring)."""
-    if "seconds_alone" in series and np.all(np.isfinite(series["seconds_alone"])):
-        return np.asarray(series["seconds_alone"], dtype=float)
-    per_step = (alone or {}).get(series["group"][0])
-    if per_step is not None:
-        return np.asarray(series["step"], dtype=float) * float(per_step)
+    alone = series.get("seconds_alone")
+    if alone is not None and np.all(np.isfinite(np.asarray(alone, dtype=float))):
+        return np.asarray(alone, dtype=float)
     return series["seconds"] / series["batch_size"]
 
 
-def time_charged(table, alone: dict | None = None) -> str:
+def time_charged(table) -> str:
     """How the page's seconds were charged, in one sentence."""
-    if "seconds_alone" in table.column_names or alone:
+    column = "seconds_alone" in table.column_names and table.column("seconds_alone").null_count == 0
+    if column:
         return (
-            "Seconds are each group's measured time of one run alone (the sweep timed one of "
-            "its runs by itself), so a method is not charged for how many runs shared its batch."
+            "Seconds are measured alone: each group's best run was timed by itself (a batch of "
+            "one, same steps) and every run of the group is charged step × that run's seconds "
+            "per step, so a method is not charged for how many runs shared its compiled batch."
         )
     return (
         "Seconds are each run's share of its batch's wall time (batch time ÷ batch size): a "
@@ -78,81 +66,35 @@ def time_charged(table, alone: dict | None = None) -> str:
     )
 
 
-def run_summaries(table, targets, alone: dict | None = None) -> list[dict]:
-    """One row per run: identity, final loss and (steps, seconds, FLOPs) to each target."""
-    out = []
-    for series in run_series(table).values():
-        loss = series["loss"]
-        seconds = charged_seconds(series, alone)
-        row = {
-            "run_id": series["run_id"][0],
-            "group": series["group"][0],
-            "method": series["method"][0],
-            "learning_rate": float(series["learning_rate"][0]),
-            "seed": int(series["seed"][0]),
-            "final": float(loss[-1]) if np.isfinite(loss[-1]) else np.inf,
-            "point": {k[5:]: series[k][0] for k in series if k.startswith("axis:")},
-            "auc": _area(loss),
-        }
-        for target in targets:
-            mask = loss <= target * loss[0]
-            row[f"steps@{target:g}"] = _first(series["step"], mask)
-            row[f"seconds@{target:g}"] = _first(seconds, mask)
-            row[f"flops@{target:g}"] = (
-                _first(series["flops"], mask) if "flops" in series else np.inf
-            )
-        out.append(row)
-    return out
+def run_summaries(table, targets) -> list[dict]:
+    """``tuning.run_summaries`` with ``seconds@t`` the seconds charged (the time alone where
+    measured, ``share@t`` keeps the batch share)."""
+    rows = tuning.run_summaries(table, targets)
+    for row in rows:
+        for t in targets:
+            row[f"share@{t:g}"] = row[f"seconds@{t:g}"]
+            row[f"seconds@{t:g}"] = row.get(f"seconds_alone@{t:g}", row[f"seconds@{t:g}"])
+            row["final"] = row["final"] if np.isfinite(row["final"]) else np.inf
+    return rows
 
 
-def grid_edge(rate: float, grid) -> str | None:
-    """``"single"`` for a one-point grid, ``"low"``/``"high"`` when ``rate`` is its smallest or
-    largest value, None when interior."""
-    grid = sorted(set(grid))
-    if len(grid) == 1:
-        return "single"
-    if rate == grid[0]:
-        return "low"
-    if rate == grid[-1]:
-        return "high"
-    return None
-
-
-def best_configs(summaries, target, select: str = "time_to_target", extended=()) -> dict:
-    """Per group, the learning rate that is best by ``select`` (median across seeds), its grid,
-    whether it sits on the grid's edge (``grid_edge``) and whether the sweep extended the grid.
-
-    ``time_to_target``: fewest steps to ``target`` (ties: lower final loss); ``final_loss``: the
-    lowest final loss; ``auc``: the lowest mean log-loss over the record (area under the curve).
-
-    Until ``tuning.best_settings`` (the sweep's own choice, owner F) lands, the edge flag is
-    computed here (``grid_edge``); the choice is the same rule.
-    """
-    key = f"steps@{target:g}"
+def best_configs(table, summaries, target, select, extensions) -> dict:
+    """Per group, ``tuning.best_settings``' choice (the learning rate, its grid, ``edge``,
+    ``extended``) with this report's run summaries of that rate."""
     best = {}
-    for group in sorted({r["group"] for r in summaries}):
-        rows = [r for r in summaries if r["group"] == group]
-        rates = sorted({r["learning_rate"] for r in rows})
-
-        def score(rate, rows=rows):
-            chosen = [r for r in rows if r["learning_rate"] == rate]
-            finals = np.median([r["final"] for r in chosen])
-            if select == "final_loss":
-                return (finals,)
-            if select == "auc":
-                return (np.median([r["auc"] for r in chosen]), finals)
-            return (np.median([r[key] for r in chosen]), finals)
-
-        rate = min(rates, key=score)
-        chosen = [r for r in rows if r["learning_rate"] == rate]
-        best[group] = {
-            "learning_rate": rate,
-            "runs": chosen,
-            "method": chosen[0]["method"],
-            "point": chosen[0]["point"],
-            "grid": rates,
-            "edge": grid_edge(rate, rates),
-            "extended": group in extended,
+    for b in tuning.best_settings(table, target, select, extensions):
+        runs = [
+            r for r in summaries if r["group"] == b.group and r["learning_rate"] == b.learning_rate
+        ]
+        best[b.group] = {
+            "learning_rate": b.learning_rate,
+            "runs": runs,
+            "method": b.method,
+            "point": b.point,
+            "grid": list(b.grid),
+            "edge": b.edge,
+            "extended": b.extended,
+            "extension": b.extension,
         }
     return best
 
@@ -211,16 +153,6 @@ def shown(value: str) -> str:
 
 def _point(point) -> str:
     return ", ".join(f"{k.split('.')[-1]}={shown(v)}" for k, v in point.items()) or "base"
-
-
-def _edge_text(entry) -> str:
-    edge = entry["edge"]
-    text = {"low": "on the grid's low edge", "high": "on the grid's high edge"}.get(edge, "")
-    if edge == "single":
-        text = "one-point grid"
-    if entry["extended"]:
-        text = (text + "; " if text else "") + "grid extended by the sweep"
-    return text
 
 
 def summary_rows(best, targets, orders: dict) -> list[dict]:
@@ -362,14 +294,14 @@ def _profile_figure(methods, taus, rho, target, colours, path: Path) -> None:
     _save(fig, path)
 
 
-def curve_quantiles(series, entry, alone=None) -> dict:
+def curve_quantiles(series, entry) -> dict:
     """Median and IQR across seeds of loss / initial loss, with the median seconds and FLOPs, at
     each recorded step of a best configuration (diverged rows are NaN: gaps)."""
     curves = [series[r["run_id"]] for r in entry["runs"]]
     length = min(len(c["loss"]) for c in curves)
     rel = np.array([c["loss"][:length] / c["loss"][0] for c in curves])
     rel[~(rel < DIVERGED)] = np.nan
-    seconds = np.array([charged_seconds(c, alone)[:length] for c in curves])
+    seconds = np.array([charged_seconds(c)[:length] for c in curves])
     flops = np.array(
         [c["flops"][:length] if "flops" in c else np.full(length, np.nan) for c in curves]
     )
@@ -518,20 +450,11 @@ def explained(directory: Path) -> dict:
     return out
 
 
-def _sweep_metadata(directory: Path) -> tuple[dict, dict, set]:
-    """(the sweep's provenance, group → seconds per step alone, groups whose grid was
-    extended) from the Parquet metadata (``frames.provenance``)."""
+def _sweep_metadata(directory: Path) -> dict:
+    """The sweep's provenance (``frames.provenance``: name, versions, revision, groups)."""
     from .frames import provenance
 
-    meta = provenance(directory)
-    groups = meta.get("groups", {}) or {}
-    alone = {
-        g: m["seconds_per_step_alone"]
-        for g, m in groups.items()
-        if isinstance(m, dict) and m.get("seconds_per_step_alone") is not None
-    }
-    extended = {g for g, m in groups.items() if isinstance(m, dict) and m.get("grid_extension")}
-    return meta, alone, extended
+    return provenance(directory)
 
 
 def _created(meta: dict) -> str | None:
@@ -552,12 +475,13 @@ def write_report(directory: str | Path, out=None) -> Path:
     from . import page
 
     directory = Path(directory)
-    table = read(directory)
+    table, groups = read_groups(directory)
     plan = _plan(directory)
     targets = plan.targets
-    meta, alone, extended = _sweep_metadata(directory)
-    summaries = run_summaries(table, targets, alone)
-    best = best_configs(summaries, targets[0], plan.select, extended)
+    meta = _sweep_metadata(directory)
+    summaries = run_summaries(table, targets)
+    extensions = tuning.grid_extensions(groups)
+    best = best_configs(table, summaries, targets[0], plan.select, extensions)
     series = run_series(table)
     last = f"steps@{targets[-1]:g}"
     floors = _floors(plan, _unreached(best, last))
@@ -571,7 +495,7 @@ def write_report(directory: str | Path, out=None) -> Path:
         row["verdicts"] = _verdicts(series, entry["runs"], floors, targets[-1])
         row["explained"] = verdicts.get((group, float(entry["learning_rate"])), [])
     points = list(dict.fromkeys(r["axis_point"] for r in rows))
-    quantiles = {g: curve_quantiles(series, e, alone) for g, e in best.items()}
+    quantiles = {g: curve_quantiles(series, e) for g, e in best.items()}
     profiles = [performance_profile(best, t) for t in targets]
     for t, (methods, taus, rho) in zip(targets, profiles):
         _profile_figure(methods, taus, rho, t, colours, directory / f"profile-{t:g}")
@@ -585,7 +509,7 @@ def write_report(directory: str | Path, out=None) -> Path:
         "targets": list(targets),
         "select": plan.select,
         "confidence": confidence.DESCRIPTION,
-        "time_charged": time_charged(table, alone),
+        "time_charged": time_charged(table),
         "provenance": {k: v for k, v in meta.items() if k != "groups"}
         | {"created": _created(meta)},
         "rows": public,
