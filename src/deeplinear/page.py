@@ -223,7 +223,7 @@ def _table(rows, targets) -> str:
         if flag:
             rate_cell += f" <span class='edge' title='best on the grid's edge'>⚠ {flag}</span>"
         if r["extended"]:
-            rate_cell += " <span class='ext'>(grid extended)</span>"
+            rate_cell += f" <span class='ext'>({html.escape(_extension(r))})</span>"
         cells = [html.escape(r["method"]), html.escape(r["axis_point"]), rate_cell]
         for cell in r["targets"]:
             cells += [f"{cell['solved']}/{r['seeds']}", _ci(cell["steps"]), _ci(cell["seconds"]),
@@ -231,6 +231,15 @@ def _table(rows, targets) -> str:
         cells += [_ci(r["final_loss"]), _verdict_cell(r)]
         lines.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return "<table>" + "".join(lines) + "</table>"
+
+
+def _extension(row) -> str:
+    """How the sweep extended a grid: the rates it added, on which side, why it stopped."""
+    record = row.get("extension") or {}
+    added = ", ".join(f"{a:.3g}" for a in record.get("added") or [])
+    side = f" on the {record['side']} side" if record.get("side") else ""
+    stopped = f"; stopped: {record['stopped']}" if record.get("stopped") else ""
+    return f"grid extended{side}: +{added}{stopped}" if added else "grid extended"
 
 
 def _ci(cell) -> str:

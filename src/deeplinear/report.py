@@ -171,6 +171,7 @@ def summary_rows(best, targets, orders: dict) -> list[dict]:
             "grid": entry["grid"],
             "edge": entry["edge"],
             "extended": entry["extended"],
+            "extension": entry.get("extension"),
             "seeds": len(runs),
             "targets": [],
         }
