@@ -24,7 +24,7 @@ import altair as alt
 import numpy as np
 
 from . import confidence
-from .report import _point, shown
+from .report import point_text, shown
 
 X_FIELDS = {"step": "step", "seconds": "seconds (charged)", "flops": "FLOPs"}
 SIGNIFICANT = 5  # digits kept in the page's data (the CSV/JSON summaries keep all)
@@ -146,7 +146,7 @@ def _curves_data(best, quantiles) -> list[dict]:
     for group, entry in best.items():
         q = quantiles[group]
         n = len(q["step"])
-        label = _point(entry["point"])
+        label = point_text(entry["point"])
         columns = {"method": [entry["method"]] * n, "eta": [entry["learning_rate"]] * n,
                    "point": [label] * n, **{k: list(v) for k, v in q.items()}}  # fmt: skip
         rows += [r for r in _records(columns) if r["q50"] is not None]

@@ -151,7 +151,7 @@ def shown(value: str) -> str:
     return decoded if isinstance(decoded, str) else str(value)
 
 
-def _point(point) -> str:
+def point_text(point) -> str:
     return ", ".join(f"{k.split('.')[-1]}={shown(v)}" for k, v in point.items()) or "base"
 
 
@@ -166,7 +166,7 @@ def summary_rows(best, targets, orders: dict) -> list[dict]:
             "group": group,
             "method": entry["method"],
             "point": {k: _jsonable(v) for k, v in entry["point"].items()},
-            "axis_point": _point(entry["point"]),
+            "axis_point": point_text(entry["point"]),
             "learning_rate": entry["learning_rate"],
             "grid": entry["grid"],
             "edge": entry["edge"],
@@ -335,7 +335,7 @@ def _curves_figure(quantiles, best, points, colours, path: Path) -> None:
     fig, axes = _panels(len(points))
     for ax, point in zip(axes, points):
         for group, entry in best.items():
-            if _point(entry["point"]) != point:
+            if point_text(entry["point"]) != point:
                 continue
             q = quantiles[group]
             colour = colours[entry["method"]]
