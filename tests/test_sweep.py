@@ -20,7 +20,7 @@ from deeplinear import sweep
 from deeplinear.errors import UsageError
 from deeplinear.report import _floors, write_report
 from deeplinear.runfile import build
-from result_rows import assert_same_rows as _assert_same_rows
+from result_rows import assert_same_rows
 
 SWEEP = """
 seeds = 2
@@ -47,11 +47,6 @@ name = "lm"
 learning_rates = [1.0]
 steps = 20
 """
-
-
-def assert_same_rows(a, b):
-    """Bit-identical rows but the timings (``seconds_alone`` is one too)."""
-    _assert_same_rows(a.drop_columns(["seconds_alone"]), b.drop_columns(["seconds_alone"]))
 
 
 def plan(text=SWEEP):
