@@ -41,7 +41,12 @@ def small(example: str) -> str:
 
 @pytest.mark.parametrize("example", ["seed_fair.toml", "more_data.toml"])
 def test_each_example_report_draws_in_a_browser(example, tmp_path):
-    from playwright.sync_api import sync_playwright
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail(
+            "Playwright is missing: pip install -e '.[dev]' (it drives the system Chromium)"
+        )
 
     text = small(example)
     out = tmp_path / "sweep"

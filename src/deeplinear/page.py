@@ -76,12 +76,15 @@ def curves_spec(points, colours, x: str, log: bool) -> dict:
 
 def axis_spec(axis: str, order, metrics, colours) -> dict:
     """Each metric (steps/seconds to each target, final loss) against the axis value, per
-    method at its best setting: median and bootstrap interval over seeds."""
+    method at its best setting: median and bootstrap interval over seeds; with several axes,
+    one line per method and point of the other axes (``others``, in the tooltip)."""
     base = alt.Chart(alt.NamedData(name="axis")).transform_filter(alt.datum.axis == axis)
     x = alt.X("value:N", sort=[shown(v) for v in order], title=axis, axis=alt.Axis(labelAngle=0))
     y = alt.Y("median:Q", scale=alt.Scale(type="log"), title=None)
-    tooltip = ["method:N", "value:N", "eta:Q", "median:Q", "low:Q", "high:Q", "solved:N"]
-    line = base.mark_line(point=True).encode(x=x, y=y, color=_colour(colours), tooltip=tooltip)
+    tooltip = ["method:N", "value:N", "others:N", "eta:Q", "median:Q", "low:Q", "high:Q"]
+    line = base.mark_line(point=True).encode(
+        x=x, y=y, color=_colour(colours), detail="others:N", tooltip=[*tooltip, "solved:N"]
+    )
     bars = (
         base.transform_filter("isValid(datum.high)")
         .mark_rule()
@@ -90,6 +93,7 @@ def axis_spec(axis: str, order, metrics, colours) -> dict:
             y=alt.Y("low:Q", scale=alt.Scale(type="log")),
             y2="high:Q",
             color=_colour(colours),
+            detail="others:N",
         )
     )
     chart = alt.layer(bars, line.interactive(bind_x=False)).properties(width=260, height=200)
@@ -172,8 +176,10 @@ def _axis_data(rows, orders, targets) -> tuple[list[dict], list[str]]:
             for metric, cell, solved in cells:
                 if not math.isfinite(cell["median"]):
                     continue
+                others = point_text({k: v for k, v in r["point"].items() if k != axis})
                 record = {"axis": axis, "value": shown(r["point"][axis]), "method": r["method"]}
                 record |= {"eta": _round(r["learning_rate"]), "metric": metric, "solved": solved}
+                record["others"] = "" if others == "base" else others
                 out.append(record | {k: _round(v) for k, v in cell.items()})
     return out, metrics
 

@@ -354,13 +354,19 @@ def _curves_figure(quantiles, best, points, colours, path: Path) -> None:
 
 def _axis_figure(rows, axis, order, targets, colours, path: Path) -> None:
     """Each target's steps to target and the final loss against the axis value, per method at
-    its best setting, medians with bootstrap intervals (single-axis sweeps)."""
+    its best setting, medians with bootstrap intervals; with several axes, one line per method
+    and point of the other axes."""
     metrics = [(f"steps to {t:g}", i, "steps") for i, t in enumerate(targets)]
     metrics.append(("final loss", None, None))
     fig, axes = _panels(len(metrics), columns=len(metrics), sharey=False)
     for ax, (title, index, measure) in zip(axes, metrics):
-        for method in colours:
-            chosen = [r for r in rows if r["method"] == method and axis in r["point"]]
+        lines: dict = {}
+        for r in rows:
+            if axis in r["point"]:
+                others = point_text({k: v for k, v in r["point"].items() if k != axis})
+                lines.setdefault((r["method"], others), []).append(r)
+        labelled = set()
+        for (method, _), chosen in lines.items():
             xs, ys, lo, hi = [], [], [], []
             for r in chosen:
                 cell = r["final_loss"] if index is None else r["targets"][index][measure]
@@ -370,7 +376,9 @@ def _axis_figure(rows, axis, order, targets, colours, path: Path) -> None:
                     lo.append(cell["median"] - cell["low"])
                     hi.append(min(cell["high"], 1e300) - cell["median"])
             if xs:
-                ax.errorbar(xs, ys, yerr=[lo, hi], color=colours[method], label=method,
+                label = None if method in labelled else method
+                labelled.add(method)
+                ax.errorbar(xs, ys, yerr=[lo, hi], color=colours[method], label=label,
                             marker="o", capsize=3)  # fmt: skip
         ax.set_xticks(range(len(order)), [shown(v) for v in order])
         ax.set_yscale("log")
