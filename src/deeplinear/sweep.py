@@ -18,9 +18,11 @@ learning_rates = {min = 1e-6, max = 1e-4, num = 12, scaling = "log"}   # or a li
 times, default 6): after a group's runs, while its best learning rate (by ``select`` and the first
 target, ``tuning``) is the grid's smallest or largest, ``EXTENSION_RATES`` more rates beyond that
 edge, continuing the grid's spacing (×ratio for a geometric grid, +step for an arithmetic one),
-run as one more batch for the same seeds. It stops when the best is interior (``interior``), when
-every run of the rates just added diverged (``diverged``: the edge is the stability limit), at
-the cap (``cap reached``), or when a linear grid would reach zero (``non-positive``). The group
+run as one more batch for the same seeds. The best is ``tuning``'s: a rate at which some seed
+diverged is not eligible while another rate had none. It stops when the best is interior
+because a neighbouring rate is not eligible (``diverged``: that rate is the stability limit),
+when it is interior otherwise (``interior``), at the cap (``cap reached``), or when a linear grid
+would reach zero (``non-positive``). The group
 file holds every rate's rows; its metadata and ``manifest.json``'s entry hold ``grid_extension``
 (``added`` rates in the sweep file's units, ``side``, ``stopped``, ``extensions``, ``max``, and
 ``best_learning_rate`` and its ``edge`` over every rate run, as the rows give the rate).
@@ -649,6 +651,9 @@ def _extend(sweep: Sweep, group: Group, method, table: pa.Table, beat) -> tuple[
     record = {"added": [], "side": None, "extensions": 0, "max": group.extensions}
     while True:
         best = _best(sweep, table)
+        if best.edge is None and best.limit is not None:
+            record["stopped"] = "diverged"  # a rate beyond the best is the stability limit
+            break
         if best.edge is None or spacing is None:
             record["stopped"] = "interior" if best.edge is None else "single"
             break
@@ -665,10 +670,6 @@ def _extend(sweep: Sweep, group: Group, method, table: pa.Table, beat) -> tuple[
         grid += added
         record["added"] += added
         record["extensions"] += 1
-        finals = [s["final"] for s in tuning.run_summaries(part, [])]
-        if not np.isfinite(finals).any():
-            record["stopped"] = "diverged"  # the old edge is the stability limit
-            break
     best = _best(sweep, table)  # over every rate run
     record["best_learning_rate"], record["edge"] = best.learning_rate, best.edge
     return table, record
