@@ -1,5 +1,6 @@
 """tuning.best_settings on synthetic sweep tables whose best learning rate is known by
-construction: optimum inside the grid, at either end, ties, every run diverged, one rate."""
+construction: optimum inside the grid, at either end, ties, every run diverged, one rate; a
+target touched and left is not reached; a rate where some seed diverged is not eligible."""
 
 import numpy as np
 import pyarrow as pa
@@ -114,6 +115,7 @@ def test_diverged_rates_beyond_the_best_make_it_interior():
     grid = {0.1: [curve(0.05)], 0.2: [curve(0.2)], 0.4: [curve(0.1, diverge_at=2)]}
     (found,) = tuning.best_settings(table({"n=1|gd|abc": grid}), 1e-6, "final_loss")
     assert found.learning_rate == 0.2 and found.edge is None
+    assert found.limit == "diverged beyond" and found.excluded == (0.4,) and found.diverged == 0
 
 
 def test_one_rate_is_a_single_point_grid():
@@ -166,3 +168,90 @@ def test_edge_of():
 def test_unknown_select_is_refused():
     with pytest.raises(ValueError, match="select"):
         tuning.best_settings(table({"n=1|gd|abc": {0.1: [curve(0.5)]}}), 1e-6, "fastest")
+
+
+def test_touching_the_target_and_rising_back_is_not_reaching_it():
+    # falls below 1e-6 of its start at step 30, rises back above it at step 60, then stays
+    # above: it never reached the target for good; its first crossing is kept apart
+    loss = curve(0.5)
+    loss[6:] = 1e-3
+    settles = curve(0.5)
+    settles[6:8] = 1e-3  # rises back, then falls again at step 80 for good
+    rows = table({"n=1|adam|abc": {0.1: [loss], 0.2: [settles], 0.3: [curve(0.05)]}})
+    by_rate = {r["learning_rate"]: r for r in tuning.run_summaries(rows, [1e-6])}
+    assert by_rate[0.1]["steps@1e-06"] == np.inf and by_rate[0.1]["first_crossing@1e-06"] == 30
+    assert by_rate[0.1]["seconds@1e-06"] == np.inf
+    assert by_rate[0.2]["steps@1e-06"] == 80 and by_rate[0.2]["first_crossing@1e-06"] == 30
+    (found,) = tuning.best_settings(rows, 1e-6, "time_to_target")
+    assert found.learning_rate == 0.2 and found.metric == 80.0 and found.edge is None
+
+
+@settings(max_examples=80, deadline=None, database=None)
+@given(st.lists(st.sampled_from([1e-12, 1e-7, 1e-5, 0.5, np.nan, np.inf]), min_size=1, max_size=10))
+def test_steps_to_target_is_the_first_row_from_which_it_stays(tail):
+    """Against a direct reference: the first row i with every loss from i on ≤ t · loss₀."""
+    loss = np.concatenate([[1.0], tail])
+    rows = table({"n=1|gd|abc": {0.1: [loss]}})
+    (summary,) = tuning.run_summaries(rows, [1e-6])
+    below = [bool(v <= 1e-6) for v in loss]
+    stays = [i for i in range(len(loss)) if all(below[i:])]
+    assert summary["steps@1e-06"] == (STEPS[stays[0]] if stays else np.inf)
+    crossing = [i for i in range(len(loss)) if below[i]]
+    assert summary["first_crossing@1e-06"] == (STEPS[crossing[0]] if crossing else np.inf)
+    assert summary["diverged"] == (not np.all(np.isfinite(loss)))
+
+
+def test_a_rate_where_one_seed_diverged_is_not_the_best():
+    # 0.4 has the best median (4 fast seeds of 5) but one seed diverged: 0.2 is chosen, and the
+    # diverged rate beyond it bounds it (interior: the extension stops there)
+    grid = {
+        0.1: [curve(0.1)] * 5,
+        0.2: [curve(0.2)] * 5,
+        0.4: [curve(0.5)] * 4 + [curve(0.5, diverge_at=4)],
+    }
+    for select in tuning.SELECT:
+        (found,) = tuning.best_settings(table({"n=1|gd|abc": grid}), 1e-6, select)
+        assert found.learning_rate == 0.2 and found.diverged == 0, select
+        assert found.edge is None and found.limit == "diverged beyond"
+        assert found.excluded == (0.4,)
+    # without the diverged seed 0.4 would be the best (the median alone ignores the divergence)
+    clean = {**grid, 0.4: [curve(0.5)] * 5}
+    (found,) = tuning.best_settings(table({"n=1|gd|abc": clean}), 1e-6)
+    assert found.learning_rate == 0.4 and found.edge == "high" and found.limit is None
+
+
+def test_every_rate_diverged_somewhere_picks_the_fewest_divergences():
+    grid = {
+        0.1: [curve(0.1)] * 3 + [curve(0.1, diverge_at=5)] * 2,  # 2 of 5 diverged
+        0.2: [curve(0.3)] * 4 + [curve(0.3, diverge_at=5)],  # 1 of 5: the fewest
+        0.4: [curve(0.6)] * 4 + [curve(0.6, diverge_at=5)],  # 1 of 5 and faster: the best
+        0.8: [curve(0.9)] * 2 + [curve(0.9, diverge_at=5)] * 3,  # fastest median, 3 of 5
+    }
+    (found,) = tuning.best_settings(table({"n=1|gd|abc": grid}), 1e-6, "time_to_target")
+    assert found.learning_rate == 0.4 and found.diverged == 1
+    assert found.excluded == (0.1, 0.8) and found.limit == "diverged beyond"
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(st.lists(st.integers(0, 3), min_size=1, max_size=6), st.data())
+def test_the_best_has_the_fewest_divergences_and_the_best_median_among_them(counts, data):
+    """Random divergence counts (of 3 seeds) and speeds per rate: the choice is the fastest
+    median among the rates with the fewest divergences (the smaller rate on a tie)."""
+    speeds = data.draw(st.lists(st.sampled_from([0.1, 0.2, 0.4, 0.8]), min_size=len(counts),
+                                max_size=len(counts)))  # fmt: skip
+    rates = [0.1 * 2**i for i in range(len(counts))]
+    grid = {
+        rate: [curve(speed, diverge_at=6 if seed < count else None) for seed in range(3)]
+        for rate, count, speed in zip(rates, counts, speeds, strict=True)
+    }
+    (found,) = tuning.best_settings(table({"n=1|gd|abc": grid}), 1e-6, "time_to_target")
+    fewest = min(counts)
+    allowed = [i for i, c in enumerate(counts) if c == fewest]
+    # median steps to 1e-6 over 3 seeds: inf where 2 or 3 diverged, else the curve's row
+    steps = [np.inf if counts[i] >= 2 else 10 * np.ceil(np.log(1e6) / speeds[i] / 10)
+             for i in allowed]  # fmt: skip
+    expected = allowed[int(np.argmin(steps))]  # argmin: the first (smaller rate) of ties
+    assert found.learning_rate == rates[expected] and found.diverged == fewest
+    assert found.excluded == tuple(r for r, c in zip(rates, counts) if c != fewest)
+    near = counts[max(expected - 1, 0) : expected] + counts[expected + 1 : expected + 2]
+    assert (found.limit == "diverged beyond") == any(c != fewest for c in near)
