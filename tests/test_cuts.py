@@ -153,23 +153,31 @@ def _series(method, label, loss, grad=None):
 
 
 def test_a_diverged_run_is_marked_where_it_diverged_and_the_legend_is_beside_the_axes():
+    import warnings
+
+    import matplotlib.pyplot as plt
+
     from deeplinear import plots
 
-    diverged = _series("tf1-gd", "GD step=0.1", [1.0, 10.0, 1e3, 1e8, np.inf])
+    diverged = _series("tf1-gd", "GD step=0.1", [1.0, 10.0, 1e2, 1e3, np.inf])
+    blown = _series("tf1-gd", "GD step=1", [1.0, 1e10, 1e100, 1e300, np.inf])
     fine = _series("tf1-adam", "ADAM step=0.01", [1.0, 0.5, 0.25, 0.1, 0.05])
-    fig = plots._panel_pair([(0, diverged), (1, fine)], "t", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 1e300 on a log axis overflowed matplotlib's ticks
+        fig = plots._panel_pair([(0, diverged), (1, blown), (2, fine)], "t", None)
+        fig.canvas.draw()
     ax = fig.axes[0]
     marks = [line for line in ax.lines if line.get_marker() == "x" and len(line.get_xdata())]
-    assert len(marks) == 1
-    assert marks[0].get_xdata()[0] == 3 and marks[0].get_ydata()[0] == 1e8  # last finite loss
+    assert len(marks) == 2
+    assert marks[0].get_xdata()[0] == 3 and marks[0].get_ydata()[0] == 1e3  # last finite loss
+    top = ax.get_ylim()[1]
+    assert top == plots.DIVERGED_HEADROOM * 1.0  # above every start, not up to 1e300
+    assert marks[1].get_xdata()[0] == 3 and marks[1].get_ydata()[0] == top  # where it leaves
     curve = next(line for line in ax.lines if line.get_label().startswith("GD step=0.1"))
     assert list(curve.get_xdata()) == [0, 1, 2, 3]  # drawn up to it
     assert "diverged at step 4" in curve.get_label()
-    fig.canvas.draw()
     legend = ax.get_legend().get_window_extent()
     assert legend.x0 >= ax.get_window_extent().x1  # beside the axes, not over the curves
-    import matplotlib.pyplot as plt
-
     plt.close(fig)
 
 

@@ -70,9 +70,19 @@ def _colour_indices(runs: list) -> list[tuple[int, dict]]:
     return pairs
 
 
+DIVERGED_HEADROOM = 1e4  # the y-axes end this far above the largest initial value
+
+
 def _panel_pair(runs, title: str, upto: int | None, floor=None):
     fig, (ax_loss, ax_grad) = plt.subplots(2, 1, figsize=(14, 9), sharex=True)
     fig.subplots_adjust(left=0.07, right=0.74, top=0.95, bottom=0.07, hspace=0.08)
+    # a diverging run climbs to ~1e300 before its first non-finite loss: the axes stop above
+    # every run's start, and its × sits where its curve leaves them (at the step it diverged)
+    top = {
+        ax: DIVERGED_HEADROOM * max((_first_finite(s[key]) for _, s in runs), default=1.0)
+        for ax, key in ((ax_loss, "loss"), (ax_grad, "grad_norm"))
+    }
+    marked = 0
     for index, series in runs:
         steps, loss, grad = series["step"], series["loss"], series["grad_norm"]
         label, style = series["run"][0], _style(series, index)
@@ -82,21 +92,39 @@ def _panel_pair(runs, title: str, upto: int | None, floor=None):
         diverged = not np.isfinite(loss[-1])
         if diverged:
             label = f"{label} (diverged at step {steps[-1]})"
-        ax_loss.semilogy(steps[keep], loss[keep], label=label, **style)
-        ax_grad.semilogy(steps[keep], grad[keep], **style)
+        shown_loss = np.minimum(loss[keep], 10 * top[ax_loss])  # leaves the axes, not the scale
+        ax_loss.semilogy(steps[keep], shown_loss, label=label, **style)
+        ax_grad.semilogy(steps[keep], np.minimum(grad[keep], 10 * top[ax_grad]), **style)
         finite = np.flatnonzero(np.isfinite(loss))
         if diverged and len(finite) and (upto is None or steps[finite[-1]] <= upto):
             last = finite[-1]  # the run's last finite loss, at the step before it diverged
             ax_loss.semilogy(
                 steps[last],
-                loss[last],
+                min(loss[last], top[ax_loss]),
                 marker="x",
                 ms=12,
                 mew=2.5,
                 ls="none",
                 color=style["color"],
                 zorder=5,
+                clip_on=False,
             )
+            ax_loss.annotate(  # the × of runs diverging in the first steps overlap: say which
+                f"{series['run'][0]} diverged at step {steps[-1]}",
+                xy=(steps[last], min(loss[last], top[ax_loss])),
+                xytext=(14, -11 * marked),
+                textcoords="offset points",
+                fontsize=8,
+                color=style["color"],
+                va="top",
+                bbox={"fc": "white", "ec": "none", "alpha": 0.85, "pad": 1},
+                zorder=6,
+            )
+            marked += 1
+    for ax, limit in top.items():
+        low, high = ax.get_ylim()
+        if high > limit:
+            ax.set_ylim(low, limit)
     if floor is not None and floor.value > 0:
         ax_loss.axhline(
             floor.value, color="0.5", lw=0.8, ls="-.", label="exact minimum (rounding of Y = A·X)"
@@ -120,6 +148,13 @@ def _panel_pair(runs, title: str, upto: int | None, floor=None):
     # beside the axes, never over the curves (one legend: both panels share the runs' styles)
     ax_loss.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0)
     return fig
+
+
+def _first_finite(values) -> float:
+    """The run's initial value (its first finite, positive one), 1.0 if it has none."""
+    values = np.asarray(values, float)
+    good = values[np.isfinite(values) & (values > 0)]
+    return float(good[0]) if len(good) else 1.0
 
 
 def _save(fig, path: Path) -> Path:
