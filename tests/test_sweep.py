@@ -511,3 +511,49 @@ def test_bad_per_method_extension_option():
 def test_grids_continue_their_spacing(grid, side, expected):
     found = sweep.Spacing.of(grid).beyond(grid, side, sweep.EXTENSION_RATES)
     np.testing.assert_allclose(found, expected, rtol=1e-12)
+
+
+def test_extension_stops_where_a_rate_beyond_diverged_on_one_seed(monkeypatch):
+    """The extension uses tuning's rule: the added 0.8 is fastest on 4 of 5 seeds but diverged
+    on one, so it is not eligible; 0.4 is the best, bounded by it (``diverged``), and the rate
+    beyond (1.6, stable but slow) does not reopen the edge. Runs are synthetic curves
+    loss = exp(−speed · step) (a stub for the group's runs), so the rule alone is tested."""
+    import pyarrow as pa
+
+    steps = np.arange(0, 110, 10, dtype=np.float64)
+    speed = {0.1: 0.1, 0.2: 0.2, 0.4: 0.3, 0.8: 0.6, 1.6: 0.05}
+
+    def runs(sweep_, group, method, rates, beat, seeds=None):
+        columns = {k: [] for k in ("run_id", "group", "method", "learning_rate", "seed", "step")}
+        columns |= {"loss": [], "seconds": [], "batch_size": []}
+        for rate in rates:
+            for seed in range(5):
+                loss = np.exp(-speed[rate] * steps)
+                if rate == 0.8 and seed == 4:
+                    loss[5:] = np.nan  # one seed diverged
+                columns["run_id"] += [f"{rate!r}/{seed}"] * len(steps)
+                columns["group"] += [group.id] * len(steps)
+                columns["method"] += ["gd"] * len(steps)
+                columns["learning_rate"] += [rate] * len(steps)
+                columns["seed"] += [seed] * len(steps)
+                columns["step"] += steps.tolist()
+                columns["loss"] += loss.tolist()
+                columns["seconds"] += (steps * 1e-3).tolist()
+                columns["batch_size"] += [1] * len(steps)
+        return pa.table(columns)
+
+    monkeypatch.setattr(sweep, "_rates_table", runs)
+    s = known("[0.1, 0.2, 0.4]")  # select = "final_loss"
+    group = s.groups[0]
+    table, record = sweep._extend(s, group, None, runs(s, group, None, [0.1, 0.2, 0.4], None), None)
+    assert record["added"] == pytest.approx([0.8, 1.6]) and record["extensions"] == 1
+    assert record["stopped"] == "diverged" and record["side"] == "high"
+    assert record["best_learning_rate"] == 0.4 and record["edge"] is None
+    # without the diverged seed, 0.8 is the best (the median alone would crown it with it too)
+    finals = {}
+    for r in sweep.tuning.run_summaries(table, []):
+        finals.setdefault(r["learning_rate"], []).append(r["final"])
+    assert np.median(finals[0.8]) < np.median(finals[0.4])  # the median ignores the divergence
+    clean = table.filter(pc.not_equal(table["seed"], 4))
+    (best,) = sweep.tuning.best_settings(clean, 1e-30, "final_loss")
+    assert best.learning_rate == pytest.approx(0.8)
