@@ -147,9 +147,11 @@ def _parser() -> argparse.ArgumentParser:
     rpt = commands.add_parser(
         "report",
         help="write report.html for a sweep directory",
-        description="Summarize a sweep directory written by 'deeplinear sweep': time to target, "
-        "the best learning rate of each method at each axis point, performance profiles and "
-        "curves, in report.html (one self-contained page) with its figures beside it.",
+        description="Summarize a sweep directory written by 'deeplinear sweep': the best "
+        "learning rate of each method at each axis point (flagged when it sits on its grid's "
+        "edge), time to target with confidence intervals, performance profiles and curves. "
+        "Prints the summary table and writes report.html (one self-contained interactive page, "
+        "no network needed), summary.csv, summary.json and static figures into the directory.",
     )
     rpt.add_argument("directory", help="a directory written by 'deeplinear sweep'")
     return parser
@@ -195,17 +197,19 @@ def _version() -> str:
     except metadata.PackageNotFoundError:
         version = "unknown (not installed)"
     text = f"deeplinear {version}"
-    try:
-        out = subprocess.run(
-            ["git", "describe", "--always", "--dirty", "--abbrev=12"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
+    here = Path(__file__).resolve().parent
+
+    def git(*words: str) -> str:
+        out = subprocess.run(["git", *words], cwd=here, capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() if out.returncode == 0 else ""
+
+    try:  # only the checkout this package runs from (not a repository it is installed inside)
+        top = git("rev-parse", "--show-toplevel")
+        if not top or Path(top).resolve() / "src" / "deeplinear" != here:
+            return text
+        revision = git("describe", "--always", "--dirty", "--abbrev=12")
     except (OSError, subprocess.TimeoutExpired):
         return text
-    revision = out.stdout.strip() if out.returncode == 0 else ""
     return f"{text} (git {revision})" if revision else text
 
 
