@@ -86,17 +86,26 @@ def axis_spec(axis: str, order, metrics, colours) -> dict:
         x=x, y=y, color=_colour(colours), detail="others:N", tooltip=[*tooltip, "solved:N"]
     )
     bars = (
-        base.transform_filter("isValid(datum.high)")
+        base.transform_calculate(top="isValid(datum.high) ? datum.high : datum.median")
         .mark_rule()
         .encode(
             x=x,
             y=alt.Y("low:Q", scale=alt.Scale(type="log")),
-            y2="high:Q",
+            y2="top:Q",
             color=_colour(colours),
             detail="others:N",
         )
     )
-    chart = alt.layer(bars, line.interactive(bind_x=False)).properties(width=260, height=200)
+    open_top = (  # the interval reaches "not reached" (inf): an open triangle at the median
+        base.mark_point(shape="triangle-up", size=90, filled=False, yOffset=-9).encode(
+            x=x,
+            y=y,
+            color=_colour(colours),
+            opacity=alt.condition("isValid(datum.high)", alt.value(0), alt.value(1)),
+        )
+    )
+    chart = alt.layer(bars, open_top, line.interactive(bind_x=False))
+    chart = chart.properties(width=260, height=200)
     chart = chart.facet(facet=alt.Facet("metric:N", sort=list(metrics), title=None), columns=3)
     return chart.resolve_scale(y="independent").to_dict()
 
@@ -326,7 +335,8 @@ def render(*, document, rows, best, quantiles, profiles, orders, colours, source
         sections.append(
             f"<h2>Against {html.escape(axis)}</h2><p>Each method at its best setting per "
             f"{html.escape(axis)}: median over seeds with its {confidence.DESCRIPTION} "
-            "(vertical bars). Points missing: no seed reached the target.</p>"
+            "(vertical bars; △ above a point: the interval's top is “not reached”). Points "
+            "missing: the median seed did not reach the target.</p>"
             f"<div id='axis{i}' class='chart'></div>"
         )
     for i, t in enumerate(targets):

@@ -374,7 +374,9 @@ def _axis_figure(rows, axis, order, targets, colours, path: Path) -> None:
                     xs.append(order.index(r["point"][axis]))
                     ys.append(cell["median"])
                     lo.append(cell["median"] - cell["low"])
-                    hi.append(min(cell["high"], 1e300) - cell["median"])
+                    hi.append(cell["high"] - cell["median"] if np.isfinite(cell["high"]) else 0)
+                    if not np.isfinite(cell["high"]):  # the interval reaches "not reached"
+                        ax.plot(xs[-1], ys[-1], "^", mfc="none", ms=10, color=colours[method])
             if xs:
                 label = None if method in labelled else method
                 labelled.add(method)
