@@ -121,8 +121,13 @@ def performance_profile(best, target, measure="seconds"):
 
 
 def axis_order(values) -> list:
-    """Axis values in plotting order: numbers ascending, then anything else (``population``)."""
-    values = list(dict.fromkeys(values))
+    """Axis values in plotting order: numbers ascending, then anything else (``population``,
+    tables and lists, by their text)."""
+    unique = []
+    for value in values:  # tables and lists are not hashable: keep the first of equal values
+        if value not in unique:
+            unique.append(value)
+    values = unique
 
     def key(v):
         try:
