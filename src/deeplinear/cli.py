@@ -95,14 +95,18 @@ def _parser() -> argparse.ArgumentParser:
         help="verdicts for the runs in a results directory",
         description="Classify each run (converged, converging linearly, sublinear, plateau, "
         "saddle, oscillating, unstable, stalled, diverged) against the reachable minimum of its "
-        "problem, estimate when it reaches --target (or say it cannot), and say how.",
+        "problem, estimate when it reaches --target (or say it cannot), and say how. On a sweep "
+        "directory: every seed of each method's best configuration at each axis point.",
     )
-    exp.add_argument("directory", help="a directory written by 'deeplinear run'")
+    exp.add_argument(
+        "directory", help="a directory written by 'deeplinear run' or 'deeplinear sweep'"
+    )
     exp.add_argument(
         "--target",
         type=_positive_float,
-        default=1e-10,
-        help="target loss relative to the initial loss (default 1e-10)",
+        default=None,
+        help="target loss relative to the initial loss (default 1e-10; for a sweep, its first "
+        "target)",
     )
     exp.add_argument(
         "--relative-to",
@@ -523,8 +527,12 @@ class _SweepCounter:
 def _report(args) -> int:
     from .report import write_report
 
-    _writable_directory(args.directory, "report", "report.html and its figures")
-    print(f"wrote {write_report(args.directory)}")
+    _writable_directory(
+        args.directory, "report", "report.html, summary.csv, summary.json and its figures"
+    )
+    path = write_report(args.directory, out=sys.stdout)
+    print(f"wrote {path}, {path.parent / 'summary.csv'}, {path.parent / 'summary.json'} and the "
+          "figures (PNG, SVG)")  # fmt: skip
     return 0
 
 

@@ -101,7 +101,7 @@ def reproduce(
     )
     if check:
         say("check: running the notebook's algorithms in plain NumPy")
-        reproduction.check = deviations_from_notebook(reproduction, weights)
+        reproduction.check = deviations_from_notebook(reproduction, weights, say)
     if write:
         metadata = provenance(
             command,
@@ -153,20 +153,24 @@ def _literal_lm_batch(problem: Problem, weights, rate: float) -> runner.BatchRes
     return runner.BatchResult([curve], (), None, 0.0, elapsed)
 
 
-def deviations_from_notebook(reproduction: Reproduction, weights) -> dict[str, float]:
+def deviations_from_notebook(
+    reproduction: Reproduction, weights, say: Callable[[str], None] | None = None
+) -> dict[str, float]:
     """Largest relative deviation, per run, of our curves from the NumPy port of the notebook.
 
     Each batch is compared with its ``experiment.Batch.reference``: over every finite step, loss
     and gradient norm, 1.0 if they diverge at different steps; or, for a batch with a
     ``fidelity_floor`` (LM), the loss while it is above that floor × the initial loss.
+    ``say`` is told each run as its NumPy reference starts (they take ~3 min in all).
     """
     X, Y = reproduction.problem.X, reproduction.problem.Y
     by_method: dict[str, Batch] = {b.method: b for b in batches("both")}
     deviations = {}
-    for series in reproduction.runs.values():
+    checked = [s for s in reproduction.runs.values() if s["variant"][0] != LITERAL_LM_VARIANT]
+    for done, series in enumerate(checked):  # the 2017 runs *are* the notebook's code
         method, rate, label = series["method"][0], series["learning_rate"][0], series["run"][0]
-        if series["variant"][0] == LITERAL_LM_VARIANT:
-            continue  # the 2017 runs *are* the notebook's code
+        if say:
+            say(f"check: {label} in NumPy ({done + 1} of {len(checked)})")
         batch = by_method[method]
         algorithm = getattr(notebook, batch.reference)
         ref = algorithm(X, Y, *weights, rate, batch.steps, *batch.reference_options)
