@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import math
+import os
 import re
 import tomllib
 
@@ -119,6 +120,7 @@ def test_report_writes_summary_files_table_and_page(swept):
     # the page: title, provenance, no external scripts, one chart per figure, a shared palette
     assert "<title>tiny conditioning sweep</title>" in page
     assert "git revision" in page and "versions" in page and "hardware" in page
+    assert f"× {os.cpu_count()} cores" in page  # the machine, not only the platform string
     head, rest = page.split("<script>", 1)
     outside = head + rest.split("</script>", 1)[1]  # all but the inlined vega-embed bundle
     assert "<script src" not in outside and "<link" not in outside

@@ -91,7 +91,10 @@ def _read_sweep(directory: Path) -> tuple[pa.Table, dict]:
     except (OSError, ValueError):
         name = ""
     first = next(iter(groups.values()), {})
-    shared = {key: first.get(key) for key in ("versions", "python", "platform", "git_revision")}
+    shared = {
+        key: first.get(key)
+        for key in ("versions", "python", "platform", "hardware", "git_revision")
+    }
     held = _identity(directory)
     metadata = {**shared, "experiment": held, "sweep": held.get("sweep_sha256"), "name": name}
     metadata["groups"] = groups

@@ -274,7 +274,8 @@ def _provenance(meta: dict) -> str:
         ("created", created),
         ("git revision", meta.get("git_revision")),
         ("versions", f"{versions}, Python {meta.get('python')}"),
-        ("hardware", meta.get("platform")),
+        ("hardware", meta.get("hardware")),
+        ("platform", meta.get("platform")),
         ("sweep", meta.get("sweep")),
     ]
     return "".join(

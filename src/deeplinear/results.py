@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -159,7 +160,8 @@ def _list_column(parts, rows) -> pa.Array:
 
 
 def provenance(command: list[str] | None = None, **extra) -> dict:
-    """Package versions, git revision, platform, time and command line, for the file metadata."""
+    """Package versions, git revision, platform, hardware, time and command line, for the file
+    metadata."""
     versions = {}
     for package in ("deeplinear", "jax", "jaxlib", "optax", "numpy", "scipy", "pyarrow"):
         try:
@@ -170,11 +172,37 @@ def provenance(command: list[str] | None = None, **extra) -> dict:
         "versions": versions,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
+        "hardware": hardware(),
         "git_revision": _git_revision(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": command if command is not None else sys.argv,
         **extra,
     }
+
+
+def hardware() -> str:
+    """``Intel(R) Xeon(R) … × 2 cores, 24 GiB; 1 × NVIDIA H100 80GB HBM3`` (the accelerators only
+    when JAX is already loaded: reading tables must not load it)."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    text = f"{model} × {os.cpu_count()} cores"
+    try:
+        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        text += f", {pages / 2**30:.0f} GiB"
+    except (ValueError, OSError, AttributeError):
+        pass
+    jax = sys.modules.get("jax")
+    if jax is not None:
+        devices = [d for d in jax.devices() if d.platform != "cpu"]
+        if devices:
+            text += f"; {len(devices)} × {devices[0].device_kind}"
+    return text
 
 
 def _git_revision() -> str | None:
