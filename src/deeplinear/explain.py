@@ -265,18 +265,8 @@ def explain(
             data = series[run_id]
             extend = None
             if saved is not None and np.isfinite(data["loss"][-1]):
-                weights, state = jax.tree_util.tree_map(lambda x, m=member: x[m : m + 1], saved)
-                extend = Continuation(
-                    method,
-                    setup.objective,
-                    weights,
-                    state,
-                    rate,
-                    data["step"][-1],
-                    probe=setup.probe,
-                    initial_weights=setup.weights,
-                    progress=_throttled(progress, run_id),
-                    problem=setup.problem,
+                extend = continue_member(
+                    method, setup, saved, member, rate, data["step"][-1], progress, run_id
                 )
                 continuations[run_id] = extend
             gd_like = method.gauss_newton_rate
@@ -358,6 +348,24 @@ def _verified(directory: Path) -> tuple[dict, object, dict, dict]:
         path = directory / "gn_spectrum.parquet"
         raise UsageError(f"{path} is unreadable ({reason}): {fix}") from None
     return held, table, metadata, spectra
+
+
+def continue_member(method, setup, batch, member: int, rate, step, progress, run_id: str):
+    """A ``Continuation`` of member ``member`` of a batch's final ``(weights, state)`` (batched),
+    recorded until ``step``, on the problem of ``setup`` (a ``runfile.Setup``)."""
+    weights, state = jax.tree_util.tree_map(lambda x: x[member : member + 1], tuple(batch[:2]))
+    return Continuation(
+        method,
+        setup.objective,
+        weights,
+        state,
+        rate,
+        step,
+        probe=setup.probe,
+        initial_weights=setup.weights,
+        progress=_throttled(progress, run_id),
+        problem=setup.problem,
+    )
 
 
 def _throttled(progress, run_id: str):

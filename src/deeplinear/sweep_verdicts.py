@@ -153,11 +153,10 @@ def explain_sweep(
 ):
     """Verdicts for every seed of each group's best configuration; writes ``verdicts.json``."""
     from .explain import (
-        Continuation,
         Explanation,
         _jsonable,
         _theory_steps,
-        _throttled,
+        continue_member,
         theory_comparison,
     )
 
@@ -207,24 +206,11 @@ def explain_sweep(
             comparison = theory_comparison(config, setup, {short: data})
             extend, gn_rate, drift = None, None, None
             if rebuilt is not None and finite[member]:
-                weights, state = jax.tree_util.tree_map(
-                    lambda x, m=member: x[m : m + 1], (rebuilt[0], rebuilt[1])
+                drift = _drift(rebuilt[2][member].loss, data["loss"])
+                extend = continue_member(
+                    method, setup, rebuilt, member, rate, data["step"][-1], progress, run_id
                 )
-                again = rebuilt[2][member].loss
-                drift = _drift(again, data["loss"])
-                extend = Continuation(
-                    method,
-                    setup.objective,
-                    weights,
-                    state,
-                    rate,
-                    data["step"][-1],
-                    probe=setup.probe,
-                    initial_weights=setup.weights,
-                    progress=_throttled(progress, run_id),
-                    problem=setup.problem,
-                )
-                ends = tuple(np.asarray(w)[0] for w in weights)
+                ends = tuple(np.asarray(w)[member] for w in rebuilt[0])
                 gn_rate = _gn_rate(
                     method, ends, setup, data["loss"][-1], int(data["step"][-1]), rate
                 )
