@@ -15,6 +15,7 @@ import pytest
 
 from deeplinear import rundir
 from deeplinear.progress import Progress
+from tiny_sweeps import spectral_sweep
 
 CLI = [sys.executable, "-m", "deeplinear.cli"]
 
@@ -233,27 +234,7 @@ def test_explain_figures_label_every_panel_and_title_runs_readably(tmp_path):
         plt.close(fig)
 
 
-SWEEP = """
-seeds = 1
-targets = [1e-6]
-steps = 100
-record_every = 10
-[problem]
-kind = "spectral"
-input = 5
-output = 6
-rank = 3
-samples = "population"
-[model]
-hidden = [3]
-[init]
-kind = "scaled_gaussian"
-[axes]
-"problem.condition_number" = [10.0, 100.0]
-[[methods]]
-name = "gd"
-learning_rates = {min = 0.01, max = 0.1, num = 3, scaling = "log"}
-"""
+SWEEP = spectral_sweep(seeds=1, targets="1e-6", steps=100, lm=False)
 
 
 def test_a_resumed_sweep_counts_the_runs_done_before(tmp_path, monkeypatch, capsys):

@@ -12,32 +12,9 @@ from deeplinear import config as configs
 from deeplinear.explain import explain
 from deeplinear.results import run_series
 from deeplinear.verdict import KINDS
+from tiny_sweeps import spectral_sweep
 
-SWEEP = """
-seeds = 2
-targets = [1e-6]
-steps = 300
-record_every = 10
-[problem]
-kind = "spectral"
-input = 5
-output = 6
-rank = 3
-samples = "population"
-[model]
-hidden = [3]
-[init]
-kind = "scaled_gaussian"
-[axes]
-"problem.condition_number" = [10.0, 100.0]
-[[methods]]
-name = "gd"
-learning_rates = {min = 0.01, max = 0.1, num = 3, scaling = "log"}
-[[methods]]
-name = "lm"
-learning_rates = [1.0]
-steps = 20
-"""
+SWEEP = spectral_sweep(seeds=2, targets="1e-6", steps=300)
 
 RUN = """
 seed = {seed}

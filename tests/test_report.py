@@ -15,33 +15,15 @@ import pytest
 from deeplinear import confidence, sweep, tuning
 from deeplinear.colours import PALETTE, method_colours
 from deeplinear.report import axis_order, write_report
+from tiny_sweeps import spectral_sweep
 
-SWEEP = """
-name = "tiny conditioning sweep"
-seeds = 3
-targets = [1e-3, 1e-6]
-steps = 150
-record_every = 10
-[problem]
-kind = "spectral"
-input = 5
-output = 6
-rank = 3
-samples = "population"
-[model]
-hidden = [3]
-[init]
-kind = "scaled_gaussian"
-[axes]
-"problem.condition_number" = [100.0, 10.0]
-[[methods]]
-name = "gd"
-learning_rates = {min = 0.01, max = 0.1, num = 3, scaling = "log"}
-[[methods]]
-name = "lm"
-learning_rates = [1.0]
-steps = 20
-"""
+SWEEP = spectral_sweep(
+    seeds=3,
+    targets="1e-3, 1e-6",
+    steps=150,
+    conditions="100.0, 10.0",
+    name="tiny conditioning sweep",
+)
 
 
 @pytest.fixture(scope="module")
