@@ -15,14 +15,18 @@ N, R, P, SEED, TOL = 200, 5, 0.3, 0, 1e-12
 
 @pytest.fixture(scope="module")
 def counts():
+    """Iterations to TOL; GD at κ = 10 is capped at 2× its κ = 1 count (None: not reached)."""
     out = {}
     for kappa in (1, 10):
         prob = ref.completion_problem(N, R, P, kappa, SEED)
         init = prob.spectral_init(R)
         out[kappa] = {
-            m: ref.iterations_to(ref.run(prob, R, m, max_iter=3000, tol=TOL, init=init), TOL)
-            for m in ("scaledgd", "gd")
+            "scaledgd": ref.iterations_to(ref.run(prob, R, "scaledgd", tol=TOL, init=init), TOL)
         }
+        cap = 1000 if kappa == 1 else 2 * out[1]["gd"]
+        out[kappa]["gd"] = ref.iterations_to(
+            ref.run(prob, R, "gd", max_iter=cap, tol=TOL, init=init), TOL
+        )
     return out
 
 
@@ -33,9 +37,9 @@ def test_scaledgd_iterations_do_not_depend_on_kappa(counts):
 
 
 def test_gd_iterations_grow_with_kappa(counts):
-    g1, g10 = counts[1]["gd"], counts[10]["gd"]
-    assert g1 is not None
-    assert g10 is None or g10 > 2 * g1
+    # at κ = 1 GD and ScaledGD take nearly the same steps (RᵀR ≈ σ₁ I)
+    assert counts[1]["gd"] is not None
+    assert counts[10]["gd"] is None  # not reached in 2× the κ = 1 count
 
 
 @pytest.mark.parametrize("which", ["completion", "sensing"])
