@@ -38,6 +38,17 @@ methods). Sensing at the paper's n = 200 (m = 10 000) stores 𝒜 as a 3 GiB den
 about 10 s) and takes about 0.17 s per iteration (two passes over it): ScaledGD for the four κ in
 about 4.5 minutes, GD (mostly 1000-step runs) in about 10 more. n = 100 (m = 5000) takes 0.04 s
 per iteration, both methods and four κ in about 2 minutes.
+
+Measured with seed 0 (updates to relative error 1e-14, or the error after 1000 updates):
+
+    completion n=1000 r=10 p=0.2   kappa   1     5     10    20
+      ScaledGD                             110   110   111   111
+      GD (eta/sigma1)                      110   444   931   6.9e-9
+      ScaledGD, --same-factors             112   116   117   118
+      GD, --same-factors                   113   442   963   1.6e-8
+    sensing n=200 r=10 m=10000
+      ScaledGD                             378   380   377   374
+      GD (eta/sigma1)                      379   4.0e-14  8.5e-9  1.7e-5
 """
 
 from __future__ import annotations
