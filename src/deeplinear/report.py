@@ -20,7 +20,6 @@ import csv
 import io
 import json
 import math
-import tomllib
 import warnings
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from .colours import method_colours
 from .errors import UsageError
 from .results import run_series
 from .rundir import write_atomic
-from .sweep import Sweep, load, parse, point_label, read_groups
+from .sweep import load_stored, point_label, read_groups
 from .verdict import classify
 
 DIVERGED = 1e30  # loss / initial loss above this is drawn as a gap (a log axis must end somewhere)
@@ -417,19 +416,6 @@ def _floors(plan, needed=None) -> dict:
     return out
 
 
-def _plan(directory: Path) -> Sweep:
-    """The sweep in ``directory``, its relative paths (an ``.npz`` problem) resolved where the
-    sweep file was when it ran (``manifest.json``'s ``base_dir``), else beside the copy."""
-    try:
-        base = json.loads((directory / "manifest.json").read_text()).get("base_dir")
-    except (OSError, ValueError, AttributeError):
-        base = None
-    if not (isinstance(base, str) and Path(base).is_dir()):
-        return load(directory / "sweep.toml")
-    text = (directory / "sweep.toml").read_text()
-    return parse(tomllib.loads(text), source=text, base_dir=Path(base))
-
-
 def _verdicts(series, runs, floors: dict, target: float) -> str:
     """How the runs of one configuration end: ``verdict.classify`` against each run's own
     reachable minimum (it depends on the axis point and the seed)."""
@@ -492,7 +478,7 @@ def write_report(directory: str | Path, out=None) -> Path:
 
     directory = Path(directory)
     table, groups = read_groups(directory)
-    plan = _plan(directory)
+    plan = load_stored(directory)
     targets = plan.targets
     meta = _sweep_metadata(directory)
     summaries = run_summaries(table, targets)

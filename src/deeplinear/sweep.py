@@ -243,6 +243,21 @@ def load(path: str | Path) -> Sweep:
     return parse(data, source=text, base_dir=path.parent)
 
 
+def load_stored(directory: str | Path) -> Sweep:
+    """The sweep a results directory holds (``sweep.toml``), its relative paths (``.npz``
+    problems) resolved where the sweep file was when it ran (``manifest.json``'s ``base_dir``),
+    else beside the copy."""
+    directory = Path(directory)
+    try:
+        base = json.loads((directory / "manifest.json").read_text()).get("base_dir")
+    except (OSError, ValueError, AttributeError):
+        base = None
+    if not (isinstance(base, str) and Path(base).is_dir()):
+        return load(directory / "sweep.toml")
+    text = (directory / "sweep.toml").read_text()
+    return parse(tomllib.loads(text), source=text, base_dir=Path(base))
+
+
 def _check_axes(axes) -> int:
     """The axes table checked (valid paths, non-empty lists of distinct finite values, a number
     of axis points that can be enumerated); returns that number."""

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -48,19 +47,6 @@ def is_sweep(directory: Path) -> bool:
     return any((directory / name).exists() for name in ("sweep.toml", "manifest.json", "groups"))
 
 
-def plan_of(directory: Path) -> sweep.Sweep:
-    """The sweep in ``directory``, its relative paths (``.npz`` problems) resolved where the sweep
-    file was when it ran (``manifest.json``'s ``base_dir``), else beside the copy."""
-    try:
-        base = json.loads((directory / "manifest.json").read_text()).get("base_dir")
-    except (OSError, ValueError, AttributeError):
-        base = None
-    if not (isinstance(base, str) and Path(base).is_dir()):
-        return sweep.load(directory / "sweep.toml")
-    text = (directory / "sweep.toml").read_text()
-    return sweep.parse(tomllib.loads(text), source=text, base_dir=Path(base))
-
-
 def best_rates(table, plan: sweep.Sweep, metadata: dict) -> dict[str, float]:
     """Group id → its best learning rate by the sweep's ``select`` on its first target
     (``tuning.best_settings``: the report's choice, over the grid as extended)."""
@@ -74,7 +60,7 @@ def _finished(directory: Path):
     """The sweep's table, group metadata and plan, refusing (one line) a sweep with a group not
     yet finished."""
     table, metadata = sweep.read_groups(directory)  # checksums, manifest, sweep file
-    plan = plan_of(directory)
+    plan = sweep.load_stored(directory)
     missing = [g for g in plan.groups if g.id not in metadata]
     if missing:
         raise UsageError(
