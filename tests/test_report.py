@@ -144,3 +144,27 @@ def test_the_page_shows_explain_verdicts_beside_the_best_setting(swept):
         (swept / "verdicts.json").unlink()
     assert "converging linearly: 1e-6 in ~40 more steps" in page
     assert "rate 0.7 per step" in page and "converging_linearly ×1" in page
+
+
+def test_the_verdict_column_counts_a_run_that_rises_back_as_not_reached():
+    """The summary counts a target reached only if the loss stays below it; the verdict column
+    must agree: a run that touches 1e-6 and rises back is judged, not called "reached"."""
+    import pyarrow as pa
+
+    from deeplinear.report import _verdicts
+    from deeplinear.results import run_series
+    from deeplinear.tuning import run_summaries
+
+    stays = [1.0, 1e-3, 1e-7, 1e-8, 1e-9]
+    rises = [1.0, 1e-3, 1e-7, 1e-2, 1e-1]  # touches the target at step 2, then leaves it
+    rows = {"run_id": [], "group": [], "method": [], "learning_rate": [], "seed": [], "step": [],
+            "loss": [], "seconds": [], "batch_size": []}  # fmt: skip
+    for seed, loss in enumerate((stays, rises)):
+        for step, value in enumerate(loss):
+            for key, v in zip(rows, (f"r{seed}", "g", "gd", 0.1, seed, step, value, 0.1 * step, 2)):
+                rows[key].append(v)
+    table = pa.table(rows)
+    summaries = run_summaries(table, [1e-6])
+    assert [np.isfinite(r["steps@1e-06"]) for r in summaries] == [True, False]
+    text = _verdicts(run_series(table), summaries, {}, 1e-6)
+    assert "reached 1e-06 ×1" in text and "not judged" in text  # the second: no floor given

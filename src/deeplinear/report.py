@@ -417,13 +417,14 @@ def _floors(plan, needed=None) -> dict:
 
 
 def _verdicts(series, runs, floors: dict, target: float) -> str:
-    """How the runs of one configuration end: ``verdict.classify`` against each run's own
-    reachable minimum (it depends on the axis point and the seed)."""
+    """How the runs of one configuration end: reached ``target`` (and stayed below it, as the
+    summary counts it), else ``verdict.classify`` against each run's own reachable minimum (it
+    depends on the axis point and the seed)."""
     kinds: dict = {}
     for r in runs:
         data = series[r["run_id"]]
         floor = floors.get((r["group"], r["seed"]))
-        if (data["loss"] <= target * data["loss"][0]).any():
+        if np.isfinite(r[f"steps@{target:g}"]):
             kind = f"reached {target:g}"
         elif floor is None:
             kind = "not judged (its problem's data is not found)"
