@@ -157,6 +157,18 @@ def _initial_weights(config, problem, widths, drawn) -> tuple:
 run_id = configs.run_id  # unique per run: ``config.check_unique_runs`` refuses collisions
 
 
+def run_info(method, seed: int, rate: float, hyperparameters) -> RunInfo:
+    """A run's identity in the table: its ``run_id`` (seed, method, rate and the hyperparameters
+    given) and its legend label, ``ADAM step=0.01``."""
+    return RunInfo(
+        run_id=run_id(seed, method.name, rate, hyperparameters),
+        run=f"{method.label} step={rate:g}",
+        method=method.name,
+        learning_rate=rate,
+        seed=seed,
+    )
+
+
 def experiment_identity(config: RunConfig) -> dict:
     """What makes two runs the same experiment (``experiment.json``, beside its checksums)."""
     return source_identity(config.source.encode())
@@ -264,13 +276,7 @@ def run_methods(
         )
         say(f"  compiled in {result.compile_seconds:.2f} s, ran in {result.run_seconds:.2f} s")
         infos = [
-            RunInfo(
-                run_id=run_id(config.seed, spec.name, rate, spec.hyperparameters),
-                run=f"{method.label} step={rate:g}",
-                method=spec.name,
-                learning_rate=rate,
-                seed=config.seed,
-            )
+            run_info(method, config.seed, rate, spec.hyperparameters)
             for rate in spec.learning_rates
         ]
         batches.append((infos, result))

@@ -140,8 +140,8 @@ def run(
         learning_rates = given.get("learning_rates", learning_rates)
         steps = given.get("steps", steps)
     from . import runner
-    from .config import run_id
-    from .results import RunInfo, batch_table
+    from .results import batch_table
+    from .runfile import run_info
 
     if steps is None:
         raise UsageError("steps is missing: give the number of updates, e.g. steps=1000")
@@ -166,16 +166,7 @@ def run(
         progress=progress,
     )
     changed = changed_hyperparameters(method)
-    infos = [
-        RunInfo(
-            run_id=run_id(seed, method.name, rate, changed),
-            run=f"{method.label} step={rate:g}",
-            method=method.name,
-            learning_rate=rate,
-            seed=seed,
-        )
-        for rate in rates
-    ]
+    infos = [run_info(method, seed, rate, changed) for rate in rates]
     curves = [_without_weights(curve) for curve in result.curves]
     table = batch_table(infos, _replace_curves(result, curves))
     return RunResult(method, problem, objective, tuple(weights), rates, seed, result, table)

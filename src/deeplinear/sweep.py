@@ -733,7 +733,7 @@ def _batched_table(method, configs_, beat: Callable[[], None]) -> pa.Table:
     """Every seed × learning rate of one method in one vmapped batch."""
     from . import runfile, runner
     from ._backend import jax
-    from .results import RunInfo, batch_table
+    from .results import batch_table
 
     members = []  # (setup, seed, rate), seed-major
     for c in configs_:
@@ -756,14 +756,7 @@ def _batched_table(method, configs_, beat: Callable[[], None]) -> pa.Table:
         progress=lambda done, total: beat(),
     )
     infos = [
-        RunInfo(
-            run_id=runfile.run_id(seed, spec.name, rate, spec.hyperparameters),
-            run=f"{method.label} step={rate:g}",
-            method=spec.name,
-            learning_rate=rate,
-            seed=seed,
-        )
-        for _, seed, rate in members
+        runfile.run_info(method, seed, rate, spec.hyperparameters) for _, seed, rate in members
     ]
     return batch_table(infos, result)
 
