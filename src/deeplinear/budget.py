@@ -134,6 +134,8 @@ class Dims:
     widths: tuple[int, ...]  # d_out, h_1, …, d_in
     samples: int | None  # None: population loss
     spectral_init: bool = False
+    measurements: int | None = None  # completion, sensing: m (then samples is None)
+    dense_operator: bool = False  # sensing: every measurement reads the whole W
 
     @property
     def shapes(self) -> list[tuple[int, int]]:
@@ -144,8 +146,13 @@ class Dims:
         return sum(a * b for a, b in self.shapes)
 
     @property
-    def k(self) -> int | None:
-        """Rows of the reduced residual (None for the population loss)."""
+    def k(self):
+        """Rows of the reduced residual (None for the population loss), or the measurements
+        (``cost.Measurements``) of a completion or sensing problem."""
+        if self.measurements is not None:
+            from .cost import Measurements
+
+            return Measurements(self.measurements, self.dense_operator)
         return None if self.samples is None else min(self.samples, self.widths[-1])
 
     @property
@@ -161,6 +168,12 @@ def dims(config) -> Dims:
         d_in, d_out = spec.get("input", 6), spec.get("output", 10)
     elif spec["kind"] == "spectral":
         d_in, d_out = spec["input"], spec["output"]
+    elif spec["kind"] in ("completion", "sensing"):
+        from .measured_problem import measured_dims
+
+        d_out, d_in, m = measured_dims(spec, config.base_dir)
+        widths = (d_out, *config.hidden, d_in)
+        return Dims(widths, None, False, m, spec["kind"] == "sensing")
     else:
         from .problem import npz_problem_shapes
 
@@ -171,6 +184,11 @@ def dims(config) -> Dims:
 
 def _data_values(d: Dims) -> float:
     d_out, d_in = d.widths[0], d.widths[-1]
+    if d.measurements is not None:  # indices, values, weights; or the dense operator twice
+        truth = 2 * (d_in + d_out) * min(d.widths)
+        return truth + (
+            2 * d.measurements * d_in * d_out if d.dense_operator else 6 * d.measurements
+        )
     if d.samples is None:
         return 6 * d_out * d_in
     # X, Y, the QR of Xᵀ, the floor's range basis and residual (a few copies each)

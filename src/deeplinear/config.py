@@ -8,7 +8,7 @@ record_every = 1
 checkpoints = 4                # Gauss-Newton spectra at this many recorded steps (0: none)
 
 [problem]
-kind = "notebook"              # "notebook" | "spectral" | "npz"
+kind = "notebook"              # "notebook" | "spectral" | "npz" | "completion" | "sensing"
 input = 6
 output = 10
 samples = 1000                 # an integer, or "population"
@@ -69,8 +69,28 @@ PROBLEM_KEYS = {
         "noise",
     },
     "npz": {"kind", "path"},
+    "completion": {"probability", "observations"},  # + MEASURED_KEYS
+    "sensing": {"measurements"},
 }
-INIT_KEYS = {"kind", "scale", "strengths", "path"}
+MEASURED_KEYS = {  # what completion and sensing problems share
+    "kind",
+    "rows",
+    "cols",
+    "rank",
+    "condition_number",
+    "law",
+    "singular_values",
+    "largest_singular_value",
+    "vectors",
+    "target",
+    "frobenius_norm",
+    "noise",
+    "path",
+}
+for _kind in ("completion", "sensing"):
+    PROBLEM_KEYS[_kind] = PROBLEM_KEYS[_kind] | MEASURED_KEYS
+MEASURED_KINDS = ("completion", "sensing")
+INIT_KEYS = {"kind", "scale", "strengths", "path", "end_to_end"}
 INIT_KINDS = (
     "notebook",
     "gaussian",
@@ -78,11 +98,13 @@ INIT_KINDS = (
     "orthogonal",
     "balanced",
     "spectral",
+    "spectral_estimate",
     "npz",
 )
 INIT_KEYS_BY_KIND = {  # what each kind reads, beyond "kind": anything else would be ignored
     "notebook": set(),
-    "gaussian": {"scale"},
+    "gaussian": {"scale", "end_to_end"},
+    "spectral_estimate": set(),
     "scaled_gaussian": {"scale"},
     "orthogonal": {"scale"},
     "balanced": {"scale"},
@@ -251,8 +273,14 @@ def parse(data: dict, *, base_dir: Path = Path("."), source: str = "") -> RunCon
     _check_init(init)
     if init["kind"] == "notebook" and (kind != "notebook" or len(hidden) != 1):
         raise UsageError("init.kind = 'notebook' needs problem.kind = 'notebook' and depth 2")
-    if isinstance(init.get("strengths"), list) and kind != "npz":  # npz: known once A is read
-        d_in, d_out = problem.get("input", 6), problem.get("output", 10)
+    if init["kind"] == "spectral_estimate" and kind not in MEASURED_KINDS:
+        raise UsageError(
+            "init.kind = 'spectral_estimate' needs a completion or sensing problem (it is the "
+            "top singular subspace of the measurements' back-projection): use 'spectral'"
+        )
+    if isinstance(init.get("strengths"), list) and problem.get("path") is None:
+        d_in = problem.get("cols", problem.get("input", 6))
+        d_out = problem.get("rows", problem.get("output", 10))
         modes = min(*hidden, d_in, d_out, problem.get("rank", min(d_in, d_out)))
         if len(init["strengths"]) not in (1, modes):
             raise UsageError(
@@ -294,6 +322,8 @@ def _check_init(init: dict) -> None:
         )
     if "scale" in init:
         require_number(init["scale"], "init.scale", 0, strict=True)
+    if "end_to_end" in init:
+        require_number(init["end_to_end"], "init.end_to_end", 0, strict=True)
     if "strengths" in init:
         values = init["strengths"]
         if isinstance(values, list):
@@ -357,10 +387,90 @@ def _check_problem(problem: dict) -> None:
             require_choice(problem["vectors"], "problem.vectors", ("random", "identity"))
         if problem.get("whiten") and samples == "population":
             raise UsageError("problem.whiten needs problem.samples to be an integer")
+    if problem["kind"] in MEASURED_KINDS:
+        _check_measured(problem)
     if problem["kind"] == "npz" and not isinstance(problem.get("path"), str):
         raise UsageError("problem.path is missing: give an .npz file with A, or X and Y")
     if problem["kind"] == "npz" and not problem["path"]:
         raise UsageError("problem.path is empty: give an .npz file with A, or X and Y")
+
+
+def _check_measured(problem: dict) -> None:
+    """A completion or sensing problem: drawn (shape, truth, sample) or read from ``path``."""
+    kind = problem["kind"]
+    if "path" in problem:
+        if not isinstance(problem["path"], str) or not problem["path"]:
+            raise UsageError(
+                f"problem.path must be the path of an .npz file, got {problem['path']!r}"
+            )
+        extra = sorted(set(problem) - {"kind", "path", "samples"})
+        if extra:
+            raise UsageError(
+                f"problem.{extra[0]} does not apply with problem.path (the file holds the "
+                "measurements): remove it, or remove path to draw a problem"
+            )
+        return
+    for key in ("rows", "cols"):
+        if key not in problem:
+            raise UsageError(f"problem.{key} is missing: a {kind} problem needs its shape")
+        require_int(problem[key], f"problem.{key}", 1)
+    target = require_choice(
+        problem.get("target", "spectrum"), "problem.target", ("spectrum", "gaussian_product")
+    )
+    problem["target"] = target
+    smaller = min(problem["rows"], problem["cols"])
+    rank = require_int(problem.get("rank", 1), "problem.rank", 1, smaller)
+    problem["rank"] = rank
+    spectrum_keys = ("condition_number", "law", "singular_values", "largest_singular_value")
+    if target == "gaussian_product":
+        for key in (*spectrum_keys, "vectors"):
+            if key in problem:
+                raise UsageError(
+                    f"problem.{key} does not apply to problem.target = 'gaussian_product' (its "
+                    "spectrum is drawn): remove it, or use target = 'spectrum'"
+                )
+    if "condition_number" in problem:
+        require_number(problem["condition_number"], "problem.condition_number", 1)
+    if "largest_singular_value" in problem:
+        require_number(
+            problem["largest_singular_value"], "problem.largest_singular_value", 0, strict=True
+        )
+    if "frobenius_norm" in problem:
+        require_number(problem["frobenius_norm"], "problem.frobenius_norm", 0, strict=True)
+    if "noise" in problem:
+        require_number(problem["noise"], "problem.noise", 0)
+    law = problem.get("law", problem.get("singular_values", "geometric"))
+    if isinstance(law, list):
+        if len(law) != rank:
+            raise UsageError(f"problem.singular_values must be a list of rank = {rank} numbers")
+        for i, v in enumerate(law):
+            require_number(v, f"problem.singular_values[{i}]", 0, strict=True)
+    else:
+        require_choice(law, "problem.singular_values", ("geometric", "linear"))
+    if "vectors" in problem:
+        require_choice(problem["vectors"], "problem.vectors", ("random", "rademacher"))
+    if kind == "completion":
+        given = [key for key in ("probability", "observations") if key in problem]
+        if len(given) != 1:
+            raise UsageError(
+                "a completion problem needs exactly one of problem.probability (each entry "
+                "observed with this probability) and problem.observations (this many entries)"
+            )
+        if given == ["probability"]:
+            p = require_number(problem["probability"], "problem.probability", 0, strict=True)
+            if p > 1:
+                raise UsageError(f"problem.probability must be in (0, 1], got {p!r}")
+        else:
+            count = require_int(problem["observations"], "problem.observations", 1)
+            if count > problem["rows"] * problem["cols"]:
+                raise UsageError(
+                    f"problem.observations must be ≤ rows·cols = "
+                    f"{problem['rows'] * problem['cols']}, got {count}"
+                )
+    else:
+        if "measurements" not in problem:
+            raise UsageError("problem.measurements is missing: how many Gaussian measurements")
+        require_int(problem["measurements"], "problem.measurements", 1)
 
 
 def _method(table, index: int, steps: int, record_every: int) -> MethodSpec:

@@ -12,6 +12,7 @@ and the largest stable GD step ``2/λ_max``.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import reduce
 from types import MappingProxyType
 from typing import NamedTuple
 
@@ -19,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 from jax.flatten_util import ravel_pytree
 
+from . import _linalg as linalg
 from ._backend import jax, jnp, one_matrix_at_a_time
 from .model import end_to_end
 
@@ -56,14 +58,125 @@ class Probe(NamedTuple):
     def measure(self, weights) -> dict:
         W = end_to_end(weights)
         learned = jnp.einsum("ir,ij,jr->r", self.U, W, self.V) / self.s
-        sigmas = [_layer_singular_values(w) for w in weights]
-        imbalance = [jnp.linalg.norm(a.T @ a - b @ b.T) for a, b in zip(weights[:-1], weights[1:])]
-        return {
-            "mode_learned": learned,
-            "layer_sigma_min": jnp.stack([x[-1] for x in sigmas]),
-            "layer_sigma_max": jnp.stack([x[0] for x in sigmas]),
-            "imbalance": jnp.stack(imbalance),
+        return {"mode_learned": learned, **_layer_columns(weights)}
+
+
+def _r_factor(A):
+    """R of the thin QR of A (what ‖A Bᵀ‖ and σ(A Bᵀ) depend on), without a batched LAPACK
+    call; zero for non-finite input (a diverged run), which LAPACK is never given."""
+    finite = jnp.all(jnp.isfinite(A))
+    return jnp.where(finite, linalg.qr(jnp.where(finite, A, 0.0))[1], jnp.nan)
+
+
+def effective_rank(sigma) -> jax.Array:
+    """exp(H(σ/Σσ)), the entropy of the normalised singular values (Roy & Vetterli 2007), as
+    Arora, Cohen, Hu & Luo (2019) plot it: 1 for rank one, r for r equal values."""
+    p = sigma / jnp.sum(sigma)
+    return jnp.exp(-jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0)))
+
+
+def _layer_columns(weights) -> dict:
+    sigmas = [_layer_singular_values(w) for w in weights]
+    imbalance = [jnp.linalg.norm(a.T @ a - b @ b.T) for a, b in zip(weights[:-1], weights[1:])]
+    return {
+        "layer_sigma_min": jnp.stack([x[-1] for x in sigmas]),
+        "layer_sigma_max": jnp.stack([x[0] for x in sigmas]),
+        "imbalance": jnp.stack(imbalance),
+    }
+
+
+class RecoveryProbe(NamedTuple):
+    """For a problem seen through measurements (``measured_problem``), with its truth
+    M = U diag(s) Vᵀ: how far the end-to-end map W = left · W_L (left = W1 ⋯ W_{L−1}) is from M,
+    never forming W (n1 × n2 may be 10⁸ entries).
+
+    ``recovery_error`` = ‖W − M‖_F / ‖M‖_F = ‖R_a R_bᵀ‖_F / ‖s‖ with R_a, R_b the QR factors of
+    [left, −U diag(s)] and [W_Lᵀ, V] (accurate to a few units of round-off relative to ‖M‖: no
+    cancellation as in ‖W‖² − 2⟨W, M⟩ + ‖M‖²); ``singular_values`` of W (the leading
+    ``len(s_shown)``, from the small product of the factors' R's); their ``effective_rank``;
+    ``mode_learned`` u_iᵀ W v_i / s_i; the layers' extreme singular values and imbalance.
+    """
+
+    U: jax.Array
+    s: jax.Array
+    V: jax.Array
+    shown: jax.Array  # zeros of the length of the singular values recorded (static by shape)
+
+    columns = MappingProxyType(
+        {
+            "recovery_error": pa.float64(),
+            "effective_rank": pa.float64(),
+            "singular_values": pa.list_(pa.float64()),
+            **{
+                name: pa.list_(pa.float64())
+                for name in ("imbalance", "layer_sigma_max", "layer_sigma_min", "mode_learned")
+            },
         }
+    )
+
+    @classmethod
+    def for_problem(cls, problem, widths) -> RecoveryProbe:
+        """The probe of a ``MeasuredProblem`` with its truth, for a network of ``widths``."""
+        U, s, V = problem.modes()
+        shown = min(min(widths), max(2 * len(s), 10))
+        return cls(jnp.asarray(U), jnp.asarray(s), jnp.asarray(V), jnp.zeros(shown))
+
+    def measure(self, weights) -> dict:
+        left = reduce(jnp.matmul, weights[:-1])
+        right = weights[-1]
+        a = _r_factor(jnp.concatenate([left, -self.U * self.s], axis=1))
+        b = _r_factor(jnp.concatenate([right.T, self.V], axis=1))
+        error = jnp.linalg.norm(a @ b.T) / jnp.linalg.norm(self.s)
+        sigma = _core_singular_values(left, right)
+        learned = jnp.einsum("ir,id,dj,jr->r", self.U, left, right, self.V) / self.s
+        return {
+            "recovery_error": error,
+            "effective_rank": effective_rank(sigma),
+            "singular_values": _first(sigma, self.shown.shape[0]),
+            "mode_learned": learned,
+            **_layer_columns(weights),
+        }
+
+
+def _core_singular_values(left, right):
+    """σ(left · right), largest first, from R_left R_rightᵀ (small: d × d)."""
+    core = _r_factor(left) @ _r_factor(right.T).T
+    finite = jnp.all(jnp.isfinite(core))
+    return jnp.where(finite, _singular_values(jnp.where(finite, core, 0.0)), jnp.nan)
+
+
+def _first(sigma, count: int):
+    """The leading ``count`` values, NaN-padded if there are fewer."""
+    if sigma.shape[0] >= count:
+        return sigma[:count]
+    return jnp.concatenate([sigma, jnp.full(count - sigma.shape[0], jnp.nan)])
+
+
+class Probes(NamedTuple):
+    """Several probes measured together (their columns must not clash)."""
+
+    members: tuple
+
+    @property
+    def columns(self):
+        out = {}
+        for probe in self.members:
+            out.update(probe.columns)
+        return MappingProxyType(out)
+
+    def measure(self, weights) -> dict:
+        out = {}
+        for probe in self.members:
+            out.update(probe.measure(weights))
+        return out
+
+
+def combine(*probes):
+    """One probe measuring every given probe (None entries dropped; None if none is left)."""
+    kept = tuple(p for p in probes if p is not None)
+    if not kept:
+        return None
+    return kept[0] if len(kept) == 1 else Probes(kept)
 
 
 @dataclass(frozen=True)

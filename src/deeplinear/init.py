@@ -5,6 +5,10 @@
 - ``orthogonal``: scale × a Haar-random matrix with orthonormal rows or columns;
 - ``balanced``: W_iᵀ W_i = W_{i+1} W_{i+1}ᵀ exactly (Arora, Cohen & Hazan 2018), end-to-end map a
   random rank-min(h) matrix whose singular values are ``scale``;
+- ``end_to_end`` (with ``gaussian``): all layers rescaled by one factor so ‖W1 ⋯ WL‖_F is it;
+- ``spectral_estimate`` (completion, sensing): ``spectral`` with the top singular triplets of
+  the measurements' back-projection (P_Ω(M)/p) as modes and strengths, the spectral
+  initialization of Tong, Ma & Chi (2021), balanced over the layers;
 - ``spectral`` (decoupled): aligned with A's singular vectors, W1 = U D_1 Eᵀ, W_i = E D_i Eᵀ,
   W_L = E D_L Vᵀ with every D_i = diag(strengths)^{1/L}, so mode i of the end-to-end map starts at
   ``strengths[i]`` and every layer carries the same share (Saxe, McClelland & Ganguli 2014).
@@ -93,6 +97,19 @@ def _leading(h: int, m: int) -> np.ndarray:
     out = np.zeros((h, m))
     out[np.arange(m), np.arange(m)] = 1.0
     return out
+
+
+def rescale_end_to_end(weights, norm: float) -> tuple[np.ndarray, ...]:
+    """Every layer multiplied by the same c, so that ‖W1 ⋯ WL‖_F = ``norm`` (c^L ‖W‖_F = norm):
+    an initialization scale stated end to end, as Arora, Cohen, Hu & Luo (2019) state theirs."""
+    product = weights[0]
+    for w in weights[1:]:
+        product = product @ w
+    current = np.linalg.norm(product)
+    if not np.isfinite(current) or current == 0:
+        raise UsageError("init.end_to_end: the drawn product W1⋯WL is zero: raise init.scale")
+    c = (norm / current) ** (1.0 / len(weights))
+    return tuple(c * w for w in weights)
 
 
 def check_weights(weights, widths: list[int], source: str) -> tuple[np.ndarray, ...]:

@@ -56,6 +56,11 @@ class Problem:
     s: np.ndarray | None = None
 
     @property
+    def shape(self) -> tuple[int, int]:
+        """(output, input): the shape of the end-to-end map."""
+        return tuple(self.A.shape)
+
+    @property
     def singular_values(self) -> np.ndarray:
         """Singular values of A, largest first."""
         return np.linalg.svd(self.A, compute_uv=False)
@@ -270,7 +275,9 @@ def _npz_headers(path: Path, field: str) -> dict[str, tuple[tuple, np.dtype, zip
     return headers
 
 
-def _check_header(name: str, shape: tuple, dtype: np.dtype, field: str, ndim: int = 2) -> None:
+def _check_header(
+    name: str, shape: tuple, dtype: np.dtype, field: str, ndims: tuple[int, ...] = (2,)
+) -> None:
     if dtype.kind in _REFUSED_KINDS or dtype.names is not None or dtype.shape != ():
         what = _REFUSED_KINDS.get(dtype.kind, "records")
         raise UsageError(
@@ -279,13 +286,14 @@ def _check_header(name: str, shape: tuple, dtype: np.dtype, field: str, ndim: in
         )
     if dtype.kind not in "fiu":
         raise UsageError(f"{field}: {name} has dtype {dtype}: save real floating-point numbers")
-    if len(shape) != ndim:
-        raise UsageError(f"{field}: {name} must be a {ndim}-d array, got shape {shape}")
+    if len(shape) not in ndims:
+        allowed = " or ".join(f"{n}-d" for n in ndims)
+        raise UsageError(f"{field}: {name} must be a {allowed} array, got shape {shape}")
     if 0 in shape:
         raise UsageError(f"{field}: {name} is empty (shape {shape}): it needs at least one entry")
 
 
-def read_npz(path: str | Path, field: str, names, shapes: dict | None = None) -> dict:
+def read_npz(path: str | Path, field: str, names, shapes: dict | None = None, ndims=(2,)) -> dict:
     """The arrays ``names`` of the .npz at ``path`` as float64 matrices, each checked: a real
     dtype (floating, or integers converted), 2-d, not empty, finite, of ``shapes[name]`` where
     given, and all together within the memory limit; else a one-line UsageError naming
@@ -299,7 +307,7 @@ def read_npz(path: str | Path, field: str, names, shapes: dict | None = None) ->
         if name not in headers:
             continue
         shape, dtype, _ = headers[name]
-        _check_header(name, shape, dtype, field)
+        _check_header(name, shape, dtype, field, ndims)
         if shapes and name in shapes and shape != tuple(shapes[name]):
             raise UsageError(f"{field}: {name} has shape {shape}, expected {tuple(shapes[name])}")
         total += 8 * int(np.prod(shape, dtype=object))
@@ -325,6 +333,11 @@ def read_npz(path: str | Path, field: str, names, shapes: dict | None = None) ->
             raise UsageError(f"{field}: {name} has non-finite values (NaN or inf): fix the data")
         out[name] = array
     return out
+
+
+def read_vectors(path: str | Path, field: str, names) -> dict:
+    """``read_npz`` for arrays of 1 to 3 dimensions (index lists, shapes, operator stacks)."""
+    return read_npz(path, field, names, ndims=(1, 2, 3))
 
 
 def npz_problem_shapes(path: str | Path, field: str = "problem.path"):

@@ -29,6 +29,13 @@ from . import init as inits
 from ._backend import jax
 from .config import RunConfig
 from .errors import UsageError
+from .measured_problem import (
+    MeasuredProblem,
+    completion_problem,
+    npz_measured_problem,
+    sensing_problem,
+    target_factors,
+)
 from .methods import make_method
 from .problem import (
     NotebookDims,
@@ -121,13 +128,58 @@ def build(config: RunConfig) -> Setup:
             whiten=spec.get("whiten", False),
             noise=spec.get("noise", 0.0),
         )
+    elif spec["kind"] in configs.MEASURED_KINDS:
+        problem = measured_problem(config, rng)
     else:
         problem = npz_problem(config.base_dir / spec["path"], "problem.path")
-    widths = [problem.A.shape[0], *hidden, problem.A.shape[1]]
+    widths = [problem.shape[0], *hidden, problem.shape[1]]
     weights = _initial_weights(config, problem, widths, drawn)
-    return Setup(
-        problem, problem.objective(), weights, widths, diagnostics.Probe.for_problem(problem)
+    if isinstance(problem, MeasuredProblem):
+        probe = (
+            diagnostics.RecoveryProbe.for_problem(problem, widths) if problem.has_truth else None
+        )
+    else:
+        probe = diagnostics.Probe.for_problem(problem)
+    return Setup(problem, problem.objective(), weights, widths, probe)
+
+
+def measured_problem(config: RunConfig, rng) -> MeasuredProblem:
+    """The completion or sensing problem of a run file: read from ``path``, or drawn (truth,
+    then the sample, then the noise, from the problem's random stream)."""
+    spec = config.problem
+    kind = spec["kind"]
+    if "path" in spec:
+        return npz_measured_problem(config.base_dir / spec["path"], kind)
+    shape = (spec["rows"], spec["cols"])
+    if spec["target"] == "spectrum":
+        values = singular_values(
+            spec["rank"],
+            spec.get("condition_number", 1.0),
+            spec.get("law", spec.get("singular_values", "geometric")),
+            spec.get("largest_singular_value", 1.0),
+        )
+    else:
+        values = None
+    truth = target_factors(
+        rng,
+        shape,
+        values,
+        target=spec["target"],
+        vectors=spec.get("vectors", "random"),
+        rank=spec["rank"],
+        frobenius_norm=spec.get("frobenius_norm"),
     )
+    noise = spec.get("noise", 0.0)
+    if kind == "completion":
+        return completion_problem(
+            rng,
+            shape,
+            truth,
+            probability=spec.get("probability"),
+            observations=spec.get("observations"),
+            noise=noise,
+        )
+    return sensing_problem(rng, shape, truth, measurements=spec["measurements"], noise=noise)
 
 
 def _initial_weights(config, problem, widths, drawn) -> tuple:
@@ -143,15 +195,21 @@ def _initial_weights(config, problem, widths, drawn) -> tuple:
             if name not in data:
                 raise UsageError(f"init.path has no {name}: it needs W1 … W{len(widths) - 1}")
         return inits.check_weights([data[n] for n in names], widths, "init.path")
+    if kind == "spectral_estimate":
+        modes = problem.spectral_estimate(min(widths))
+        return inits.initial_weights("spectral", widths, None, modes=modes, strengths=modes[1])
     rng = _generator(config.generator, [config.seed, 1])
-    return inits.initial_weights(
+    weights = inits.initial_weights(
         kind,
         widths,
         rng,
         scale=spec.get("scale", 1.0),
-        modes=problem.modes(),
+        modes=problem.modes() if kind == "spectral" else None,
         strengths=spec.get("strengths"),
     )
+    if "end_to_end" in spec:
+        weights = inits.rescale_end_to_end(weights, spec["end_to_end"])
+    return weights
 
 
 run_id = configs.run_id  # unique per run: ``config.check_unique_runs`` refuses collisions
@@ -289,6 +347,21 @@ def problem_summary(setup: Setup) -> dict:
 
     problem = setup.problem
     s = problem.singular_values
+    if isinstance(problem, MeasuredProblem):
+        return {
+            "name": problem.name,
+            "kind": problem.kind,
+            "widths": setup.widths,
+            "shape": list(problem.shape),
+            "measurements": problem.count,
+            "fraction": problem.fraction,
+            "noise": problem.noise,
+            "singular_values": s.tolist(),
+            "rank": problem.rank,
+            "condition_number": problem.condition_number,
+            "samples": None,
+            "irreducible_loss": float(setup.objective.floor),
+        }
     return {
         "name": problem.name,
         "widths": setup.widths,

@@ -21,6 +21,7 @@ from . import batched
 from ._backend import jax, jnp
 from .cost import shapes_of, step_flops
 from .errors import UsageError
+from .measurement import is_measured
 from .model import gradient_norm
 from .results import Curve
 
@@ -154,7 +155,8 @@ def run(
             raise UsageError(f"{method.name} runs outside the compiled loop: one problem at a time")
         args = (batch, steps, record_every, probe, keep_weights)
         return _out_of_loop(method, objective, weights, *args)
-    if fast and state is None and first_step == 0:  # constant-step GD: throughput kernels
+    measured = is_measured(objective)  # completion, sensing: no throughput kernel
+    if fast and not measured and state is None and first_step == 0:  # constant-step GD
         fast = batched.recorded_gd(
             method, objective, weights, rates, steps, record_every=record_every,
             chunk_steps=chunk_steps, probe=probe, keep_weights=keep_weights, shared=shared,
@@ -213,7 +215,8 @@ def run(
 
 def flops_column(method, weights, objective, curve) -> np.ndarray:
     """Cumulative analytic FLOPs at each row (``cost.step_flops``; CG iterations as recorded)."""
-    k = None if objective.factor is None else int(objective.factor.shape[-2])
+    factor = getattr(objective, "factor", None)
+    k = None if factor is None else int(factor.shape[-2])
     per_step, per_cg = step_flops(method, shapes_of(weights), k)
     cg = curve.extras.get("cg_steps")
     total = curve.steps.astype(np.float64) * per_step
