@@ -1,0 +1,380 @@
+"""Completion and sensing: losses, gradients, adjoints and the recovery probe against dense NumPy;
+the sampling laws; run-file and .npz inputs, good and (generated) bad."""
+
+import math
+import subprocess
+import sys
+import tomllib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from deeplinear import config, runfile
+from deeplinear._backend import jax, jnp
+from deeplinear.diagnostics import RecoveryProbe, effective_rank
+from deeplinear.errors import UsageError
+from deeplinear.measured_problem import (
+    capacity,
+    completion_problem,
+    npz_measured_problem,
+    sample_entries,
+    sensing_problem,
+    target_factors,
+)
+from deeplinear.measurement import Completion, count, is_measured, sampling_scale
+
+SETTINGS = settings(
+    max_examples=30,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+
+
+def _problem(kind="completion", shape=(30, 20), rank=3, seed=0, **kw):
+    rng = np.random.RandomState(seed)
+    truth = target_factors(rng, shape, np.linspace(1, 0.2, rank))
+    if kind == "completion":
+        return completion_problem(rng, shape, truth, probability=kw.get("p", 0.4))
+    return sensing_problem(rng, shape, truth, measurements=kw.get("m", 200))
+
+
+def _weights(shape, widths, seed=1, scale=0.5):
+    rng = np.random.RandomState(seed)
+    dims = [shape[0], *widths, shape[1]]
+    return tuple(scale * rng.standard_normal((a, b)) for a, b in zip(dims, dims[1:]))
+
+
+def _dense_loss(problem, weights):
+    """Σ over the measurements of (⟨A_k, W⟩ − y_k)², with W formed densely."""
+    W = weights[0]
+    for w in weights[1:]:
+        W = W @ w
+    obs = problem.measurements
+    keep = obs.weights > 0
+    if problem.kind == "completion":
+        pred = W[obs.rows[keep], obs.cols[keep]]
+    else:
+        pred = obs.operators[keep] @ W.reshape(-1)
+    return np.sum((pred - obs.values[keep]) ** 2)
+
+
+@pytest.mark.parametrize("kind", ["completion", "sensing"])
+@pytest.mark.parametrize("widths", [[4], [5, 3]])
+def test_loss_and_gradient_match_dense_numpy_and_finite_differences(kind, widths):
+    problem = _problem(kind)
+    objective = problem.objective()
+    weights = _weights(problem.shape, widths)
+    loss = float(objective.loss(tuple(map(jnp.asarray, weights))))
+    assert loss == pytest.approx(_dense_loss(problem, weights), rel=1e-13)
+    grads = jax.grad(objective.loss)(tuple(map(jnp.asarray, weights)))
+    rng = np.random.RandomState(2)
+    for layer in range(len(weights)):  # central differences along a random direction
+        d = rng.standard_normal(weights[layer].shape)
+        h = 1e-6
+        plus = list(weights)
+        minus = list(weights)
+        plus[layer] = weights[layer] + h * d
+        minus[layer] = weights[layer] - h * d
+        numeric = (_dense_loss(problem, plus) - _dense_loss(problem, minus)) / (2 * h)
+        assert float(np.sum(np.asarray(grads[layer]) * d)) == pytest.approx(numeric, rel=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["completion", "sensing"])
+def test_adjoint_products_match_the_dense_adjoint(kind):
+    problem = _problem(kind)
+    objective = problem.objective()
+    n1, n2 = problem.shape
+    obs = problem.measurements
+    rng = np.random.RandomState(3)
+    r = rng.standard_normal(obs.values.shape) * (obs.weights > 0)
+    dense = np.zeros((n1, n2))
+    if kind == "completion":
+        np.add.at(dense, (obs.rows, obs.cols), r)
+    else:
+        dense = (r @ obs.operators).reshape(n1, n2)
+    B, C = rng.standard_normal((n2, 4)), rng.standard_normal((n1, 4))
+    got = objective.adjoint_product(jnp.asarray(r), jnp.asarray(B), n1)
+    np.testing.assert_allclose(got, dense @ B, rtol=1e-12, atol=1e-12)
+    got = objective.adjoint_t_product(jnp.asarray(r), jnp.asarray(C), n2)
+    np.testing.assert_allclose(got, dense.T @ C, rtol=1e-12, atol=1e-12)
+    assert is_measured(objective) and count(objective) == problem.count
+    expected = problem.count / (n1 * n2) if kind == "completion" else 1.0
+    tolerance = 1e-12 if kind == "completion" else 0.05  # Σ‖A_k‖²/(n1 n2) ≈ 1 ± O(1/√(m n))
+    assert float(sampling_scale(objective, problem.shape)) == pytest.approx(expected, rel=tolerance)
+
+
+@pytest.mark.parametrize("widths", [[3], [6, 3]])
+@pytest.mark.parametrize("distance", [1.0, 1e-6, 1e-12])
+def test_recovery_probe_matches_dense_numpy_near_and_far(widths, distance):
+    """‖W − M‖/‖M‖ by QR, no dense W: equal to the dense value to 1e-9 relative even at 1e-12,
+    where ‖W‖² − 2⟨W, M⟩ + ‖M‖² would have lost every digit."""
+    problem = _problem(shape=(30, 20), rank=3)
+    U, s, V = problem.modes()
+    rng = np.random.RandomState(4)
+    dims = [30, *widths, 20]
+    # weights whose product is M + distance · noise: M's factors spread over the layers
+    first = np.zeros((30, dims[1]))
+    first[:, :3] = U * np.sqrt(s)
+    middle = [np.eye(a, b) for a, b in zip(dims[1:-2], dims[2:-1])]
+    last = np.zeros((dims[-2], 20))
+    last[:3] = (V * np.sqrt(s)).T
+    weights = [first, *middle, last]
+    weights[0] = weights[0] + distance * rng.standard_normal(weights[0].shape)
+    probe = RecoveryProbe.for_problem(problem, dims)
+    out = probe.measure(tuple(map(jnp.asarray, weights)))
+    W = weights[0]
+    for w in weights[1:]:
+        W = W @ w
+    M = problem.dense_truth()
+    dense = np.linalg.norm(W - M) / np.linalg.norm(M)
+    assert float(out["recovery_error"]) == pytest.approx(dense, rel=1e-9 if distance < 1 else 1e-12)
+    sigma = np.linalg.svd(W, compute_uv=False)
+    shown = np.asarray(out["singular_values"])
+    np.testing.assert_allclose(shown, sigma[: shown.size], rtol=1e-10, atol=1e-13 * sigma[0])
+    top = sigma[: min(dims)]
+    p = top / top.sum()
+    p = p[p > 0]
+    assert float(out["effective_rank"]) == pytest.approx(np.exp(-np.sum(p * np.log(p))), rel=1e-9)
+    learned = np.einsum("ir,ij,jr->r", U, W, V) / s
+    np.testing.assert_allclose(out["mode_learned"], learned, rtol=1e-10, atol=1e-12)
+
+
+def test_effective_rank_is_the_entropy_rank():
+    assert float(effective_rank(jnp.array([1.0, 0.0, 0.0]))) == pytest.approx(1.0)
+    assert float(effective_rank(jnp.array([2.0, 2.0, 2.0, 2.0]))) == pytest.approx(4.0)
+
+
+def test_bernoulli_sample_counts_padding_and_determinism():
+    shape = (200, 150)
+    p = 0.1
+    first = _draw_completion(shape, p, seed=5)
+    again = _draw_completion(shape, p, seed=5)
+    np.testing.assert_array_equal(first.measurements.rows, again.measurements.rows)
+    n = shape[0] * shape[1]
+    # the count is Binomial(n, p): within 5 standard deviations of n p
+    assert abs(first.count - n * p) < 5 * math.sqrt(n * p * (1 - p))
+    assert first.measurements.rows.size == capacity(shape, p) >= first.count
+    keep = first.measurements.weights > 0
+    pairs = first.measurements.rows[keep].astype(int) * shape[1] + first.measurements.cols[keep]
+    assert np.unique(pairs).size == first.count  # distinct entries
+    assert np.all(first.measurements.values[~keep] == 0)
+    # two seeds stack into one batch (same capacity)
+    other = _draw_completion(shape, p, seed=6)
+    assert other.measurements.rows.shape == first.measurements.rows.shape
+
+
+def _draw_completion(shape, p, seed):
+    rng = np.random.RandomState(seed)
+    truth = target_factors(rng, shape, [1.0, 0.5])
+    return completion_problem(rng, shape, truth, probability=p)
+
+
+def test_exact_counts_and_the_large_path_are_distinct_and_uniform():
+    rng = np.random.RandomState(0)
+    index = sample_entries(rng, (1000, 1000), observations=20_000)
+    assert index.size == np.unique(index).size == 20_000
+    # uniform: each tenth of the index range holds about a tenth (chi-square, 9 dof, p ≈ 1e-6)
+    counts = np.bincount(index * 10 // 1_000_000, minlength=10)
+    assert np.sum((counts - 2000) ** 2 / 2000) < 45
+    big = sample_entries(np.random.RandomState(0), (10_000, 10_000), probability=1e-4)
+    assert big.size == 10_000 == np.unique(big).size
+
+
+def test_gaussian_product_target_has_the_frobenius_norm_and_rank():
+    rng = np.random.RandomState(0)
+    U, s, V = target_factors(rng, (40, 30), target="gaussian_product", rank=4, frobenius_norm=100.0)
+    M = (U * s) @ V.T
+    assert np.linalg.norm(M) == pytest.approx(100.0, rel=1e-13)
+    np.testing.assert_allclose(U.T @ U, np.eye(4), atol=1e-13)
+    assert np.sum(np.linalg.svd(M, compute_uv=False) > 1e-10) == 4
+
+
+def test_rademacher_vectors_are_orthonormal():
+    rng = np.random.RandomState(0)
+    U, _, V = target_factors(rng, (50, 40), np.linspace(1, 0.1, 5), vectors="rademacher")
+    np.testing.assert_allclose(U.T @ U, np.eye(5), atol=1e-13)
+    np.testing.assert_allclose(V.T @ V, np.eye(5), atol=1e-13)
+
+
+def _run_file(**problem):
+    base = {
+        "seed": 0,
+        "steps": 20,
+        "checkpoints": 0,
+        "problem": {"kind": "completion", "rows": 40, "cols": 30, "rank": 2, "probability": 0.5},
+        "model": {"hidden": [2]},
+        "init": {"kind": "spectral_estimate"},
+        "methods": [{"name": "scaled-gd", "learning_rates": [1.0]}],
+    }
+    base["problem"].update(problem)
+    return base
+
+
+def test_spectral_estimate_is_the_top_svd_of_the_rescaled_observations():
+    cfg = config.parse(_run_file())
+    setup = runfile.build(cfg)
+    problem = setup.problem
+    obs = problem.measurements
+    keep = obs.weights > 0
+    dense = np.zeros(problem.shape)
+    dense[obs.rows[keep], obs.cols[keep]] = obs.values[keep] / problem.fraction
+    U, s, Vt = np.linalg.svd(dense)
+    W = setup.weights[0] @ setup.weights[1]
+    np.testing.assert_allclose(W, (U[:, :2] * s[:2]) @ Vt[:2], rtol=1e-10, atol=1e-12)
+    # balanced: W1ᵀW1 = W2W2ᵀ
+    np.testing.assert_allclose(
+        setup.weights[0].T @ setup.weights[0], setup.weights[1] @ setup.weights[1].T, atol=1e-12
+    )
+    assert isinstance(setup.objective, Completion)
+    assert setup.probe is not None
+
+
+def test_end_to_end_scale_sets_the_product_norm():
+    cfg = config.parse(
+        _run_file()
+        | {"init": {"kind": "gaussian", "scale": 0.1, "end_to_end": 1e-3}}
+        | {"model": {"hidden": [10, 10]}}
+    )
+    weights = runfile.build(cfg).weights
+    assert np.linalg.norm(weights[0] @ weights[1] @ weights[2]) == pytest.approx(1e-3, rel=1e-12)
+
+
+def test_npz_round_trip_with_truth(tmp_path):
+    problem = _problem()
+    obs = problem.measurements
+    keep = obs.weights > 0
+    np.savez(
+        tmp_path / "obs.npz",
+        rows=obs.rows[keep],
+        cols=obs.cols[keep],
+        values=obs.values[keep],
+        shape=np.array(problem.shape),
+        truth=problem.dense_truth(),
+    )
+    read = npz_measured_problem(tmp_path / "obs.npz", "completion")
+    assert read.shape == problem.shape and read.count == problem.count
+    np.testing.assert_allclose(read.dense_truth(), problem.dense_truth(), atol=1e-13)
+    weights = _weights(problem.shape, [3])
+    assert _dense_loss(read, weights) == pytest.approx(_dense_loss(problem, weights), rel=1e-14)
+
+
+# bad inputs -----------------------------------------------------------------------------------
+
+BAD_VALUES = st.sampled_from([-1, 0, 1.5, math.nan, math.inf, "x", True, [1], {"a": 1}, 10**12])
+
+
+@SETTINGS
+@given(
+    key=st.sampled_from(
+        ["rows", "cols", "rank", "probability", "observations", "condition_number", "noise",
+         "frobenius_norm", "largest_singular_value", "vectors", "target", "law", "measurements"]
+    ),
+    value=BAD_VALUES,
+)  # fmt: skip
+def test_generated_bad_measured_run_files_are_refused(key, value):
+    data = _run_file()
+    if key == "measurements":
+        data["problem"] = {"kind": "sensing", "rows": 10, "cols": 10, "rank": 2}
+    if key == "observations":
+        data["problem"].pop("probability")
+    data["problem"][key] = value
+    try:
+        cfg = config.parse(data)
+    except UsageError as error:
+        text = str(error)
+        assert "\n" not in text and ("problem" in text or "init" in text), text
+        return
+    # accepted: then it must be a valid value that builds (e.g. rank 1, probability 1)
+    runfile.build(cfg)
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"probability": 0.5, "observations": 10}, "exactly one of problem.probability"),
+        ({"probability": 2.0}, "problem.probability must be in (0, 1]"),
+        ({"rank": 50}, "problem.rank must be ≤ 30"),
+        ({"observations": 5000, "probability": None}, "problem.observations must be ≤"),
+        ({"target": "gaussian_product", "condition_number": 3}, "does not apply"),
+        ({"path": "x.npz"}, "does not apply with problem.path"),
+        ({"rows": None}, "problem.rows is missing"),
+    ],
+)
+def test_measured_run_file_cases(change, words):
+    data = _run_file()
+    for key, value in change.items():
+        if value is None:
+            data["problem"].pop(key)
+        else:
+            data["problem"][key] = value
+    with pytest.raises(UsageError, match=None) as caught:
+        config.parse(data)
+    assert words in str(caught.value)
+
+
+def test_spectral_estimate_needs_a_measured_problem():
+    data = _run_file()
+    data["problem"] = {"kind": "spectral", "input": 5, "output": 5, "samples": 20}
+    with pytest.raises(UsageError, match="spectral_estimate"):
+        config.parse(data)
+
+
+NPZ_CORRUPTIONS = [
+    ("rows", lambda a: a + 1000, "rows must be integers in"),
+    ("cols", lambda a: -a - 1, "cols must be integers in"),
+    ("rows", lambda a: a + 0.5, "rows must be integers in"),
+    ("values", lambda a: a[:-1], "the same length"),
+    ("shape", lambda a: np.array([3.0]), "shape must be two positive integers"),
+    ("shape", lambda a: np.array([0, 5]), "shape must be two positive integers"),
+    ("truth", lambda a: a[:, :-1], "truth has shape"),
+    ("values", lambda a: a * np.nan, "non-finite"),
+    ("rows", lambda a: a.astype(complex), "complex"),
+    ("rows", lambda a: np.concatenate([a[:1], a[:-1]]), "listed twice"),
+    ("values", None, "has no 'values'"),
+]
+
+
+@pytest.mark.parametrize("name, corrupt, words", NPZ_CORRUPTIONS)
+def test_bad_completion_npz_files_are_refused(tmp_path, name, corrupt, words):
+    problem = _problem()
+    obs = problem.measurements
+    keep = obs.weights > 0
+    arrays = {
+        "rows": obs.rows[keep],
+        "cols": obs.cols[keep],
+        "values": obs.values[keep],
+        "shape": np.array(problem.shape),
+        "truth": problem.dense_truth(),
+    }
+    if name == "rows" and "twice" in words:
+        arrays["cols"] = np.concatenate([arrays["cols"][:1], arrays["cols"][:-1]])
+    if corrupt is None:
+        arrays.pop(name)
+    else:
+        arrays[name] = corrupt(arrays[name])
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(UsageError) as caught:
+        npz_measured_problem(tmp_path / "bad.npz", "completion")
+    assert words in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_bad_measured_run_file_exits_2_with_one_line(tmp_path):
+    data = _run_file(probability=1.5)
+    lines = ["seed = 0", "steps = 20", "[problem]"]
+    lines += [f"{k} = {v!r}".replace("'", '"') for k, v in data["problem"].items()]
+    lines += ["[model]", "hidden = [2]", "[[methods]]", 'name = "gd"', "learning_rates = [0.1]"]
+    path = tmp_path / "bad.toml"
+    path.write_text("\n".join(lines) + "\n")
+    tomllib.loads(path.read_text())  # valid TOML: the refusal is the field's
+    done = subprocess.run(
+        [sys.executable, "-m", "deeplinear.cli", "run", str(path), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "problem.probability" in done.stderr
+    assert not (tmp_path / "out").exists()
