@@ -378,3 +378,19 @@ def test_a_bad_measured_run_file_exits_2_with_one_line(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "problem.probability" in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_dl_run_takes_a_measured_problem_and_records_recovery():
+    import deeplinear as dl
+
+    problem = _problem(shape=(30, 20), rank=2)
+    U, s, V = problem.spectral_estimate(2)
+    weights = (U * np.sqrt(s), (V * np.sqrt(s)).T)
+    result = dl.run("gd", problem, weights=weights, steps=5, learning_rates=[0.1])
+    frame = result.to_frame()
+    W = weights[0] @ weights[1]
+    M = problem.dense_truth()
+    first = frame["recovery_error"].iloc[0]
+    assert first == pytest.approx(np.linalg.norm(W - M) / np.linalg.norm(M), rel=1e-12)
+    assert frame["loss"].iloc[0] == pytest.approx(_dense_loss(problem, weights), rel=1e-13)
+    assert np.isnan(frame["loss_notebook"]).all()

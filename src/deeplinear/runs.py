@@ -118,7 +118,8 @@ def run(
 ) -> RunResult:
     """Run ``method`` on ``problem`` from ``weights``, once per learning rate, for ``steps``.
 
-    ``problem``: a ``Problem`` (then give ``weights``), ``(problem, weights)`` as
+    ``problem``: a ``Problem`` or ``MeasuredProblem`` (then give ``weights``; a measured problem
+    with its truth records the recovery columns), ``(problem, weights)`` as
     ``notebook_problem`` returns it, an ``Objective`` (then give ``weights``; no diagnostics
     columns), or None: the notebook's problem for ``seed`` with its initial weights.
     ``hyperparameters`` apply to a method given by name, class or factory; ``name`` names a
@@ -150,9 +151,14 @@ def run(
     problem, objective, weights = _problem(problem, weights, seed)
     measure = None
     if probe and problem is not None:
-        from .diagnostics import Probe
+        from .diagnostics import Probe, RecoveryProbe
+        from .measured_problem import MeasuredProblem
 
-        measure = Probe.for_problem(problem)
+        if not isinstance(problem, MeasuredProblem):
+            measure = Probe.for_problem(problem)
+        elif problem.has_truth:
+            widths = [weights[0].shape[0], *(w.shape[1] for w in weights)]
+            measure = RecoveryProbe.for_problem(problem, widths)
     result = runner.run(
         method,
         objective,
@@ -259,6 +265,8 @@ def _learning_rates(learning_rates, method, fixed: bool) -> tuple[float, ...]:
 
 def _problem(problem, weights, seed):
     """(Problem or None, Objective, weights as float64 arrays)."""
+    from .measured_problem import MeasuredProblem
+    from .measurement import is_measured
     from .objective import Objective
     from .problem import Problem, notebook_problem
 
@@ -268,9 +276,14 @@ def _problem(problem, weights, seed):
     elif isinstance(problem, tuple) and len(problem) == 2 and isinstance(problem[0], Problem):
         problem, drawn = problem
         weights = drawn if weights is None else weights
-    if isinstance(problem, Problem):
+    if isinstance(problem, Problem | MeasuredProblem):
         objective = problem.objective()
-        d_out, d_in = problem.A.shape
+        d_out, d_in = problem.shape
+    elif is_measured(problem):  # a completion or sensing objective: shapes from the weights
+        objective, problem = problem, None
+        if weights is None:
+            raise UsageError("weights is missing: give the initial weights (W1, …, WL)")
+        d_out, d_in = np.shape(weights[0])[0], np.shape(weights[-1])[-1]
     elif isinstance(problem, Objective):
         objective, problem = problem, None
         d_out, d_in = (
@@ -279,8 +292,9 @@ def _problem(problem, weights, seed):
         )
     else:
         raise UsageError(
-            f"problem must be a Problem, (problem, weights), an Objective or None (the "
-            f"notebook's problem), got {type(problem).__name__}"
+            f"problem must be a Problem, a MeasuredProblem, (problem, weights), an Objective, a "
+            f"Completion or Sensing objective, or None (the notebook's problem), got "
+            f"{type(problem).__name__}"
         )
     if weights is None:
         raise UsageError("weights is missing: give the initial weights (W1, …, WL)")
