@@ -13,7 +13,8 @@ the Hessian's extreme eigenvalues, on the flattened parameter vector (``ravel_py
   ``C W_Lᵀ``): the loss less a constant, so the same Hessian, but a product costs O(o·i·h)
   with no output × input intermediate beyond C (the textbook HVP forms W Lᵀ − T and its
   derivative: about 2.5× slower at 1024 × 32 × 1024). The gradient itself comes from the
-  residual form, which stays exact near a minimum.
+  residual form, which stays exact near a minimum. A measured objective (completion, sensing:
+  no ``target``/``factor``) takes the generic product, forward over reverse of its own loss.
 
 λ_max ≥ 0 always (each layer's diagonal block ``∇²_{W_i} f`` is positive semi-definite, f being
 a convex quadratic in one layer), and λ_max = 0 only if H = 0. So λ_max is found first (largest
@@ -33,6 +34,7 @@ from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
 from ._backend import jax, jnp
 from .errors import UsageError
+from .measurement import is_measured
 from .model import gradient_norm
 
 DENSE_LIMIT = 2000  # method="auto" builds the dense Hessian up to this many parameters
@@ -159,6 +161,8 @@ def _checked_weights(objective, weights) -> tuple:
                 f"W{i} is {a.shape} and W{i + 1} is {b.shape}: W{i}'s columns must equal "
                 f"W{i + 1}'s rows"
             )
+    if is_measured(objective):  # completion, sensing: the shape is the weights' own
+        return weights
     output = objective.target.shape[0]
     inputs = objective.target.shape[1] if objective.factor is None else objective.factor.shape[1]
     shape = (weights[0].shape[0], weights[-1].shape[1])
@@ -217,15 +221,32 @@ def _hvp(moments, weights, vector):
     return jax.jvp(grad, (flat,), (vector,))[1]
 
 
+@jax.jit
+def _loss_hvp(objective, weights, vector):
+    """H v of ``objective.loss`` itself (measured objectives: no Gram form)."""
+    flat, unravel = ravel_pytree(weights)
+    grad = jax.grad(lambda x: objective.loss(unravel(x)))
+    return jax.jvp(grad, (flat,), (vector,))[1]
+
+
 def _lanczos(objective, weights, tol, max_iterations):
-    moments = _moments(objective)
     p = sum(w.size for w in weights)
     count = 0
+    if is_measured(objective):  # the generic product on the measured loss
+
+        def product(v):
+            return _loss_hvp(objective, weights, v)
+
+    else:
+        moments = _moments(objective)
+
+        def product(v):
+            return _hvp(moments, weights, v)
 
     def hvp(v):
         nonlocal count
         count += 1
-        return np.asarray(_hvp(moments, weights, jnp.asarray(v.ravel())))
+        return np.asarray(product(jnp.asarray(v.ravel())))
 
     v0 = np.random.default_rng(_START_SEED).standard_normal(p)
     if not np.any(hvp(v0)):  # H v0 = 0 for a random v0: H = 0
