@@ -361,6 +361,9 @@ def problem_summary(setup: Setup) -> dict:
             "condition_number": problem.condition_number,
             "samples": None,
             "irreducible_loss": float(setup.objective.floor),
+            "reachable_minimum": reachable_minimum(
+                setup.problem, setup.widths, setup.objective
+            ).as_dict(),
         }
     return {
         "name": problem.name,
