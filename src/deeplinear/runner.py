@@ -150,6 +150,9 @@ def run(
     batch = rates.shape[0]
     if batch == 0 or not np.all(np.isfinite(rates)) or np.any(rates <= 0):
         raise UsageError(f"learning rates must be finite and > 0, got {rates.tolist()}")
+    reason = method.supports(objective, shapes_of(weights))
+    if reason is not None:  # before anything compiles, in one line
+        raise UsageError(f"{method.name} cannot run on this problem: {reason}")
     if not method.in_loop:
         if not shared:
             raise UsageError(f"{method.name} runs outside the compiled loop: one problem at a time")
