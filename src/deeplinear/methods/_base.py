@@ -66,6 +66,11 @@ class AbstractMethod(abc.ABC):
         """Checks across fields, beyond each field's declaration (one-line UsageError)."""
         return None
 
+    def supports(self, objective, shapes: list[tuple[int, int]] | None = None) -> str | None:
+        """None if the method can run on ``objective`` (with layer ``shapes``, when given), else
+        the reason it cannot, in a few words: ``runner.run`` refuses up front with it."""
+        return None
+
     def memory_values(self, shapes: list[tuple[int, int]], k: int | None) -> float:
         """Float64 values one run holds while it steps (weights, gradient, state, temporaries),
         for layer ``shapes`` and ``k`` rows of the reduced residual (None: population loss):
