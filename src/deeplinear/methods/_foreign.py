@@ -122,22 +122,32 @@ class AbstractSolverInstance(AbstractOptimistixMethod):
 
 
 @functools.lru_cache(maxsize=256)
-def measured_update_flops(method, shapes: tuple, k: int | None) -> float:
+def measured_update_flops(method, shapes: tuple, k) -> float:
     """XLA's FLOP count of one ``method.step`` for layer ``shapes`` (a tuple of pairs) and
     ``k`` rows of the reduced residual (None: population), compiled once per method and shapes
     on abstract arguments (nothing is run)."""
     from .._backend import jax, jnp
+    from ..cost import Measurements
+    from ..measurement import Completion, Sensing
     from ..objective import Objective
 
     spec = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float64)
     d_out, d_in = shapes[0][0], shapes[-1][1]
-    objective = Objective(
-        None if k is None else spec(k, d_in),
-        spec(d_out, d_in if k is None else k),
-        spec(),
-        spec(d_in),
-        spec(),
-    )
+    if isinstance(k, Measurements):  # m measurements, as abstract arrays
+        m = k.count
+        if k.dense:
+            objective = Sensing(spec(m, d_out * d_in), spec(m), spec(m), spec())
+        else:
+            index = jax.ShapeDtypeStruct((m,), jnp.int32)
+            objective = Completion(index, index, spec(m), spec(m), spec())
+    else:
+        objective = Objective(
+            None if k is None else spec(k, d_in),
+            spec(d_out, d_in if k is None else k),
+            spec(),
+            spec(d_in),
+            spec(),
+        )
     weights = tuple(spec(*s) for s in shapes)
     state = jax.eval_shape(lambda w, o: method.init(w, o, 1.0), weights, objective)
 

@@ -26,6 +26,12 @@ that keeps the structured preconditioner of ``gn-cg`` exact.
 (lineax) on v ↦ Jᵀ(Jv) + λv built from ``jvp``/``vjp``. The preconditioner inverts each layer's
 exact Gauss-Newton block approximately, as a Kronecker product with split damping:
 (P_iᵀP_i + π√λ I)⁻¹ V (Q_i S Q_iᵀ + √λ/π I)⁻¹.
+
+On a measured objective (completion, sensing) both ``lm`` (any depth) and ``gn-cg`` solve the
+system in parameter space by CG through ``jax.linearize``/``vjp`` of the measured residual, with
+a block-diagonal preconditioner (for completion the exact per-row and per-column blocks of W1
+and W_L): ``_measured.cg_solve``. λ₀ = τ·s·max diag of the fully observed JᵀJ, s the sampling
+scale (its expectation).
 """
 
 from __future__ import annotations
@@ -38,8 +44,9 @@ import pyarrow as pa
 
 from .. import _linalg as linalg
 from .._backend import jax, jnp
-from ..cost import EIGH, QR, SVD, loss_flops, parameters, residual_rows
+from ..cost import EIGH, QR, SVD, Measurements, loss_flops, parameters, residual_rows
 from ..model import partial_products
+from . import _measured as measured
 from ._base import AbstractMethod, flag, integer, number
 
 
@@ -63,6 +70,8 @@ def jacobian_product(weights, objective, delta):
 
 def initial_damping(weights, objective, tau: float):
     """τ · max diag(JᵀJ): the largest diagonal entry of any layer's block (Q S Qᵀ) ⊗ (PᵀP)."""
+    if measured.is_measured(objective):
+        return measured.initial_damping(weights, objective, tau)
     S = objective.covariance()
     lefts, rights = partial_products(weights)
     biggest = jnp.asarray(0.0)
@@ -338,7 +347,12 @@ class AbstractDampedGaussNewton(AbstractMethod):
         out, into = shapes[0][0], shapes[-1][1]
         p = sum(a * b for a, b in shapes)
         partial = sum(out * a + b * into for a, b in shapes)
-        return 24 * p + 4 * partial + 6 * sum(a * a for a, _ in shapes)
+        values = 24 * p + 4 * partial + 6 * sum(a * a for a, _ in shapes)
+        if isinstance(k, Measurements):  # the linearization's gathers, the blocks' factors
+            (n1, d0), (dL, n2) = shapes[0], shapes[-1]
+            values += 4 * k.count * (d0 + dL + 2) + 2 * (n1 * d0 * d0 + n2 * dL * dL)
+            values += measured.CHUNK_VALUES
+        return values
 
     def passes(self, depth):
         cg = min(getattr(self, "cg_max_steps", 0), 20) if self.uses_cg(depth) else 0
@@ -349,8 +363,11 @@ class AbstractDampedGaussNewton(AbstractMethod):
         # the SVDs of the preconditioner once per step and two products through J per CG step
         F, widths = loss_flops(shapes, k), [shapes[0][0], *(b for _, b in shapes)]
         hidden = widths[1:-1]
-        kk = widths[-1] if k is None else k
         per_step = 3 * F + 3 * F + _gauge_flops(shapes) + _rebalance_flops(shapes)
+        if isinstance(k, Measurements):  # the block preconditioner (``_measured``)
+            setup, per_cg = measured.flops_setup(shapes, k.count, not k.dense)
+            return per_step + setup, 4 * F + per_cg
+        kk = widths[-1] if k is None else k
         setup = SVD(shapes[0][0], hidden[-1]) + SVD(hidden[0], kk)
         per_cg = 4 * F + 8 * residual_rows(shapes, k) * max(hidden)
         return per_step + setup, per_cg
@@ -431,10 +448,10 @@ class LevenbergMarquardt(AbstractDampedGaussNewton):
     reference = "Levenberg 1944; Marquardt 1963; Nielsen 1999"
 
     def uses_cg(self, depth: int) -> bool:
-        return depth > 2
+        return depth > 2  # and on every measured objective
 
     def flops(self, shapes, k):
-        if len(shapes) > 2:
+        if len(shapes) > 2 or isinstance(k, Measurements):
             return super().flops(shapes, k)
         # the exact Schur solve: the SVD of Z = W2 Lᵀ, K's eigenbasis, A's eigendecomposition
         # and the products; the SVD of C = diag(√shrink) Vᵀ L for the sample loss
@@ -447,13 +464,15 @@ class LevenbergMarquardt(AbstractDampedGaussNewton):
         return per_step, 0.0
 
     def memory_values(self, shapes, k):
-        if len(shapes) > 2:
+        if len(shapes) > 2 or isinstance(k, Measurements):
             return super().memory_values(shapes, k)
         (out, h), (_, into) = shapes
         kk = into if k is None else k  # the exact Schur solve: full SVD bases of k × k
         return 6 * (kk * kk + into * into + h * h + h * kk + out * h) + 8 * (out + into) * h
 
     def solve(self, weights, objective, lam):
+        if measured.is_measured(objective):
+            return measured.cg_solve(weights, objective, lam, self.cg_rtol, self.cg_max_steps)
         if len(weights) == 2:
             return schur_solve(weights, objective, lam)
         return cg_solve(weights, objective, lam, self.cg_rtol, self.cg_max_steps)
@@ -474,4 +493,5 @@ class GaussNewtonCG(AbstractDampedGaussNewton):
         return True
 
     def solve(self, weights, objective, lam):
-        return cg_solve(weights, objective, lam, self.cg_rtol, self.cg_max_steps, self.precondition)
+        args = (weights, objective, lam, self.cg_rtol, self.cg_max_steps, self.precondition)
+        return (measured.cg_solve if measured.is_measured(objective) else cg_solve)(*args)

@@ -84,7 +84,7 @@ class AbstractOptimistixMethod(AbstractMethod):
     def memory_values(self, shapes, k):
         # the dense Jacobian of the reduced residual (in the state) and its factorization
         p = sum(a * b for a, b in shapes)
-        rows = shapes[0][0] * (shapes[-1][1] if k is None else k)
+        rows = residual_rows(shapes, k)
         return 5 * rows * p + min(rows, p) ** 2 + 12 * p
 
     def passes(self, depth):

@@ -45,7 +45,7 @@ class AbstractScipyMethod(AbstractMethod):
     def memory_values(self, shapes, k):
         # the dense Jacobian (MINPACK pads it to at least p rows) and its factorization
         p = sum(a * b for a, b in shapes)
-        rows = shapes[0][0] * (shapes[-1][1] if k is None else k)
+        rows = residual_rows(shapes, k)
         rows = max(rows, p) if self.scipy_method == "lm" else rows
         return 4 * rows * p + min(rows, p) ** 2 + 12 * p
 
@@ -68,7 +68,7 @@ class AbstractScipyMethod(AbstractMethod):
 
         weights = tuple(jnp.asarray(w, dtype=jnp.float64) for w in weights)
         flat, unravel = ravel_pytree(weights)
-        rows = objective.target.size
+        rows = jax.eval_shape(objective.residual, weights).size
         pad = max(0, flat.size - rows) if self.scipy_method == "lm" else 0
 
         def residual(v):

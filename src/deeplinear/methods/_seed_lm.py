@@ -95,8 +95,8 @@ class SeedLM(AbstractMethod):
 
     def memory_values(self, shapes, k):
         # the dense Jacobian stacked with the gauge rows, and its QR (or SVD) factors
-        p, out = sum(a * b for a, b in shapes), shapes[0][0]
-        rows = out * (shapes[-1][1] if k is None else k) + sum(a * a for a, _ in shapes[1:])
+        p = sum(a * b for a, b in shapes)
+        rows = residual_rows(shapes, k) + sum(a * a for a, _ in shapes[1:])
         return 4 * rows * p + 8 * p
 
     def passes(self, depth):

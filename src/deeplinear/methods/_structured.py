@@ -5,12 +5,15 @@ moment (I for the population loss), the Gauss-Newton block of layer i is (Q_i S 
 - ``scaled-gd`` (Tong, Ma & Chi 2021): W_i ← W_i − η (P_iᵀP_i)⁻¹ ∇_i (Q_iQ_iᵀ)⁻¹; for depth 2,
   W1 ← W1 − η ∇₁ (W2W2ᵀ)⁻¹ and W2 ← W2 − η (W1ᵀW1)⁻¹ ∇₂. Its rate does not depend on κ(A).
 - ``precgd`` (Zhang, Fattahi & Zhang 2021): ScaledGD with the Grams damped by λ = c·sqrt(f/s̄)
-  (s̄ = tr S / d_in), which keeps it linear when the rank is over-specified.
+  (s̄ = tr S / d_in; on a measured problem s̄ = ``measurement.sampling_scale``, the sampling
+  rate p for completion), which keeps it linear when the rank is over-specified.
 - ``natural-gradient``: the exact per-layer Gauss-Newton blocks, W_i ← W_i − (η/2)
   (P_iᵀP_i)⁻¹ ∇_i (Q_i S Q_iᵀ)⁻¹ (the ½ because f has no ½); η = 1 is the exact Gauss-Newton step
   of each layer with the others fixed. It equals ScaledGD only when S ∝ I.
 - ``als``: one sweep of exact least squares per layer, W_i ← P_i⁺ T (Q_i Lᵀ)⁺ (minimum norm), in
-  order; η < 1 moves only part of the way.
+  order; η < 1 moves only part of the way. On a completion, W1 row by row and W_L column by
+  column (d × d normal equations from segment sums, O(m d²)), inner layers and every layer of
+  sensing in vec form (``_measured``); ``natural-gradient`` needs S and refuses measured problems.
 
 Identity factors (P_1, Q_L and S for the population loss) are never formed.
 """
@@ -22,8 +25,9 @@ import dataclasses
 
 from .. import _linalg as linalg
 from .._backend import jnp
-from ..cost import SOLVE, SVD, loss_flops
+from ..cost import SOLVE, SVD, Measurements, loss_flops, parameters
 from ..model import partial_products
+from . import _measured as measured
 from ._base import AbstractMethod, number
 
 
@@ -112,8 +116,11 @@ class PrecGD(AbstractLayerPreconditioned):
     reference = "Zhang, Fattahi & Zhang, NeurIPS 2021 (arXiv:2104.10790)"
 
     def grams(self, weights, objective, loss):
-        S = objective.covariance()
-        mean_variance = 1.0 if S is None else jnp.trace(S) / S.shape[0]
+        if measured.is_measured(objective):
+            mean_variance = measured.sampling_scale(objective, weights)
+        else:
+            S = objective.covariance()
+            mean_variance = 1.0 if S is None else jnp.trace(S) / S.shape[0]
         lam = self.damping * jnp.sqrt(jnp.maximum(loss - objective.floor, 0.0) / mean_variance)
         lefts, rights = partial_products(weights)
         return [
@@ -132,6 +139,14 @@ class NaturalGradient(AbstractLayerPreconditioned):
     description = "natural gradient with the exact Kronecker-factored Gauss-Newton block per layer"
     reference = "Amari 1998; Martens & Grosse 2015; Bernacchia, Lengyel & Hennequin 2018"
     scale = 0.5
+
+    def supports(self, objective, shapes=None):
+        if measured.is_measured(objective):
+            return (
+                "it needs the input covariance S of a fully observed least-squares loss, which a "
+                "completion or sensing problem does not have (use scaled-gd or precgd)"
+            )
+        return None
 
     def grams(self, weights, objective, loss):
         S = objective.covariance()
@@ -159,24 +174,57 @@ class ALS(AbstractMethod):
     def init(self, weights, objective, learning_rate):
         return jnp.asarray(learning_rate, dtype=jnp.float64)
 
+    def supports(self, objective, shapes=None):
+        if measured.is_measured(objective):
+            return measured.dense_layer_reason(objective, shapes)
+        return None
+
     def memory_values(self, shapes, k):
-        return _gram_values(shapes) + 8 * sum(a * b for a, b in shapes)
+        values = _gram_values(shapes) + 8 * sum(a * b for a, b in shapes)
+        if isinstance(k, Measurements):  # the Grams per row/column, a chunk, vec-form systems
+            (n1, d0), (dL, n2) = shapes[0], shapes[-1]
+            values += 2 * (n1 * d0 * d0 + n2 * dL * dL) + measured.CHUNK_VALUES + 4 * k.count
+            dense = shapes if k.dense else shapes[1:-1]
+            values += 3 * max((a * b) ** 2 for a, b in dense) if dense else 0
+        return values
 
     def passes(self, depth):
         return float(depth)  # the partial products again for every layer
 
     def flops(self, shapes, k):
+        if isinstance(k, Measurements):
+            return _measured_als_flops(shapes, k), 0.0
         # per layer a minimum-norm least-squares solve (an SVD) and two chain products
         F = loss_flops(shapes, k)
         return 3 * F + sum(SVD(max(a, b), min(a, b)) + 2 * F for a, b in shapes), 0.0
 
     def step(self, weights, state, objective, loss, grads):
+        if measured.is_measured(objective):
+            return measured.als_sweep(weights, objective, state), state
         weights = list(weights)
         for i in range(len(weights)):
             lefts, rights = partial_products(weights)
             best = layer_least_squares(lefts[i], rights[i], objective)
             weights[i] = weights[i] + state * (best - weights[i])
         return tuple(weights), state
+
+
+def _measured_als_flops(shapes, k: Measurements) -> float:
+    """One sweep on a measured objective: per layer the partial products, then either the
+    row/column Grams (2md² + 2md), Cholesky and solves (completion's outer layers), or the vec
+    design z_k and its normal matrix 2m(ab)² plus a dense solve."""
+    (n1, _), (_, n2) = shapes[0], shapes[-1]
+    m, depth = k.count, len(shapes)
+    total = 3 * loss_flops(shapes, k)
+    for i, (a, b) in enumerate(shapes):
+        total += 2 * parameters(shapes) * max(a, b)  # the partial products
+        if not k.dense and i in (0, depth - 1):
+            d, n = (b, n1) if i == 0 else (a, n2)
+            total += 2 * m * d * (d + 1) + n * (d**3 / 3 + 2 * d * d)
+        else:
+            design = 2 * m * a * b if not k.dense else 2 * m * n1 * n2 * (a + b)
+            total += design + 2 * m * (a * b) ** 2 + SOLVE(a * b, 1)
+    return total
 
 
 def layer_least_squares(left, right, objective):
