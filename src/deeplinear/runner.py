@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from . import batched
 from ._backend import jax, jnp
-from .cost import shapes_of, step_flops
+from .cost import rows_of, shapes_of, step_flops
 from .errors import UsageError
 from .measurement import is_measured
 from .model import gradient_norm
@@ -218,9 +218,7 @@ def run(
 
 def flops_column(method, weights, objective, curve) -> np.ndarray:
     """Cumulative analytic FLOPs at each row (``cost.step_flops``; CG iterations as recorded)."""
-    factor = getattr(objective, "factor", None)
-    k = None if factor is None else int(factor.shape[-2])
-    per_step, per_cg = step_flops(method, shapes_of(weights), k)
+    per_step, per_cg = step_flops(method, shapes_of(weights), rows_of(objective))
     cg = curve.extras.get("cg_steps")
     total = curve.steps.astype(np.float64) * per_step
     return total if cg is None else total + np.asarray(cg, dtype=np.float64) * per_cg
