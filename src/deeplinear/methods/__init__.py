@@ -20,6 +20,8 @@ from ._base import declarations as declarations
 from ._base import flag as flag
 from ._base import integer as integer
 from ._base import number as number
+from ._baselines import NuclearNorm as NuclearNorm
+from ._baselines import SoftImpute as SoftImpute
 from ._levenberg_marquardt import GaussNewtonCG as GaussNewtonCG
 from ._levenberg_marquardt import LevenbergMarquardt as LevenbergMarquardt
 from ._optax import GD as GD
@@ -75,6 +77,8 @@ _ALL = (
     OptimistixDogleg,
     ScipyLM,
     ScipyTRF,
+    NuclearNorm,
+    SoftImpute,
 )
 METHODS: Registry = Registry(_ALL)
 register = METHODS.register
