@@ -25,10 +25,11 @@ from . import config as configs
 from ._backend import jax
 from .curvature import critical_point
 from .errors import UsageError
-from .floors import MAX_ACCURATE_TERMS, reachable_minimum
+from .floors import MAX_ACCURATE_TERMS, reachable_minimum, recovery_resolution
+from .measurement import is_measured
 from .methods import make_method
 from .results import read_table, run_series
-from .verdict import Verdict, judge, mode_evidence
+from .verdict import Verdict, judge, judge_recovery_of, mode_evidence
 
 PROGRESS_SECONDS = 2.0  # a progress line at most this often while a run is being continued
 MATCH = 1e-6  # largest mode error (relative to s_i) still called a match of the theory
@@ -69,6 +70,10 @@ class Continuation:
         self.steps_taken = 0
         self.steps: list[np.ndarray] = []
         self.loss: list[np.ndarray] = []
+        self.grads: list[np.ndarray] = []
+        # the recovery error along the continuation (measured problems with a truth)
+        self.recovery: list[np.ndarray] = []
+        self.recovering = probe is not None and "recovery_error" in probe.columns
 
     @property
     def seconds_per_step(self) -> float | None:
@@ -87,6 +92,7 @@ class Continuation:
             state=self.state,
             first_step=self.step,
             progress=None if self.progress is None else self._report,
+            probe=self.probe if self.recovering else None,
         )
         self.weights, self.state = result.final_weights, result.final_state
         self.step += n
@@ -95,7 +101,15 @@ class Continuation:
         curve = result.curves[0]
         self.steps.append(curve.steps[1:])
         self.loss.append(curve.loss[1:])
+        self.grads.append(curve.grad_norm[1:])
+        if self.recovering:
+            self.recovery.append(np.asarray(curve.extras["recovery_error"])[1:])
         return curve.steps[1:], curve.loss[1:], curve.grad_norm[1:]
+
+    @property
+    def recovery_handle(self) -> RecoveryContinuation | None:
+        """This continuation as the recovery verdict's handle (None without a truth)."""
+        return RecoveryContinuation(self) if self.recovering else None
 
     @property
     def modes(self) -> np.ndarray | None:
@@ -111,8 +125,9 @@ class Continuation:
         return tuple(np.asarray(w)[0] for w in self.weights)
 
     def accurate_loss(self) -> tuple[float, float] | None:
-        """The current loss in double-double and its error bound (None where unaffordable)."""
-        if self.problem is None:
+        """The current loss in double-double and its error bound (None where unaffordable, and
+        for measured problems: no double-double gather there)."""
+        if self.problem is None or is_measured(self.objective):
             return None
         X, Y = self.problem.X, self.problem.Y if self.problem.Y is not None else self.problem.A
         weights = self._current()
@@ -173,6 +188,58 @@ class Continuation:
         return first
 
 
+class RecoveryContinuation:
+    """A ``Continuation`` as ``verdict.judge_recovery_of``'s handle: the recovery error along
+    what it continued (``so_far``), and further continuation returning it."""
+
+    def __init__(self, continuation: Continuation):
+        self.continuation = continuation
+
+    @property
+    def spent(self) -> int:
+        return self.continuation.steps_taken
+
+    @property
+    def seconds_per_step(self) -> float | None:
+        return self.continuation.seconds_per_step
+
+    def so_far(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        c = self.continuation
+        if not c.steps:
+            return np.zeros(0, int), np.zeros(0), np.zeros(0)
+        return np.concatenate(c.steps), np.concatenate(c.recovery), np.concatenate(c.grads)
+
+    def __call__(self, n: int):
+        steps, _, grad = self.continuation(n)
+        return steps, self.continuation.recovery[-1], grad
+
+
+def judge_recovery(run_data: dict, verdict, setup, floor, extend, *, target, budget_steps):
+    """The recovery verdict of one run beside its fit ``verdict`` (None without a truth):
+    judged on the recorded ``recovery_error`` and, where ``extend`` (a ``Continuation``) is
+    given, continued further until it cannot change."""
+    if "recovery_error" not in run_data or not is_measured(setup.objective):
+        return None
+    handle = None if extend is None else extend.recovery_handle
+    return judge_recovery_of(
+        run_data["step"],
+        np.asarray(run_data["recovery_error"], dtype=np.float64),
+        fit=verdict,
+        target=target,
+        resolution=recovery_resolution(setup.problem, floor),
+        grad_norm=run_data.get("grad_norm"),
+        extend=handle,
+        budget_steps=budget_steps,
+        noise=float(getattr(setup.problem, "noise", 0.0) or 0.0),
+    )
+
+
+def default_recovery_target(target: float) -> float:
+    """The recovery target where none is given: √target (the loss is quadratic in the error,
+    so a loss fallen by ``target`` is an error fallen by about √target)."""
+    return float(np.sqrt(target))
+
+
 @dataclass
 class Explanation:
     verdicts: list[Verdict]
@@ -199,6 +266,7 @@ def explain(
     budget_steps: int = 1_000_000,
     figures: bool = True,
     progress: Callable[[str], None] | None = None,
+    recovery_target: float | None = None,
 ) -> Explanation:
     """Verdicts for every run in ``directory`` (written by ``deeplinear run``), or for every seed
     of each group's best configuration in a sweep directory (``sweep_verdicts``; no figures: the
@@ -207,6 +275,8 @@ def explain(
     ``target`` (default 1e-10, or a sweep's first target) is relative to the initial loss, or
     with ``relative_to="excess"`` to the initial excess over the reachable minimum.
     ``progress`` receives a line every few seconds while a run is being continued.
+    ``recovery_target`` (default √target) is the recovery error ‖W − M‖_F/‖M‖_F the recovery
+    verdict of a measured problem with a truth judges against.
     """
     directory = Path(directory)
     if relative_to not in ("initial", "excess"):
@@ -222,8 +292,15 @@ def explain(
             relative_to=relative_to,
             budget_steps=budget_steps,
             progress=progress,
+            recovery_target=recovery_target,
         )
     target = 1e-10 if target is None else target
+    if recovery_target is None:
+        recovery_target = default_recovery_target(target)
+    if not 0 < recovery_target < 1:
+        raise UsageError(
+            f"--recovery-target must be in (0, 1) (‖W − M‖/‖M‖), got {recovery_target}"
+        )
     rundir.recover(directory)  # after a killed ``run --force``: the old experiment or the new
     if not any((directory / name).exists() for name in (rundir.MANIFEST, *RUN_FILES)):
         raise UsageError(
@@ -294,6 +371,10 @@ def explain(
                 learned = now[None]
             if learned is not None and verdict.kind != "diverged":
                 verdict.evidence += mode_evidence(learned[-1], floor.width)
+            verdict.recovery = judge_recovery(
+                data, verdict, setup, floor, extend, target=recovery_target,
+                budget_steps=budget_steps,
+            )  # fmt: skip
             verdicts.append(verdict)
     files = []
     if figures:
@@ -303,6 +384,7 @@ def explain(
     payload = {
         "target": target,
         "relative_to": relative_to,
+        "recovery_target": recovery_target if setup.probe is not None else None,
         "floor": floor.as_dict(),
         "verdicts": [_jsonable(v.record()) for v in verdicts],
         "theory": _jsonable(comparison),
@@ -431,8 +513,18 @@ def _methods_by_run(config) -> dict:
     return out
 
 
+MEASURED_THEORY = (
+    "the exact decoupled dynamics do not apply to a problem seen through measurements (the "
+    "sampling couples the modes); the Gauss-Newton rate (1 − η λ_min⁺)² of the measured "
+    "residual is used where checkpoints give it"
+)
+
+
 def theory_comparison(config, setup, series) -> dict:
-    """The exact decoupled GD recursion against measured per-mode strengths, where it applies."""
+    """The exact decoupled GD recursion against measured per-mode strengths, where it applies
+    (never on a completion or sensing problem: ``MEASURED_THEORY``)."""
+    if is_measured(setup.objective):
+        return {"applies": False, "note": MEASURED_THEORY}
     c = theory.whitening_constant(setup.objective)
     reasons = []
     if config.init["kind"] != "spectral":

@@ -16,7 +16,8 @@ followed by ``deeplinear explain`` (the test checks it); the rebuild costs the r
 the best configuration only (one learning rate of each grid), usually far less than the sweep.
 
 ``verdicts.json`` holds the verdict records of a run directory plus ``group`` (``Group.id``),
-``axis`` (the point as {TOML path: value}), ``method``, ``learning_rate`` and ``seed``.
+``axis`` (the point as {TOML path: value}), ``method``, ``learning_rate`` and ``seed``; on a
+completion or sensing problem with a truth each has its ``recovery`` verdict (null otherwise).
 """
 
 from __future__ import annotations
@@ -136,13 +137,18 @@ def explain_sweep(
     relative_to: str,
     budget_steps: int,
     progress: Callable[[str], None] | None,
+    recovery_target: float | None = None,
 ):
-    """Verdicts for every seed of each group's best configuration; writes ``verdicts.json``."""
+    """Verdicts for every seed of each group's best configuration; writes ``verdicts.json``.
+    Runs of a measured problem with a truth get a recovery verdict too (``recovery_target``,
+    default √target: ``explain.judge_recovery``)."""
     from .explain import (
         Explanation,
         _jsonable,
         _theory_steps,
         continue_member,
+        default_recovery_target,
+        judge_recovery,
         theory_comparison,
     )
 
@@ -153,6 +159,12 @@ def explain_sweep(
         raise UsageError(
             f"--target must be in (0, 1) (relative to the initial loss), got {target:g}"
             + (" (the sweep's first target): give --target" if target == plan.targets[0] else "")
+        )
+    if recovery_target is None:
+        recovery_target = default_recovery_target(target)
+    if not 0 < recovery_target < 1:
+        raise UsageError(
+            f"--recovery-target must be in (0, 1) (‖W − M‖/‖M‖), got {recovery_target:g}"
         )
     rates = best_rates(table, plan, metadata)
     check_budget(plan, rates, budget_steps)
@@ -224,6 +236,10 @@ def explain_sweep(
                     f"differ from the sweep's by up to {drift:.1e} (relative): its numbers are "
                     "those of the re-run"
                 )
+            verdict.recovery = judge_recovery(
+                data, verdict, setup, floor, extend, target=recovery_target,
+                budget_steps=budget_steps,
+            )  # fmt: skip
             if comparison.get("note") and comparison.get("applies"):
                 notes[run_id] = comparison["note"]
             verdicts.append(verdict)
@@ -243,6 +259,7 @@ def explain_sweep(
         "relative_to": relative_to,
         "select": plan.select,
         "selected_on": plan.targets[0],  # the target the best learning rates were chosen on
+        "recovery_target": recovery_target,
         "floor": None,  # one per axis point and seed: each verdict's floor_detail
         "verdicts": [_jsonable(r) for r in records],
         "theory": {"notes": notes},

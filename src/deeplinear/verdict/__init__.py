@@ -51,6 +51,7 @@ from ._classification import (
 )
 from ._continuation import Handle
 from ._evidence import WINDOWS, ZERO_GRADIENT, Evidence, classify, steps_to, window_rates
+from ._recovery import RECOVERY_KINDS, Recovery, judge_recovery, recovery_floor, remaining
 from ._wording import mode_evidence, words
 
 __all__ = [
@@ -58,17 +59,20 @@ __all__ = [
     "KINDS",
     "NEAR_CRITICAL",
     "PERTURBED_RUNS",
+    "RECOVERY_KINDS",
     "WINDOWS",
     "ZERO_GRADIENT",
     "Evidence",
     "Finding",
     "Handle",
     "Question",
+    "Recovery",
     "Setting",
     "Verdict",
     "classify",
     "classify_run",
     "judge",
+    "judge_recovery_of",
     "mode_evidence",
     "steps_to",
     "window_rates",
@@ -114,6 +118,7 @@ class Verdict:
     escape: dict | None = None  # saddle: perturbation, measured and predicted escape steps
     crossing: dict | None = None  # unstable: first crossing, its spread, how high it rises
     evidence: list[str] = field(default_factory=list)
+    recovery: Recovery | None = None  # the recovery verdict, where the truth is known
 
     @classmethod
     def stating(cls, run: str, found: Finding, setting: Setting, headline, evidence) -> Verdict:
@@ -144,7 +149,11 @@ class Verdict:
         )
 
     def lines(self) -> list[str]:
-        return [f"{self.run}: {self.headline}", *(f"    {e}" for e in self.evidence)]
+        out = [f"{self.run}: {self.headline}", *(f"    {e}" for e in self.evidence)]
+        if self.recovery is not None:
+            out.append(f"    recovery: {self.recovery.headline}")
+            out += [f"        {e}" for e in self.recovery.evidence]
+        return out
 
     def record(self) -> dict:
         return {
@@ -172,6 +181,7 @@ class Verdict:
             "escape": self.escape,
             "crossing": self.crossing,
             "evidence": self.evidence,
+            "recovery": None if self.recovery is None else self.recovery.record(),
         }
 
 
@@ -223,3 +233,47 @@ def judge(
         lambda facts: classify_run(evidence, facts, setting), extend, theory_steps
     )
     return Verdict.stating(run, found, setting, *words(found, setting))
+
+
+def judge_recovery_of(
+    steps: np.ndarray,
+    error: np.ndarray,
+    *,
+    fit: Verdict,
+    target: float,
+    resolution: float,
+    grad_norm: np.ndarray | None = None,
+    extend=None,
+    budget_steps: int = 1_000_000,
+    segment_steps: int | None = None,
+    noise: float = 0.0,
+) -> Recovery:
+    """The recovery verdict (``_recovery``) beside ``fit``, the run's fit verdict.
+
+    ``error`` is the recorded ‖W − M‖_F/‖M‖_F; ``target`` an absolute relative error.
+    ``extend``, where given, is the run's handle after the fit's continuation: ``so_far()``
+    gives the (steps, error, grad_norm) it continued, ``spent`` its steps, and a call of ``n``
+    continues further (within ``budget_steps`` in all) until the recovery verdict cannot change.
+    """
+    evidence = Evidence.of_record(steps, error, grad_norm)
+    floor = recovery_floor(resolution, fit.floor.width, fit.floor.target_rank)
+    if extend is not None:
+        more = extend.so_far()
+        if len(more[0]):
+            evidence.add(*more)
+        evidence.spent = extend.spent
+
+    def settled() -> bool:
+        return fit.kind == "converged"
+
+    if extend is not None and budget_steps > 0:
+        if segment_steps is None:
+            segment_steps = int(np.clip(evidence.steps[-1], 1000, 50_000))
+        continuation.extend(
+            evidence, extend, floor, target, budget_steps, segment_steps, remaining(settled)
+        )
+    fit_settled = settled() or evidence.zero_gradient()
+    return judge_recovery(
+        evidence, target=target, floor=floor, fit_settled=fit_settled, fit_kind=fit.kind,
+        noise=noise,
+    )  # fmt: skip

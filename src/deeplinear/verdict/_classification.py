@@ -13,7 +13,9 @@ the loss in double-double, the exact theory's prediction) it returns the ``Quest
 5. crossed and stayed below: the ETA is measured; a record whose own rates would have put the
    crossing > 10× later was a plateau;
 6. no progress (stalled, oscillating): a saddle (zero gradient, λ_min < 0: escape measured and
-   predicted), a plateau near one (‖g‖²/(2 λ_max e) < ``NEAR_CRITICAL``), or the method's floor;
+   predicted), a critical point without negative curvature (``minimum``: the floor where it is
+   unknown, a spurious local minimum or a non-strict saddle where it is known), a plateau near a
+   saddle (‖g‖²/(2 λ_max e) < ``NEAR_CRITICAL``), or the method's floor;
 7. too few records;
 8. not reached within the evidence where the exact theory reaches it: the theory's ETA;
 9. else extrapolated: rates on three windows, the Gauss-Newton rate, the power law if sublinear.
@@ -31,6 +33,7 @@ from ._evidence import Evidence, classify, steps_to, tail_rate, window_rates
 ESCAPE_PERTURBATION = 1e-6  # ‖δ‖ of the push along the Hessian's most negative direction
 NEAR_CRITICAL = 1e-3  # ‖g‖²/(2 λ_max · excess) below this: "near a critical point"
 PERTURBED_RUNS = 6  # runs from the initial weights perturbed at 1e-12, for an unstable crossing
+NEGATIVE_CURVATURE = 1e-8  # λ_min below −this × max |λ|: a negative eigenvalue, not round-off
 
 
 @dataclass(frozen=True)
@@ -73,9 +76,9 @@ class Setting:
 @dataclass(frozen=True)
 class Finding:
     """A run's kind and its numbers. ``basis`` names the rule that decided it (``start``,
-    ``diverged``, ``unstable``, ``converged``, ``measured``, ``saddle``, ``no progress``,
-    ``too short``, ``theory``, ``extrapolated``); the fields after ``crossing`` are the numbers
-    the verdict's sentences quote."""
+    ``diverged``, ``unstable``, ``converged``, ``measured``, ``saddle``, ``minimum``,
+    ``no progress``, ``too short``, ``theory``, ``extrapolated``); the fields after
+    ``crossing`` are the numbers the verdict's sentences quote."""
 
     kind: str
     basis: str
@@ -286,12 +289,24 @@ def _stuck(base, evidence, facts, setting, kind) -> Finding | Question:
             point=point,
         )
     zero = evidence.zero_gradient()
-    if kind == "stalled" and zero and point is not None and point.hessian_min < 0:
+    if kind == "stalled" and zero and point is not None and _negative(point, setting.floor):
         return _saddle(base, evidence, facts, setting, point)
+    if kind == "stalled" and zero and point is not None:
+        return replace(base, kind="stalled", basis="minimum")
     if kind == "oscillating":
         return replace(base, kind=kind, basis="no progress")
     near = point is not None and point.hessian_min < 0 and _nearly_critical(point, base.excess_loss)
     return replace(base, kind="plateau" if near else "stalled", basis="no progress")
+
+
+def _negative(point, floor: Floor) -> bool:
+    """Does the Hessian have a negative eigenvalue? Where the floor is unknown (a stop may be
+    the minimum itself), only one beyond round-off (−1e-8 of max |λ|) counts; where it is known
+    (excess left: a saddle, however flat), any."""
+    if floor.known:
+        return point.hessian_min < 0
+    scale = max(abs(point.hessian_max), abs(point.hessian_min))
+    return point.hessian_min < -NEGATIVE_CURVATURE * scale
 
 
 def _nearly_critical(point, excess: float) -> bool:

@@ -57,12 +57,17 @@ def _remaining(evidence: Evidence, floor: Floor, goal: float) -> int | None:
     return 0 if kind == "stalled" and evidence.zero_gradient() else None
 
 
-def extend(evidence: Evidence, handle, floor: Floor, goal: float, budget: int, segment: int):
+def extend(
+    evidence: Evidence, handle, floor: Floor, goal: float, budget: int, segment: int,
+    remaining: Callable | None = None,
+):  # fmt: skip
     """Extend the evidence in segments (doubling, up to 64× the first) until nothing more is
-    needed (``_remaining``) or the budget is spent."""
+    needed (``remaining(evidence, floor, goal)``, default ``_remaining``: the fit's rule) or the
+    budget is spent."""
+    remaining = remaining or _remaining
     size = segment
     while evidence.spent < budget:
-        needed = _remaining(evidence, floor, goal)
+        needed = remaining(evidence, floor, goal)
         if needed == 0:
             return
         n = min(size if needed is None else needed, budget - evidence.spent)

@@ -17,12 +17,19 @@ def words(found: Finding, setting: Setting) -> tuple[str, list[str]]:
     if found.basis == "start":
         return _start(found, setting), []
     headline, first, last = _RULES[found.basis](found, setting)
+    if not setting.floor.known and "unknown" not in headline and found.basis != "diverged":
+        headline += " — floor unknown: the excess is measured against 0"
     return headline, [*first, *_shared(found, setting), *last]
 
 
 def _shared(found: Finding, setting: Setting) -> list[str]:
     floor, goal = setting.floor, setting.goal
     lines = []
+    if not floor.known:
+        lines.append(
+            f"the reachable minimum is {floor.why()}: the excess is measured against 0, so the "
+            "loss may stop above the target without any fault of the method"
+        )
     if not setting.reachable:
         lines.append(
             f"the target {goal:.3g} is unreachable: the best possible loss is {floor.value:.4g} "
@@ -86,8 +93,11 @@ def _converged(found: Finding, setting: Setting):
     if found.accurate is not None:
         value, bound = found.accurate
         excess = f"loss {value:.3g} in double-double (±{bound:.0e}), excess {found.excess_loss:.1e}"
+    minimum = f"the reachable minimum {floor.value:.3g} ({', '.join(floor.kinds)})"
+    if not floor.known:
+        minimum = "0, the lower bound of the unknown reachable minimum (so the minimum itself)"
     headline = (
-        f"converged to the reachable minimum {floor.value:.3g} ({', '.join(floor.kinds)}) {where}; "
+        f"converged to {minimum} {where}; "
         f"{excess}: within the loop's round-off {floor.resolution:.1e}"
     )
     first = []
@@ -149,7 +159,7 @@ def _no_progress(found: Finding, setting: Setting):
         ]
         return headline, first, []
     headline = (
-        f"{found.kind} {_spent(found)}: excess {excess:.2g} above the reachable minimum, "
+        f"{found.kind} {_spent(found)}: {_excess_words(excess, setting.floor)}, "
         f"gradient {found.grad_norm:.2g}"
         + (
             f"; the Hessian has a negative eigenvalue {found.hessian_min:.3g}: near a saddle, "
@@ -158,6 +168,36 @@ def _no_progress(found: Finding, setting: Setting):
             else "; not near a critical point of the loss (a gradient step of 1/λ_max would "
             "gain a large part of the excess): a floor of the method"
         )
+    )
+    return headline, [], []
+
+
+def _excess_words(excess: float, floor) -> str:
+    if floor.known:
+        return f"excess {excess:.2g} above the reachable minimum"
+    return f"loss {excess + floor.value:.3g} (the reachable minimum is unknown; 0 bounds it below)"
+
+
+def _minimum(found: Finding, setting: Setting):
+    """Stopped at a critical point whose Hessian has no negative eigenvalue beyond round-off."""
+    floor, excess = setting.floor, found.excess_loss
+    curvature = (
+        f"gradient {found.grad_norm:.1e} (zero to round-off), Hessian ≥ 0 to round-off "
+        f"(λ_min = {found.hessian_min:.2g}, λ_max = {found.hessian_max:.3g})"
+    )
+    if floor.known:
+        headline = (
+            f"stalled {_spent(found)} at a critical point without negative curvature: excess "
+            f"{excess:.3g} above the reachable minimum {floor.value:.3g}; {curvature}: a "
+            "spurious local minimum or a non-strict saddle, not slow convergence"
+        )
+        return headline, [], []
+    bound = "" if floor.upper is None else f"; the truth attains {floor.upper:.3g}"
+    noise = "" if floor.estimate is None else f"; the noise leaves ≈{floor.estimate:.3g} (m·σ²)"
+    headline = (
+        f"stalled {_spent(found)} at a local minimum, loss {excess + floor.value:.4g}; "
+        f"{curvature}: the reachable minimum is unknown, so this is it or a spurious local "
+        f"minimum{bound}{noise} — not slow convergence"
     )
     return headline, [], []
 
@@ -199,6 +239,8 @@ def _from_theory(found: Finding, setting: Setting):
 def _extrapolated(found: Finding, setting: Setting):
     floor, rate = setting.floor, found.rates[0]
     if found.eta_steps is None:  # the target is unreachable
+        if not floor.known:
+            return f"{found.kind} at {1 - rate:.2g} per step (loss {found.excess_loss:.2g})", [], []
         headline = (
             f"{found.kind} towards the reachable minimum {floor.value:.4g} "
             f"({', '.join(floor.kinds)}) at {1 - rate:.2g} per step (excess "
@@ -236,6 +278,7 @@ _RULES = {
     "measured": _measured,
     "no progress": _no_progress,
     "saddle": _saddle,
+    "minimum": _minimum,
     "too short": _too_short,
     "theory": _from_theory,
     "extrapolated": _extrapolated,

@@ -1,0 +1,215 @@
+"""Does the run recover the truth M? A verdict on ‖W − M‖_F/‖M‖_F beside the fit's.
+
+The fit verdict judges the loss — what the measurements see. Where the truth is known (the
+``recovery_error`` column, ``diagnostics.RecoveryProbe``) the recovery verdict judges the same
+way the error e_t = ‖W_t − M‖_F/‖M‖_F, with the fit's machinery: its ``Evidence`` (the record,
+grown by the run's handle), ``classify`` of log e against a floor of 0 with the round-off
+``resolution``, crossings of the target (``target``: an absolute relative error), and rates
+fitted on windows (``window_rates``, ``steps_to``). Its kinds:
+
+- **recovered** — e crossed the target and stayed below it (measured, as the fit's); or e is
+  at round-off;
+- **recovering linearly** / **recovering sublinearly** — log e falls at a steady / a slowing
+  rate: the ETA extrapolated from the windows' rates (and the power law if sublinear);
+- **does not recover** — e stopped above the target while the fit reached its floor or a
+  critical point: the run fits the measurements with another matrix (the measurements do not
+  determine M, or the implicit bias chose another interpolant), or, with label noise, the
+  noise limits the error;
+- **recovery stalled** — e stopped falling while the fit is still moving;
+- **unstable** (crossed and rose again), **diverged**, **too short**.
+
+Continuing for the recovery (``remaining``) stops once the verdict cannot change: crossed and
+stayed below as long again, at round-off, or stopped with the fit settled (a zero gradient, or
+the fit at its floor).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..floors import Floor
+from ._evidence import Evidence, classify, steps_to, window_rates
+
+RECOVERY_KINDS = (
+    "recovered",
+    "recovering linearly",
+    "recovering sublinearly",
+    "does not recover",
+    "recovery stalled",
+    "unstable",
+    "diverged",
+    "too short",
+)
+
+
+@dataclass
+class Recovery:
+    """One run's recovery verdict; ``record()`` is its ``recovery`` object in verdicts.json."""
+
+    kind: str
+    headline: str
+    step: int  # the last step of the evidence
+    error: float | None  # ‖W − M‖_F/‖M‖_F at ``step``
+    target: float
+    resolution: float
+    rate: float | None = None  # per-step factor of the error, e_{t+1} ≈ rate · e_t
+    eta_steps: tuple[float, float] | None = None  # more steps after the record to the target
+    eta_method: str | None = None  # measured | extrapolated | None
+    crossed_at: int | None = None
+    evidence: list[str] = field(default_factory=list)
+
+    def record(self) -> dict:
+        return {
+            "kind": self.kind,
+            "headline": self.headline,
+            "step": self.step,
+            "error": self.error,
+            "target": self.target,
+            "resolution": self.resolution,
+            "rate": self.rate,
+            "eta_steps": None if self.eta_steps is None else list(self.eta_steps),
+            "eta_method": self.eta_method,
+            "crossed_at": self.crossed_at,
+            "evidence": self.evidence,
+        }
+
+
+def recovery_floor(resolution: float, width: int, rank: int) -> Floor:
+    """The error's own floor for ``classify``: 0, unresolvable below ``resolution``."""
+    how = "the recovery error: 0 at the truth, round-off below the resolution"
+    return Floor(0.0, ("round-off",), 0.0, 0.0, width, rank, resolution, how)
+
+
+def remaining(fit_settled):
+    """The continuation rule for the recovery evidence (see the module docstring)."""
+
+    def rule(evidence: Evidence, floor: Floor, goal: float) -> int | None:
+        if not np.isfinite(evidence.loss[-1]):
+            return 0
+        first, highest = evidence.crossing(goal)
+        if first is not None:
+            if highest > 1:
+                return 0
+            return max(0, 2 * int(evidence.steps[first]) - evidence.last)
+        kind, _ = classify(evidence.steps, evidence.loss, floor)
+        if kind == "converged":
+            return 0
+        if kind in ("stalled", "oscillating") and (fit_settled() or evidence.zero_gradient()):
+            return 0
+        return None
+
+    return rule
+
+
+def judge_recovery(
+    evidence: Evidence, *, target: float, floor: Floor, fit_settled: bool, fit_kind: str = "",
+    noise: float = 0.0,
+) -> Recovery:  # fmt: skip
+    """The recovery verdict of the (grown) evidence of the error (see the module docstring)."""
+    e, steps = evidence.loss, evidence.steps
+    last = float(e[-1]) if np.isfinite(e[-1]) else None
+    base = {"step": evidence.last, "error": last, "target": target, "resolution": floor.resolution}
+    spent = "" if not evidence.spent else f" (continued to step {evidence.last})"
+    if last is None:
+        return Recovery("diverged", "diverged: the recovery error is not finite", **base)
+    first, highest = evidence.crossing(target)
+    if first is not None and highest > 1:
+        at = int(steps[first])
+        headline = (
+            f"unstable: the recovery error touches the target {target:.0e} at step {at} but "
+            f"rises to {highest:.2g}× it again (now {last:.2g}){spent}"
+        )
+        return Recovery("unstable", headline, crossed_at=at, **base)
+    if first is not None:
+        return _recovered(evidence, first, base, spent)
+    kind, shape = classify(steps, e, floor)
+    if kind == "converged":
+        headline = (
+            f"recovered to round-off: ‖W − M‖/‖M‖ = {last:.1e} (within the resolution "
+            f"{floor.resolution:.0e}; the target {target:.0e} lies below it){spent}"
+        )
+        return Recovery("recovered", headline, **base)
+    if kind == "too short":
+        return Recovery("too short", f"too few records ({shape['rows']}) to judge", **base)
+    if kind in ("stalled", "oscillating"):
+        return _stopped(evidence, base, fit_settled, fit_kind, noise, spent)
+    return _extrapolated(evidence, base, kind, shape, floor, spent)
+
+
+def _recovered(evidence, first, base, spent) -> Recovery:
+    at = int(evidence.steps[first])
+    origin = evidence.recorded_until
+    before = int(evidence.steps[first - 1]) if first > 0 else at
+    eta = (0.0, 0.0) if at <= origin else (float(max(before - origin, 0)), float(at - origin))
+    where = "within the record" if at <= origin else f"{eta[1]:.0f} steps after the record"
+    headline = (
+        f"recovered: ‖W − M‖/‖M‖ = {base['error']:.1e} (≤ the target {base['target']:.0e}), "
+        f"first at step {at} ({where}, measured), and below it for the "
+        f"{evidence.last - at} steps after{spent}"
+    )
+    return Recovery(
+        "recovered", headline, crossed_at=at, eta_steps=eta, eta_method="measured", **base
+    )
+
+
+def _stopped(evidence, base, fit_settled, fit_kind, noise, spent) -> Recovery:
+    error, target = base["error"], base["target"]
+    if fit_settled and noise:
+        headline = (
+            f"does not recover M: the fit settled (its loss at a critical point) while the "
+            f"recovery error stays at {error:.3g} > the target {target:.0e} (label noise "
+            f"σ = {noise:.3g}: the fit absorbs part of the noise, and the error stops at the "
+            f"estimate's statistical error){spent}"
+        )
+        return Recovery("does not recover", headline, **base)
+    if fit_settled:
+        headline = (
+            f"fits the observations but does not recover M: the loss reached its floor (or a "
+            f"critical point) while the recovery error stays at {error:.3g} > the target "
+            f"{target:.0e} (another interpolant: the observations do not determine M, or the "
+            f"implicit bias chose another matrix that fits them){spent}"
+        )
+        return Recovery("does not recover", headline, **base)
+    headline = (
+        f"recovery stalled at ‖W − M‖/‖M‖ = {error:.3g} (> the target {target:.0e}) while the "
+        f"fit has not settled (fit: {fit_kind or 'not judged'}){spent}"
+    )
+    return Recovery("recovery stalled", headline, **base)
+
+
+def _extrapolated(evidence, base, kind, shape, floor, spent) -> Recovery:
+    e = np.maximum(evidence.loss, floor.resolution)
+    s = evidence.steps
+    fits = window_rates(s, e)
+    rates = [r for r, _, _ in fits]
+    estimates = [steps_to(e[-1], base["target"], r) for r in rates]
+    if kind == "sublinear":
+        p, t = shape["exponent"], float(s[-1])
+        estimates.append(t * (e[-1] / base["target"]) ** (1 / p) - t if p > 0 else np.inf)
+    done = float(evidence.last - evidence.recorded_until)
+    low, high = min(estimates) + done, max(estimates) + done
+    words = "recovering linearly" if kind == "converging linearly" else "recovering sublinearly"
+    eta = "never at these rates" if not np.isfinite(low) else _range(low, high) + " more steps"
+    headline = (
+        f"{words}: ‖W − M‖/‖M‖ = {base['error']:.2g}, falling ×{rates[0]:.6g} per step; "
+        f"reaches the target {base['target']:.0e} in {eta} (extrapolated){spent}"
+    )
+    sources = "; ".join(f"rate ×{r:.6g}/step on steps {a}–{b}" for r, a, b in fits)
+    return Recovery(
+        words,
+        headline,
+        rate=rates[0],
+        eta_steps=(low, high),
+        eta_method="extrapolated",
+        evidence=[f"extrapolated from the recovery error: {sources}"],
+        **base,
+    )
+
+
+def _range(low: float, high: float) -> str:
+    def f(n):
+        return "∞" if not np.isfinite(n) else f"{n:.2g}" if n >= 1e4 else f"{n:.0f}"
+
+    return f"≈{f(low)}" if np.isclose(low, high, rtol=0.05) else f"{f(low)}–{f(high)}"

@@ -1,0 +1,190 @@
+"""``explain`` on completion runs and sweeps: the reachable floor, the fit and the recovery.
+
+Each case's truth is known independently of the verdict (a row no observation touches, the noise
+a rank-2 fit cannot absorb, the step at which a longer run actually reaches the target), and each
+is one where a simple rule fails: "loss → 0 means recovered", "the loss stopped, so it is at the
+floor", "the ETA of the loss is the ETA of the recovery".
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from deeplinear import config as configs
+from deeplinear import runfile, sweep
+from deeplinear.explain import explain
+from deeplinear.floors import reachable_minimum
+from deeplinear.measured_problem import capacity
+from deeplinear.verdict import RECOVERY_KINDS
+
+SHAPE, RANK, P = (30, 20), 2, 0.6  # every run here has these shapes: one compile each
+
+
+def run_file(problem: str, method: str, rate: float, steps: int, init="spectral_estimate"):
+    return f"""seed = 0
+steps = {steps}
+record_every = 10
+checkpoints = 0
+[problem]
+kind = "completion"
+{problem}
+[model]
+hidden = [{RANK}]
+[init]
+kind = "{init}"
+[[methods]]
+name = "{method}"
+learning_rates = [{rate}]
+"""
+
+
+DRAWN = f"""rows = {SHAPE[0]}
+cols = {SHAPE[1]}
+rank = {RANK}
+law = "linear"
+probability = {P}
+"""
+
+
+def execute(tmp_path, name: str, text: str):
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text)
+    config = configs.load(path)
+    out = tmp_path / name
+    result = runfile.execute(config, out)
+    return out, result
+
+
+def verdicts(directory) -> dict:
+    return json.loads((directory / "verdicts.json").read_text())
+
+
+def test_fits_the_observations_but_does_not_recover(tmp_path):
+    """Row 0 is never observed: its entries are free, so M is not determined (M with row 0 set
+    to 0 has the same observations and rank ≤ 2). The loss reaches 0 (converged to the floor
+    the truth attains), but W's row 0 stays at its initial 0 (no observation moves it): the
+    recovery error stays at ‖M₀‖/‖M‖ and the recovery verdict says so."""
+    rng = np.random.default_rng(3)
+    U = np.linalg.qr(rng.standard_normal((SHAPE[0], RANK)))[0]
+    V = np.linalg.qr(rng.standard_normal((SHAPE[1], RANK)))[0]
+    M = (U * [1.0, 0.5]) @ V.T
+    candidates = np.arange(SHAPE[1], SHAPE[0] * SHAPE[1])  # every entry but row 0's
+    m = capacity(SHAPE, P)  # the drawn problems' padded size: the same compiled programs
+    chosen = np.sort(rng.choice(candidates, m, replace=False))
+    rows, cols = np.divmod(chosen, SHAPE[1])
+    np.savez(tmp_path / "obs.npz", rows=rows, cols=cols, values=M[rows, cols], shape=SHAPE, truth=M)
+    other = M.copy()
+    other[0] = 0.0  # another interpolant of rank ≤ 2: M is not determined by the observations
+    assert np.linalg.matrix_rank(other) <= RANK
+    assert np.array_equal(other[rows, cols], M[rows, cols]) and not np.allclose(other, M)
+    out, _ = execute(tmp_path, "free", run_file('path = "obs.npz"', "scaled-gd", 0.4, 500))
+    explain(out, budget_steps=2000, figures=False)
+    record = verdicts(out)
+    assert record["floor"]["value"] == 0.0 and record["floor"]["known"]
+    (verdict,) = record["verdicts"]
+    assert verdict["kind"] == "converged"
+    recovery = verdict["recovery"]
+    assert recovery["kind"] == "does not recover", recovery["headline"]
+    assert "does not recover" in recovery["headline"]
+    row_part = np.linalg.norm(M[0]) / np.linalg.norm(M)  # W's row 0 stays 0
+    assert recovery["error"] == pytest.approx(row_part, rel=1e-6)
+
+
+def test_a_well_posed_completion_is_fitted_and_recovered(tmp_path):
+    """368 of 600 entries of a rank-2 30 × 20 matrix: ScaledGD recovers M to round-off; both
+    verdicts say so (recovery to 1e-12, checked against M formed densely here)."""
+    out, result = execute(tmp_path, "posed", run_file(DRAWN, "scaled-gd", 0.4, 500))
+    explain(out, budget_steps=0, figures=False, recovery_target=1e-12)
+    (verdict,) = verdicts(out)["verdicts"]
+    assert verdict["kind"] == "converged", verdict["headline"]
+    recovery = verdict["recovery"]
+    assert recovery["kind"] == "recovered" and recovery["error"] <= 1e-12
+    weights = [np.asarray(w)[0] for w in result.batches[0][1].final_weights]
+    W = weights[0] @ weights[1]
+    M = result.setup.problem.dense_truth()
+    assert np.linalg.norm(W - M) / np.linalg.norm(M) <= 1e-12
+    assert recovery["error"] == pytest.approx(
+        np.linalg.norm(W - M) / np.linalg.norm(M), rel=1e-3, abs=1e-15
+    )
+
+
+def test_noisy_completion_has_an_unknown_floor_and_no_false_convergence(tmp_path):
+    """Label noise σ = 1e-3: a rank-2 fit of 368 noisy entries cannot reach 0 (it has 96
+    degrees of freedom; the noise it cannot absorb is ≈ (m − 96)σ²), so the floor is unknown,
+    reported so, and the run that stops there is not called converged."""
+    out, result = execute(
+        tmp_path, "noisy", run_file(DRAWN + "noise = 1e-3\n", "scaled-gd", 0.4, 500)
+    )
+    problem = result.setup.problem
+    floor = reachable_minimum(problem, result.setup.widths)
+    assert not floor.known and floor.kinds == ("unknown",) and floor.value == 0.0
+    assert floor.estimate == pytest.approx(problem.count * 1e-6)
+    explain(out, budget_steps=3000, figures=False)
+    record = verdicts(out)
+    assert record["floor"]["known"] is False and "unknown" in record["floor"]["why"]
+    (verdict,) = record["verdicts"]
+    final = result.table.column("loss").to_numpy()[-1]
+    dof = RANK * (sum(SHAPE) - RANK)
+    assert final > 0.5 * (problem.count - dof) * 1e-6  # independently: far above round-off
+    assert verdict["kind"] != "converged" and "unknown" in verdict["headline"]
+    assert "local minimum" in verdict["headline"]  # zero gradient, Hessian ≥ 0: it stopped
+    assert verdict["recovery"]["kind"] == "does not recover"
+    assert verdict["recovery"]["error"] > 1e-4  # the noise's statistical error, not round-off
+
+
+def test_a_slow_linear_recovery_has_an_eta_within_a_factor_of_two(tmp_path):
+    """GD at κ = 20: the recovery error falls linearly by ~1 % per step. The ETA extrapolated
+    from 2000 recorded steps to 1e-13 is checked against the step a 4000-step run of the same
+    file actually reaches it at."""
+    problem = DRAWN + "condition_number = 20\n"
+    out, _ = execute(tmp_path, "slow", run_file(problem, "gd", 0.6, 2000))
+    explain(out, budget_steps=0, figures=False, recovery_target=1e-13)
+    recovery = verdicts(out)["verdicts"][0]["recovery"]
+    assert recovery["kind"] == "recovering linearly", recovery["headline"]
+    low, high = recovery["eta_steps"]
+    _, longer = execute(tmp_path, "slow-long", run_file(problem, "gd", 0.6, 4000))
+    error = longer.table.column("recovery_error").to_numpy()
+    steps = longer.table.column("step").to_numpy()
+    needed = steps[np.flatnonzero(error <= 1e-13)[0]] - 2000  # more steps after the record
+    assert needed > 100  # the target lies well beyond the record
+    assert needed / 2 <= low <= high <= 2 * needed
+
+
+SWEEP = f"""seeds = 2
+targets = [1e-6]
+steps = 100
+record_every = 10
+[problem]
+kind = "completion"
+{DRAWN}
+[model]
+hidden = [{RANK}]
+[init]
+kind = "spectral_estimate"
+[axes]
+"problem.noise" = [0.0]
+[[methods]]
+name = "gd"
+learning_rates = [0.4]
+"""
+
+
+def test_a_sweep_of_a_measured_problem_has_a_recovery_verdict_per_seed(tmp_path):
+    path = tmp_path / "sweep.toml"
+    path.write_text(SWEEP)
+    out = tmp_path / "sweep"
+    sweep.run(sweep.load(path), out)
+    explain(out, budget_steps=0)
+    record = verdicts(out)
+    assert record["recovery_target"] == pytest.approx(1e-3)  # √ the sweep's target
+    assert len(record["verdicts"]) == 2  # 1 axis point × 2 seeds
+    from deeplinear.frames import load
+
+    frame = load(out)
+    for verdict in record["verdicts"]:
+        recovery = verdict["recovery"]
+        assert recovery["kind"] in RECOVERY_KINDS and recovery["headline"]
+        rows = frame[frame["run_id"] == verdict["run"]].sort_values("step")
+        assert recovery["error"] == rows["recovery_error"].iloc[-1]  # judged on its own run
+        assert verdict["floor_detail"]["known"] and verdict["floor_detail"]["value"] == 0.0
