@@ -258,10 +258,10 @@ def prediction_figure(series: dict, continuations: dict, verdicts, floor, out: P
     recorded, continued, the target (where reachable), the verdict's ETA range, and the loop's
     round-off (below it the excess is rounding)."""
     kinds = ", ".join(floor.kinds)
-    fig, axes = _grid(
-        len(series),
-        f"Excess over the reachable minimum {floor.value:.3g} ({kinds}), relative to its start",
-    )
+    title = f"Excess over the reachable minimum {floor.value:.3g} ({kinds}), relative to its start"
+    if not floor.known:
+        title = "Loss relative to its start (the reachable minimum is unknown: 0 bounds it below)"
+    fig, axes = _grid(len(series), title)
     by_run = {v.run: v for v in verdicts}
     titles = run_titles(series)
     tiny = max(floor.resolution, np.finfo(np.float64).tiny) * 1e-2
@@ -334,11 +334,66 @@ def spectrum_figure(spectra: dict, out: Path, titles: dict | None = None) -> Pat
     return _save(fig, out)
 
 
+def recovery_figure(series: dict, continuations: dict, verdicts, out: Path) -> Path:
+    """Per run (one row each): the loss relative to its start, the recovery error
+    ‖W − M‖_F/‖M‖_F with the recovery target and the continuation, and the effective rank of W
+    (``diagnostics.effective_rank``) beside the truth's rank."""
+    runs = [(k, v) for k, v in series.items() if "recovery_error" in v]
+    by_run = {v.run: v for v in verdicts}
+    titles = run_titles(series)
+    rows = max(1, len(runs))
+    fig, axes = plt.subplots(rows, 3, figsize=(14, 3.1 * rows + 0.6), squeeze=False)
+    fig.suptitle("Fit, recovery and effective rank (recorded solid, continued dashed)")
+    fig.subplots_adjust(left=0.07, right=0.98, top=1 - 0.7 / (3.1 * rows + 0.6), hspace=0.55,
+                        wspace=0.3, bottom=0.45 / (3.1 * rows + 0.6))  # fmt: skip
+    for (ax_loss, ax_rec, ax_rank), (run_id, data) in zip(axes, runs):
+        verdict = by_run.get(run_id)
+        recovery = None if verdict is None else verdict.recovery
+        start = _first_finite(data["loss"])
+        extra = continuations.get(run_id)
+        continued = extra is not None and extra.steps
+        ax_loss.plot(data["step"], np.maximum(data["loss"] / start, 1e-300), color="C0", lw=1.4)
+        ax_rec.plot(data["step"], data["recovery_error"], color="C3", lw=1.4, label="recorded")
+        if continued:
+            steps = np.concatenate(extra.steps)
+            ax_loss.plot(steps, np.maximum(np.concatenate(extra.loss) / start, 1e-300),
+                         color="C0", lw=1.0, ls="--")  # fmt: skip
+            if getattr(extra, "recovery", None):
+                ax_rec.plot(steps, np.concatenate(extra.recovery), color="C3", lw=1.0, ls="--",
+                            label="continued")  # fmt: skip
+        if recovery is not None:
+            ax_rec.axhline(recovery.target, color="0.4", lw=0.8, ls=":", label="target")
+        if "effective_rank" in data:
+            ax_rank.plot(data["step"], data["effective_rank"], color="C2", lw=1.4)
+        fit = "" if verdict is None else f": {verdict.kind}"
+        ax_loss.set_title(f"{titles[run_id]}{fit}", fontsize=9)
+        ax_rec.set_title(
+            "recovery" + ("" if recovery is None else f": {recovery.kind}"), fontsize=9
+        )
+        ax_rank.set_title("effective rank of W (exp of the σ entropy)", fontsize=9)
+        ax_loss.set_ylabel("loss / initial", fontsize=8)
+        ax_rec.set_ylabel("‖W − M‖_F / ‖M‖_F", fontsize=8)
+        ax_rank.set_ylabel("effective rank", fontsize=8)
+        for ax in (ax_loss, ax_rec):
+            _log_axes(ax)
+        ax_rank.grid(True, alpha=0.3)
+        for ax in (ax_loss, ax_rec, ax_rank):
+            ax.set_xlabel("step")
+        if run_id == runs[0][0]:
+            ax_rec.legend(fontsize=6, loc="best")
+    return _save(fig, out)
+
+
 def explain_figures(
     series, spectra, continuations, verdicts, comparison, out_dir: Path, floor
 ) -> list[Path]:
-    return [
+    """modes.png, prediction.png, gn_spectrum.png; recovery.png where runs record the recovery
+    error (a completion or sensing problem with its truth)."""
+    files = [
         mode_figure(series, comparison, out_dir / "modes.png"),
         prediction_figure(series, continuations, verdicts, floor, out_dir / "prediction.png"),
         spectrum_figure(spectra, out_dir / "gn_spectrum.png", run_titles(series)),
     ]
+    if any("recovery_error" in data for data in series.values()):
+        files.append(recovery_figure(series, continuations, verdicts, out_dir / "recovery.png"))
+    return files
