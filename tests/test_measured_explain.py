@@ -16,6 +16,7 @@ from deeplinear import runfile, sweep
 from deeplinear.explain import explain
 from deeplinear.floors import reachable_minimum
 from deeplinear.measured_problem import capacity
+from deeplinear.report import write_report
 from deeplinear.verdict import RECOVERY_KINDS
 
 SHAPE, RANK, P = (30, 20), 2, 0.6  # every run here has these shapes: one compile each
@@ -188,3 +189,39 @@ def test_a_sweep_of_a_measured_problem_has_a_recovery_verdict_per_seed(tmp_path)
         rows = frame[frame["run_id"] == verdict["run"]].sort_values("step")
         assert recovery["error"] == rows["recovery_error"].iloc[-1]  # judged on its own run
         assert verdict["floor_detail"]["known"] and verdict["floor_detail"]["value"] == 0.0
+    page = write_report(out)  # the recovery section: the final error and effective-rank curves
+    (row,) = json.loads((out / "summary.json").read_text())["rows"]
+    finals = [r["recovery_error"].iloc[-1] for _, r in frame.sort_values("step").groupby("run_id")]
+    assert row["final_recovery"]["median"] == pytest.approx(np.median(finals), rel=1e-12)
+    assert (out / "recovery.png").is_file() and "final_recovery" in (
+        out / "summary.csv"
+    ).read_text()
+    drawn_in_a_browser(page, ["recovery", "rank"])
+
+
+def drawn_in_a_browser(page_path, ids):
+    """Every chart of the page draws in Chromium with no console error; ``ids`` among them."""
+    from playwright.sync_api import sync_playwright
+
+    from test_report_browser import chromium
+
+    problems = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1300, "height": 900})
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.goto(page_path.as_uri())
+            drawn = "[...document.querySelectorAll('.chart')].every(e => e.dataset.drawn)"
+            page.wait_for_function(drawn, timeout=15_000)
+            marks = dict(
+                page.eval_on_selector_all(
+                    ".chart", "es => es.map(e => [e.id, e.querySelectorAll('svg path').length])"
+                )
+            )
+        finally:
+            browser.close()
+    assert not problems, problems
+    for chart in ids:
+        assert marks.get(chart, 0) > 0, marks

@@ -128,6 +128,64 @@ def profile_spec(target: float, colours) -> dict:
     return chart.to_dict()
 
 
+def recovery_spec(points, colours) -> dict:
+    """The final recovery error ‖W − M‖_F/‖M‖_F per method and axis point: median over seeds
+    (point) and its interval (rule)."""
+    base = alt.Chart(alt.NamedData(name="recovery_final"))
+    x = alt.X("point:N", sort=list(points), title="axis point", axis=alt.Axis(labelAngle=0))
+    y_scale = alt.Scale(type="log")
+    tooltip = ["method:N", "point:N", "eta:Q", "median:Q", "low:Q", "high:Q"]
+    rule = base.mark_rule().encode(
+        x=x, y=alt.Y("low:Q", scale=y_scale), y2="high:Q", color=_colour(colours)
+    )
+    dots = base.mark_point(filled=True, size=60).encode(
+        x=x,
+        y=alt.Y("median:Q", scale=y_scale, title="final ‖W − M‖_F / ‖M‖_F"),
+        color=_colour(colours),
+        tooltip=tooltip,
+    )
+    chart = alt.layer(rule, dots.interactive(bind_x=False)).properties(width=420, height=240)
+    return chart.to_dict()
+
+
+def rank_spec(points, colours) -> dict:
+    """The effective rank of W (median over seeds) against steps, each method at its best
+    learning rate, one panel per axis point."""
+    base = alt.Chart(alt.NamedData(name="rank"))
+    line = base.mark_line().encode(
+        x=alt.X("step:Q", title="step"),
+        y=alt.Y("effective_rank:Q", title="effective rank of W (median over seeds)"),
+        color=_colour(colours),
+        tooltip=["method:N", "eta:Q", "step:Q", "effective_rank:Q", "recovery:Q"],
+    )
+    layer = line.interactive().properties(width=300, height=200)
+    chart = layer.facet(facet=alt.Facet("point:N", sort=list(points), title=None), columns=3)
+    return chart.to_dict()
+
+
+def _recovery_data(rows, best, recovery) -> tuple[list[dict], list[dict]]:
+    """(final recovery error per best configuration, effective-rank curves) for the page."""
+    finals = []
+    for r in rows:
+        cell = r.get("final_recovery")
+        if cell is None or not math.isfinite(cell["median"]):
+            continue
+        finals.append(
+            {"method": r["method"], "point": r["axis_point"], "eta": _round(r["learning_rate"])}
+            | {k: _round(v) for k, v in cell.items()}
+        )
+    curves = []
+    for group, q in recovery.items():
+        entry = best[group]
+        n = len(q["step"])
+        columns = {"method": [entry["method"]] * n, "eta": [entry["learning_rate"]] * n,
+                   "point": [point_text(entry["point"])] * n, "step": list(q["step"]),
+                   "effective_rank": list(q["effective_rank"]),
+                   "recovery": list(q["recovery"])}  # fmt: skip
+        curves += [c for c in _records(columns) if c["effective_rank"] is not None]
+    return finals, curves
+
+
 def _cache_folder() -> Path:
     root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(root) / "deeplinear"
@@ -229,7 +287,11 @@ def _table(rows, targets) -> str:
     head = ["method", "axis point", "best η"]
     for t in targets:
         head += [f"solved @{t:g}", "median steps [95% CI]", "median s [95% CI]", "median FLOPs"]
-    head += ["final loss [95% CI]", "verdicts across seeds"]
+    head += ["final loss [95% CI]"]
+    recovering = any("final_recovery" in r for r in rows)
+    if recovering:
+        head.append("final ‖W − M‖/‖M‖ [95% CI]")
+    head.append("verdicts across seeds")
     lines = ["<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
     for r in rows:
         rate = f"{r['learning_rate']:.3g}"
@@ -243,7 +305,10 @@ def _table(rows, targets) -> str:
         for cell in r["targets"]:
             cells += [f"{cell['solved']}/{r['seeds']}", _ci(cell["steps"]), _ci(cell["seconds"]),
                       html.escape(f"{cell['flops']['median']:.4g}")]  # fmt: skip
-        cells += [_ci(r["final_loss"]), _verdict_cell(r)]
+        cells.append(_ci(r["final_loss"]))
+        if recovering:
+            cells.append(_ci(r["final_recovery"]) if "final_recovery" in r else "—")
+        cells.append(_verdict_cell(r))
         lines.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return "<table>" + "".join(lines) + "</table>"
 
@@ -311,8 +376,11 @@ draw();
 """
 
 
-def render(*, document, rows, best, quantiles, profiles, orders, colours, source, runs) -> str:
-    """The page's HTML (see the module docstring)."""
+def render(
+    *, document, rows, best, quantiles, profiles, orders, colours, source, runs, recovery=None
+) -> str:
+    """The page's HTML (see the module docstring); ``recovery`` (group → ``report.
+    recovery_quantiles``) adds the recovery section."""
     targets = document["targets"]
     meta = document["provenance"]
     title = meta.get("name") or "deeplinear sweep"
@@ -347,6 +415,19 @@ def render(*, document, rows, best, quantiles, profiles, orders, colours, source
             "problems (axis point × seed) each method, at its best learning rate, solves within "
             f"τ times the fastest method's seconds.</p><div id='profile{i}' class='chart'></div>"
         )
+    if recovery:
+        data["recovery_final"], data["rank"] = _recovery_data(rows, best, recovery)
+        charts.append({"id": "recovery", "spec": recovery_spec(points, colours)})
+        charts.append({"id": "rank", "spec": rank_spec(points, colours)})
+        sections.append(
+            "<h2>Recovery</h2><p>How far each method's end-to-end map W is from the truth M, "
+            "at its best learning rate: the final ‖W − M‖_F / ‖M‖_F, median over seeds with "
+            f"its {confidence.DESCRIPTION} (vertical bar).</p>"
+            "<div id='recovery' class='chart'></div>"
+            "<p>The effective rank of W (exp of the entropy of its normalised singular values; "
+            "Roy &amp; Vetterli 2007, as Arora et al. 2019 plot it), median over seeds.</p>"
+            "<div id='rank' class='chart'></div>"
+        )
     edges = [r for r in rows if r["edge"] in ("low", "high")]
     warning = ""
     if edges:
@@ -380,8 +461,9 @@ def render(*, document, rows, best, quantiles, profiles, orders, colours, source
         controls,
         *sections,
         "<h2>Static figures</h2><p>For papers, beside this page: curves.png/.svg, "
-        "profile-&lt;target&gt;.png/.svg, axis-&lt;axis&gt;.png/.svg; the summary in "
-        "summary.csv and summary.json.</p>",
+        "profile-&lt;target&gt;.png/.svg, axis-&lt;axis&gt;.png/.svg"
+        + (", recovery.png/.svg" if recovery else "")
+        + "; the summary in summary.csv and summary.json.</p>",
         f"<h2>Sweep file</h2><pre>{html.escape(source)}</pre>",
     ]
     payload = json.dumps(data, separators=(",", ":"), allow_nan=False)

@@ -11,7 +11,10 @@ group (axis point × method) the best learning rate is ``tuning.best_settings``'
 over seeds carry a percentile-bootstrap interval (``confidence``). The performance profile
 (Dolan & Moré 2002) puts each method, at its best learning rate, on every problem (axis point ×
 seed): ρ(τ) is the fraction of problems it solves within τ times the fastest method's time; one
-per target.
+per target. A sweep of a completion or sensing problem with its truth adds the final recovery
+error ‖W − M‖_F/‖M‖_F (median and interval over seeds: table, CSV, JSON) and ``recovery``
+(.png/.svg; a section of the page): that error per method and axis point, and the effective-rank
+curves.
 """
 
 from __future__ import annotations
@@ -215,6 +218,9 @@ def summary_table(rows, targets) -> str:
     for t in targets:
         head += [f"steps to {t:g}", f"seconds to {t:g}"]
     head.append("final loss")
+    recovering = any("final_recovery" in row for row in rows)
+    if recovering:
+        head.append("final ‖W − M‖/‖M‖")
     lines = [head]
     for row in rows:
         rate = _g(row["learning_rate"])
@@ -226,6 +232,9 @@ def summary_table(rows, targets) -> str:
         for cell in row["targets"]:
             cells += [_interval(cell["steps"]), _interval(cell["seconds"])]
         cells.append(_interval(row["final_loss"]))
+        if recovering:
+            cell = row.get("final_recovery")
+            cells.append("—" if cell is None else _interval(cell))
         lines.append(cells)
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     text = ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines]
@@ -251,6 +260,9 @@ def summary_csv(rows) -> str:
         for measure in MEASURES:
             head += [f"{measure}@{t}", f"{measure}@{t}_low", f"{measure}@{t}_high"]
     head += ["final_loss", "final_loss_low", "final_loss_high"]
+    recovering = any("final_recovery" in row for row in rows)
+    if recovering:
+        head += ["final_recovery", "final_recovery_low", "final_recovery_high"]
     writer.writerow(head)
     for row in rows:
         line = [row["method"], row["axis_point"], repr(row["learning_rate"]), row["edge"] or ""]
@@ -260,6 +272,9 @@ def summary_csv(rows) -> str:
             for measure in MEASURES:
                 line += [repr(cell[measure][k]) for k in ("median", "low", "high")]
         line += [repr(row["final_loss"][k]) for k in ("median", "low", "high")]
+        if recovering:
+            cell = row.get("final_recovery")
+            line += ["" if cell is None else repr(cell[k]) for k in ("median", "low", "high")]
         writer.writerow(line)
     return out.getvalue()
 
@@ -321,6 +336,37 @@ def curve_quantiles(series, entry) -> dict:
             "q50": q50,
             "q75": q75,
         }
+
+
+def recovery_quantiles(series, entry) -> dict | None:
+    """For a best configuration whose runs record the recovery error (a completion or sensing
+    problem with its truth): median over seeds of ‖W − M‖_F/‖M‖_F and of the effective rank at
+    each recorded step, and each seed's final recovery error; None otherwise."""
+    curves = [series[r["run_id"]] for r in entry["runs"]]
+    if not curves or any("recovery_error" not in c for c in curves):
+        return None
+    length = min(len(c["step"]) for c in curves)
+    error = np.array([np.asarray(c["recovery_error"][:length], dtype=float) for c in curves])
+    if not np.any(np.isfinite(error)):  # the column of another problem's probe (null here)
+        return None
+    rank = np.array(
+        [np.asarray(c.get("effective_rank", np.full(length, np.nan))[:length], dtype=float)
+         for c in curves]
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return {
+            "step": curves[0]["step"][:length].astype(float),
+            "recovery": np.nanmedian(error, axis=0),
+            "effective_rank": np.nanmedian(rank, axis=0),
+            "final": [_last_finite(c["recovery_error"]) for c in curves],
+        }
+
+
+def _last_finite(values) -> float:
+    """A run's final recovery error (inf if it diverged: its last rows are not finite)."""
+    values = np.asarray(values, dtype=float)
+    return float(values[-1]) if np.isfinite(values[-1]) else math.inf
 
 
 def _panels(count: int, width=4.2, height=3.2, columns=3, sharey=True):
@@ -393,6 +439,43 @@ def _axis_figure(rows, axis, order, targets, colours, path: Path) -> None:
         ax.grid(True, alpha=0.3)
     axes[-1].legend(fontsize=7)
     fig.suptitle(f"median over seeds, {confidence.DESCRIPTION}", fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _recovery_figure(rows, best, recovery, points, colours, path: Path) -> None:
+    """The final recovery error per method and axis point (median over seeds with its interval),
+    and the effective-rank curves (median over seeds) of each method, one panel per point."""
+    fig, axes = _panels(1 + len(points), sharey=False)
+    ax = axes[0]
+    labelled = set()
+    for row in rows:
+        cell = row.get("final_recovery")
+        if cell is None or not np.isfinite(cell["median"]):
+            continue
+        x = points.index(row["axis_point"])
+        high = cell["high"] - cell["median"] if np.isfinite(cell["high"]) else 0
+        label = None if row["method"] in labelled else row["method"]
+        labelled.add(row["method"])
+        ax.errorbar([x], [cell["median"]], yerr=[[cell["median"] - cell["low"]], [high]],
+                    color=colours[row["method"]], marker="o", capsize=3, label=label)  # fmt: skip
+    ax.set_xticks(range(len(points)), points, rotation=20, fontsize=7)
+    ax.set_yscale("log")
+    ax.set_title("final ‖W − M‖_F / ‖M‖_F (median, 95% CI)", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    if labelled:
+        ax.legend(fontsize=7)
+    for ax, point in zip(axes[1:], points):
+        for group, entry in best.items():
+            q = recovery.get(group)
+            if q is None or point_text(entry["point"]) != point:
+                continue
+            ax.plot(q["step"], q["effective_rank"], color=colours[entry["method"]],
+                    label=f"{entry['method']} η={entry['learning_rate']:.3g}")  # fmt: skip
+        ax.set_title(f"effective rank of W — {point}", fontsize=9)
+        ax.set_xlabel("step")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     _save(fig, path)
 
@@ -499,6 +582,12 @@ def write_report(directory: str | Path, out=None) -> Path:
         row["explained"] = verdicts.get((group, float(entry["learning_rate"])), [])
     points = list(dict.fromkeys(r["axis_point"] for r in rows))
     quantiles = {g: curve_quantiles(series, e) for g, e in best.items()}
+    recovery = {g: q for g, e in best.items() if (q := recovery_quantiles(series, e))}
+    for group, q in recovery.items():
+        m, lo, hi = confidence.median_interval(q["final"])
+        by_group[group]["final_recovery"] = {"median": m, "low": lo, "high": hi}
+    if recovery:
+        _recovery_figure(rows, best, recovery, points, colours, directory / "recovery")
     profiles = [performance_profile(best, t) for t in targets]
     for t, (methods, taus, rho) in zip(targets, profiles):
         _profile_figure(methods, taus, rho, t, colours, directory / f"profile-{t:g}")
@@ -524,6 +613,7 @@ def write_report(directory: str | Path, out=None) -> Path:
         rows=rows,
         best=best,
         quantiles=quantiles,
+        recovery=recovery,
         profiles=dict(zip(targets, profiles)),
         orders=orders,
         colours=colours,
