@@ -23,6 +23,10 @@ kind = "notebook"              # notebook | gaussian | scaled_gaussian | orthogo
 name = "tf1-gd"
 learning_rates = [1e-6, 1e-5]
 steps = 3000                   # optional; other keys are the method's hyperparameters
+
+[diagnostics]                  # optional
+sharpness = false              # λ_max of the loss's Hessian at every record (Lanczos)
+sharpness_iterations = 20      # Lanczos steps (Hessian-vector products) per record
 ```
 
 Every error names the field by its TOML path (``problem.condition_number``) and what is expected.
@@ -51,6 +55,7 @@ TOP_KEYS = {
     "init",
     "methods",
     "name",
+    "diagnostics",
 }
 PROBLEM_KEYS = {
     "notebook": {"kind", "input", "output", "samples", "row_scale_min"},
@@ -140,6 +145,7 @@ class RunConfig:
     base_dir: Path
     source: str
     name: str = ""
+    diagnostics: dict = field(default_factory=dict)  # e.g. {"sharpness": True}
 
 
 def _type_name(value) -> str:
@@ -296,6 +302,7 @@ def parse(data: dict, *, base_dir: Path = Path("."), source: str = "") -> RunCon
     name = data.get("name", "")
     if not isinstance(name, str):
         raise UsageError(f"name must be a string, got {name!r}")
+    diagnostics = _diagnostics(data.get("diagnostics", {}))
     return RunConfig(
         seed,
         generator,
@@ -308,7 +315,34 @@ def parse(data: dict, *, base_dir: Path = Path("."), source: str = "") -> RunCon
         Path(base_dir),
         source,
         name,
+        diagnostics,
     )
+
+
+DIAGNOSTICS_KEYS = {"sharpness", "sharpness_iterations"}
+MAX_SHARPNESS_ITERATIONS = 1000  # Lanczos steps: each keeps a vector of every parameter
+
+
+def _diagnostics(table) -> dict:
+    """``[diagnostics]``: ``sharpness = true`` records λ_max of the loss's Hessian at every
+    record (``sharpness.SharpnessProbe``, ``sharpness_iterations`` Lanczos steps, default 20)."""
+    _check_keys(table, DIAGNOSTICS_KEYS, "diagnostics")
+    out = dict(table)
+    if not isinstance(out.get("sharpness", False), bool):
+        raise UsageError(f"diagnostics.sharpness must be true or false, got {out['sharpness']!r}")
+    if "sharpness_iterations" in out:
+        if not out.get("sharpness"):
+            raise UsageError(
+                "diagnostics.sharpness_iterations needs diagnostics.sharpness = true: set it, "
+                "or remove sharpness_iterations"
+            )
+        require_int(
+            out["sharpness_iterations"],
+            "diagnostics.sharpness_iterations",
+            1,
+            MAX_SHARPNESS_ITERATIONS,
+        )
+    return out
 
 
 def _check_init(init: dict) -> None:
@@ -382,7 +416,20 @@ def _check_problem(problem: dict) -> None:
             for i, v in enumerate(values):
                 require_number(v, f"problem.singular_values[{i}]", 0, strict=True)
         if "law" in problem:
-            require_choice(problem["law"], "problem.law", ("geometric", "linear"))
+            require_choice(problem["law"], "problem.law", ("geometric", "linear", "gaussian"))
+        if problem.get("law") == "gaussian":  # A = G, i.i.d. N(0, 1): its spectrum is drawn
+            for key in ("singular_values", "condition_number", "largest_singular_value", "vectors"):
+                if key in problem and (key != "vectors" or problem[key] != "random"):
+                    raise UsageError(
+                        f"problem.{key} does not apply to problem.law = 'gaussian' (A has "
+                        "i.i.d. N(0, 1) entries, its spectrum is drawn): remove it"
+                    )
+            if rank != min(problem["input"], problem["output"]):
+                raise UsageError(
+                    f"problem.rank must be min(input, output) = "
+                    f"{min(problem['input'], problem['output'])} with problem.law = 'gaussian' "
+                    f"(a Gaussian A has full rank), got {rank}: remove problem.rank"
+                )
         if "vectors" in problem:
             require_choice(problem["vectors"], "problem.vectors", ("random", "identity"))
         if problem.get("whiten") and samples == "population":
