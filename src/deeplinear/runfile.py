@@ -111,12 +111,16 @@ def build(config: RunConfig) -> Setup:
             problem = Problem(problem.name + "-population", problem.A)
     elif spec["kind"] == "spectral":
         law = spec.get("singular_values", spec.get("law", "geometric"))
-        values = singular_values(
-            spec["rank"],
-            spec.get("condition_number", 1.0),
-            law,
-            spec.get("largest_singular_value", 1.0),
-        )
+        if law == "gaussian":  # σ of a Gaussian G with Haar U, V below: A is distributed as G
+            draw = rng.standard_normal((spec["output"], spec["input"]))
+            values = np.linalg.svd(draw, compute_uv=False)
+        else:
+            values = singular_values(
+                spec["rank"],
+                spec.get("condition_number", 1.0),
+                law,
+                spec.get("largest_singular_value", 1.0),
+            )
         samples = None if spec["samples"] == "population" else spec["samples"]
         problem = spectral_problem(
             spec["input"],
@@ -140,7 +144,14 @@ def build(config: RunConfig) -> Setup:
         )
     else:
         probe = diagnostics.Probe.for_problem(problem)
-    return Setup(problem, problem.objective(), weights, widths, probe)
+    objective = problem.objective()
+    if config.diagnostics.get("sharpness"):
+        from .sharpness import DEFAULT_ITERATIONS, SharpnessProbe
+
+        iterations = config.diagnostics.get("sharpness_iterations", DEFAULT_ITERATIONS)
+        sharpness = SharpnessProbe.for_objective(objective, weights, iterations)
+        probe = diagnostics.combine(probe, sharpness)
+    return Setup(problem, objective, weights, widths, probe)
 
 
 def measured_problem(config: RunConfig, rng) -> MeasuredProblem:
