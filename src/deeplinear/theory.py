@@ -26,7 +26,12 @@ from scipy.integrate import solve_ivp
 
 
 def whitening_constant(objective, rtol: float = 1e-12) -> float | None:
-    """c if Lᵀ L = c I for the factor L (the decoupled theory is then exact), else None."""
+    """c if Lᵀ L = c I for the factor L (the decoupled theory is then exact), else None (and
+    None for a completion or sensing objective: it has no factor, the sampling couples modes)."""
+    from .measurement import is_measured
+
+    if is_measured(objective):
+        return None
     if objective.factor is None:
         return 1.0
     L = np.asarray(objective.factor)

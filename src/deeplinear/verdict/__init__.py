@@ -263,17 +263,20 @@ def judge_recovery_of(
             evidence.add(*more)
         evidence.spent = extend.spent
 
-    def settled() -> bool:
-        return fit.kind == "converged"
+    def fit_state() -> str | None:
+        """Where the fit stopped changing what the recovery can become, if it did."""
+        if fit.kind == "converged":
+            return "floor"
+        if fit.eta_method == "measured" and fit.kind != "unstable":
+            return "target"
+        return "critical point" if evidence.zero_gradient() else None
 
     if extend is not None and budget_steps > 0:
         if segment_steps is None:
             segment_steps = int(np.clip(evidence.steps[-1], 1000, 50_000))
-        continuation.extend(
-            evidence, extend, floor, target, budget_steps, segment_steps, remaining(settled)
-        )
-    fit_settled = settled() or evidence.zero_gradient()
+        rule = remaining(lambda: fit_state() is not None)
+        continuation.extend(evidence, extend, floor, target, budget_steps, segment_steps, rule)
     return judge_recovery(
-        evidence, target=target, floor=floor, fit_settled=fit_settled, fit_kind=fit.kind,
+        evidence, target=target, floor=floor, fit_state=fit_state(), fit_kind=fit.kind,
         noise=noise,
     )  # fmt: skip

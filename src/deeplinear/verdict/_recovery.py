@@ -11,16 +11,17 @@ fitted on windows (``window_rates``, ``steps_to``). Its kinds:
   at round-off;
 - **recovering linearly** / **recovering sublinearly** — log e falls at a steady / a slowing
   rate: the ETA extrapolated from the windows' rates (and the power law if sublinear);
-- **does not recover** — e stopped above the target while the fit reached its floor or a
-  critical point: the run fits the measurements with another matrix (the measurements do not
+- **does not recover** — e stopped above the target while the fit reached its floor, its
+  target (and stays below it) or a critical point: the run fits the measurements with another
+  matrix (the measurements do not
   determine M, or the implicit bias chose another interpolant), or, with label noise, the
   noise limits the error;
 - **recovery stalled** — e stopped falling while the fit is still moving;
 - **unstable** (crossed and rose again), **diverged**, **too short**.
 
 Continuing for the recovery (``remaining``) stops once the verdict cannot change: crossed and
-stayed below as long again, at round-off, or stopped with the fit settled (a zero gradient, or
-the fit at its floor).
+stayed below as long again, at round-off, or stopped with the fit settled (at its floor, below
+its target, or at a zero gradient).
 """
 
 from __future__ import annotations
@@ -104,10 +105,14 @@ def remaining(fit_settled):
 
 
 def judge_recovery(
-    evidence: Evidence, *, target: float, floor: Floor, fit_settled: bool, fit_kind: str = "",
-    noise: float = 0.0,
+    evidence: Evidence, *, target: float, floor: Floor, fit_state: str | None,
+    fit_kind: str = "", noise: float = 0.0,
 ) -> Recovery:  # fmt: skip
-    """The recovery verdict of the (grown) evidence of the error (see the module docstring)."""
+    """The recovery verdict of the (grown) evidence of the error (see the module docstring).
+
+    ``fit_state``: where the fit settled — ``"floor"`` (converged), ``"target"`` (crossed its
+    target and stayed below), ``"critical point"`` (a zero gradient) — or None (still moving).
+    """
     e, steps = evidence.loss, evidence.steps
     last = float(e[-1]) if np.isfinite(e[-1]) else None
     base = {"step": evidence.last, "error": last, "target": target, "resolution": floor.resolution}
@@ -134,7 +139,7 @@ def judge_recovery(
     if kind == "too short":
         return Recovery("too short", f"too few records ({shape['rows']}) to judge", **base)
     if kind in ("stalled", "oscillating"):
-        return _stopped(evidence, base, fit_settled, fit_kind, noise, spent)
+        return _stopped(evidence, base, fit_state, fit_kind, noise, spent)
     return _extrapolated(evidence, base, kind, shape, floor, spent)
 
 
@@ -154,22 +159,26 @@ def _recovered(evidence, first, base, spent) -> Recovery:
     )
 
 
-def _stopped(evidence, base, fit_settled, fit_kind, noise, spent) -> Recovery:
+def _stopped(evidence, base, fit_state, fit_kind, noise, spent) -> Recovery:
     error, target = base["error"], base["target"]
-    if fit_settled and noise:
+    fit = {
+        "floor": "the loss reached its floor",
+        "target": "the loss reached its target and stays below it",
+        "critical point": "the loss stopped at a critical point",
+    }.get(fit_state)
+    if fit is not None and noise:
         headline = (
-            f"does not recover M: the fit settled (its loss at a critical point) while the "
-            f"recovery error stays at {error:.3g} > the target {target:.0e} (label noise "
-            f"σ = {noise:.3g}: the fit absorbs part of the noise, and the error stops at the "
-            f"estimate's statistical error){spent}"
+            f"does not recover M: {fit} while the recovery error stays at {error:.3g} > the "
+            f"target {target:.0e} (label noise σ = {noise:.3g}: the fit absorbs part of the "
+            f"noise, and the error stops at the estimate's statistical error){spent}"
         )
         return Recovery("does not recover", headline, **base)
-    if fit_settled:
+    if fit is not None:
         headline = (
-            f"fits the observations but does not recover M: the loss reached its floor (or a "
-            f"critical point) while the recovery error stays at {error:.3g} > the target "
-            f"{target:.0e} (another interpolant: the observations do not determine M, or the "
-            f"implicit bias chose another matrix that fits them){spent}"
+            f"fits the observations but does not recover M: {fit} while the recovery error "
+            f"stays at {error:.3g} > the target {target:.0e} (another interpolant: the "
+            f"observations do not determine M, or the implicit bias chose another matrix that "
+            f"fits them){spent}"
         )
         return Recovery("does not recover", headline, **base)
     headline = (
