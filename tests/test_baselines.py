@@ -183,22 +183,22 @@ def test_soft_impute_stops_at_its_fixed_point(path, monkeypatch):
     + low-rank operator) reach the same point."""
     if path == "arpack":
         monkeypatch.setattr(_baselines, "DENSE_ENTRIES", 0)
-    problem, rng = small_completion(observations=240, noise=0.02, seed=3, shape=(N, 30))
+    problem, rng = small_completion(observations=360, noise=0.02, seed=3, shape=(N, 30))
     widths = [N, 6, 30]  # rank cap 6 (7 < min(n)/2 triplets: ARPACK when not dense)
-    method = make_method("soft-impute", shrinkage=0.05, path=3, tolerance=1e-12)
+    method = make_method("soft-impute", shrinkage=0.2, path=3, tolerance=1e-12)
     curve, final, _ = method.run_one(problem.objective(), small_weights(rng, widths), 3000)
     obs = problem.measurements
     P = np.zeros((N, 30))
     P[obs.rows, obs.cols] = obs.values
-    lam = 0.05 * np.linalg.norm(P, 2)
+    lam = 0.2 * np.linalg.norm(P, 2)
     assert curve.extras["shrinkage"][-1] == pytest.approx(lam, rel=1e-10)
     assert curve.extras["relative_change"][-1] <= 1e-12 and curve.steps[-1] < 3000
     assert curve.extras["truncated_sigma"][-1] == 0.0  # the cap does not bind
     assert soft_impute_fixed_point_error(problem, final, lam) < 1e-8
     assert curve.extras["solution_rank"][-1] == np.linalg.matrix_rank(product(final), 1e-10)
-    # the path: λ decreases from its first value, in 3 geometric steps to 0.05 λ_max
+    # the path: λ decreases from its first value, in 3 geometric steps to 0.2 λ_max
     levels = np.unique(curve.extras["shrinkage"][1:])
-    np.testing.assert_allclose(np.sort(levels), lam / 0.05 * np.geomspace(0.05, 1, 4)[:3])
+    np.testing.assert_allclose(np.sort(levels), lam / 0.2 * np.geomspace(0.2, 1, 4)[:3])
 
 
 def test_soft_impute_recovers_an_easy_completion():
