@@ -60,10 +60,6 @@ def sampling_scale(objective, weights):
     return sampling_scale(objective, (weights[0].shape[0], weights[-1].shape[1]))
 
 
-def end_shape(shapes) -> tuple[int, int]:
-    return shapes[0][0], shapes[-1][1]
-
-
 def dense_layer_reason(objective, shapes) -> str | None:
     """Why ALS cannot solve some layer of ``shapes`` in vec form on ``objective`` (or None)."""
     if shapes is None:
