@@ -12,7 +12,12 @@ targets = [1e-10]               # relative to the initial loss, for the analysis
 name = "gd"
 learning_rates = {min = 1e-6, max = 1e-4, num = 12, scaling = "log"}   # or a list
 # extend_grid = false           # this method's grid is not extended (default: extend_grids)
+# learning_rate_scaling = "per_sample"  # rates ÷ the loss's terms (samples, observations, …)
+# only_at = {"problem.condition_number" = [1e1]}  # this method at these axis values only
 ```
+
+``only_at`` runs a method at the axis points whose value on each named axis is one of those
+listed (e.g. a convex baseline that does not depend on the network's depth, once per data set).
 
 **Grids extended past their edge** (``extend_grids = true``, at most ``max_grid_extensions``
 times, default 6): after a group's runs, while its best learning rate (by ``select`` and the first
@@ -146,11 +151,29 @@ class Sweep:
         data["seed"] = seed
         data.setdefault("checkpoints", 0)  # Gauss-Newton spectra are for single runs
         table = _method_table(group.method)
-        samples = data.get("problem", {}).get("samples", 1000)
-        if group.scaling == "per_sample" and isinstance(samples, int):
+        samples = sample_count(data.get("problem", {}))
+        if group.scaling == "per_sample" and samples is not None:
             table["learning_rates"] = [r / samples for r in table["learning_rates"]]
         data["methods"] = [table]
         return configs.parse(data, base_dir=self.base_dir, source=self.source)
+
+
+def sample_count(problem: dict) -> float | None:
+    """What ``learning_rate_scaling = "per_sample"`` divides a rate by: the terms the loss sums
+    (``problem.samples``, default 1000; a completion's ``observations``, or its expected count
+    p · rows · cols; a sensing problem's ``measurements``). None where the loss is no such sum
+    (``samples = "population"``) or the count is not in the run file (an ``.npz`` problem)."""
+    kind = problem.get("kind")
+    if kind in configs.MEASURED_KINDS:
+        if "path" in problem:
+            return None
+        if kind == "sensing":
+            return problem.get("measurements")
+        if "observations" in problem:
+            return problem["observations"]
+        return problem.get("probability", 0) * problem.get("rows", 0) * problem.get("cols", 0)
+    samples = problem.get("samples", 1000)
+    return samples if isinstance(samples, int) and not isinstance(samples, bool) else None
 
 
 def _method_table(spec: configs.MethodSpec) -> dict:
@@ -372,11 +395,12 @@ def parse(data: dict, *, source: str = "", base_dir: Path = Path(".")) -> Sweep:
             f"{count * len(methods)} groups, more than {MAX_GROUPS}: split it into several "
             "sweep files or use fewer axis values"
         )
-    scalings, extending = [], []
+    scalings, extending, only = [], [], []
     data["methods"] = methods = [dict(t) if isinstance(t, dict) else t for t in methods]
     for i, table in enumerate(methods):
         if not isinstance(table, dict):
             continue
+        only.append(_only_at(table.pop("only_at", None), axes, f"methods[{i}].only_at"))
         if "learning_rates" in table:
             table["learning_rates"] = grid(table["learning_rates"], f"methods[{i}].learning_rates")
         scaling = table.pop("learning_rate_scaling", "none")
@@ -401,7 +425,17 @@ def parse(data: dict, *, source: str = "", base_dir: Path = Path(".")) -> Sweep:
             raise UsageError(f"two axis points print alike ({label}): their run ids would collide")
         labels.add(label)
         sections = {k: v for k, v in at.items() if k != "methods"}
-        for spec, scaling, extensions in zip(at_point.methods, scalings, extending):
+        if any(s == "per_sample" for s in scalings) and sample_count(at.get("problem", {})) is None:
+            kind = at.get("problem", {}).get("kind")
+            if kind in configs.MEASURED_KINDS:  # the notebook's population: left unscaled
+                raise UsageError(
+                    f"at the axis point {label}: learning_rate_scaling = 'per_sample' needs the "
+                    "count in the run file (problem.observations, probability or measurements); "
+                    "an .npz problem's rates are given unscaled"
+                )
+        for spec, scaling, extensions, where in zip(at_point.methods, scalings, extending, only):
+            if not _matches(point, where):
+                continue  # the method runs only at the points its only_at names
             identity = [sections, _method_table(spec), seeds, scaling]
             if extensions and len(spec.learning_rates) > 1:
                 identity.append(
@@ -418,6 +452,44 @@ def parse(data: dict, *, source: str = "", base_dir: Path = Path(".")) -> Sweep:
     sweep = Sweep(source, data, axes, seeds, targets, tuple(groups), Path(base_dir), select)
     _check_memory(sweep)
     return sweep
+
+
+def _only_at(value, axes: dict, path: str) -> dict[str, set[str]] | None:
+    """A method's ``only_at``: per axis path, the values (as JSON) at which it runs."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not value:
+        raise UsageError(
+            f"{path} must be a table of axis paths to lists of their values, e.g. "
+            '{"model.hidden" = [[100]]}'
+        )
+    out = {}
+    for key, values in value.items():
+        if key not in axes:
+            known = ", ".join(axes) or "none"
+            raise UsageError(f'{path}."{key}" is not an axis of the sweep (axes: {known})')
+        if not isinstance(values, list) or not values:
+            raise UsageError(f'{path}."{key}" must be a non-empty list of that axis\'s values')
+        allowed = {_same(v) for v in axes[key]}
+        for j, v in enumerate(values):
+            if _same(v) not in allowed:
+                raise UsageError(
+                    f'{path}."{key}"[{j}] = {_short(v)} is not a value of axes."{key}": '
+                    "name values the axis has"
+                )
+        out[key] = {_same(v) for v in values}
+    return out
+
+
+def _same(value) -> str:
+    """An axis value as ``only_at`` compares it (1 and 1.0 alike, as TOML tells them apart)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _matches(point, only: dict[str, set[str]] | None) -> bool:
+    return only is None or all(_same(v) in only[k] for k, v in point if k in only)
 
 
 def _require_bool(value, path: str) -> bool:
@@ -700,7 +772,7 @@ def _time_alone(sweep: Sweep, group: Group, method, table: pa.Table, rates, beat
         seconds, steps = _last(table, run["run_id"])
         timed = {"run_id": run["run_id"], "separately": False}
     else:
-        samples = _with_point(sweep.base, group.point).get("problem", {}).get("samples", 1000)
+        samples = sample_count(_with_point(sweep.base, group.point).get("problem", {}))
         file_rate = _file_rate(group, run["learning_rate"], rates, samples)
         alone = _rates_table(sweep, group, method, [file_rate], beat, seeds=(run["seed"],))
         seconds, steps = _last(alone, alone.column("run_id")[0].as_py())
@@ -717,7 +789,7 @@ def _time_alone(sweep: Sweep, group: Group, method, table: pa.Table, rates, beat
 
 def _file_rate(group: Group, rate: float, rates, samples) -> float:
     """The sweep file's rate that gave the table's ``rate`` (÷ n for ``per_sample``)."""
-    if group.scaling == "per_sample" and isinstance(samples, int):
+    if group.scaling == "per_sample" and samples is not None:
         return min(rates, key=lambda r: abs(r / samples - rate))
     return rate
 
@@ -762,14 +834,20 @@ def _batched_table(method, configs_, beat: Callable[[], None]) -> pa.Table:
 
 
 def group_columns() -> dict[str, pa.DataType]:
-    """Every column a run may add to the results schema: the probe's
-    (``diagnostics.Probe.columns``), the loop's (``runner.LOOP_COLUMNS``: flops) and every
+    """Every column a run may add to the results schema: the probes' (``diagnostics.Probe`` of
+    a fully observed problem, ``diagnostics.RecoveryProbe`` of a measured one: recovery error,
+    effective rank, singular values), the loop's (``runner.LOOP_COLUMNS``: flops) and every
     registered method's (``methods.recorded_columns``), so all group files share one schema and
     the groups/ folder reads as one Parquet dataset (pyarrow, pandas, polars, duckdb)."""
     from . import diagnostics, runner
     from .methods import recorded_columns
 
-    return {**diagnostics.Probe.columns, **runner.LOOP_COLUMNS, **recorded_columns()}
+    return {
+        **diagnostics.Probe.columns,
+        **diagnostics.RecoveryProbe.columns,
+        **runner.LOOP_COLUMNS,
+        **recorded_columns(),
+    }
 
 
 def conform(table: pa.Table, axes) -> pa.Table:
