@@ -195,7 +195,7 @@ RUN_FIELDS = [
         st.one_of(floats_below(0), non_finite, not_number),
         "problem.largest_singular_value",
     ),
-    ("spectral", "problem.law", other_text("geometric", "linear"), "problem.law"),
+    ("spectral", "problem.law", other_text("geometric", "linear", "gaussian"), "problem.law"),
     ("spectral", "problem.vectors", other_text("random", "identity"), "problem.vectors"),
     (
         "spectral",
