@@ -838,13 +838,16 @@ def group_columns() -> dict[str, pa.DataType]:
     a fully observed problem, ``diagnostics.RecoveryProbe`` of a measured one: recovery error,
     effective rank, singular values), the loop's (``runner.LOOP_COLUMNS``: flops) and every
     registered method's (``methods.recorded_columns``), so all group files share one schema and
-    the groups/ folder reads as one Parquet dataset (pyarrow, pandas, polars, duckdb)."""
+    the groups/ folder reads as one Parquet dataset (pyarrow, pandas, polars, duckdb); the
+    sharpness probe's (``[diagnostics] sharpness = true``) too."""
     from . import diagnostics, runner
     from .methods import recorded_columns
+    from .sharpness import SharpnessProbe
 
     return {
         **diagnostics.Probe.columns,
         **diagnostics.RecoveryProbe.columns,
+        **SharpnessProbe.columns,
         **runner.LOOP_COLUMNS,
         **recorded_columns(),
     }
