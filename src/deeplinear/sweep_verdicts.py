@@ -85,8 +85,10 @@ def check_budget(plan: sweep.Sweep, rates: dict[str, float], budget_steps: int) 
     for group in plan.groups:
         config = _one_rate(plan.run_config(group, group.seeds[0]), rates[group.id])
         spec = config.methods[0]
-        estimate = budget.estimate_run(config, steps=spec.steps + budget_steps)
         method = make_method(spec.name, **spec.hyperparameters)
+        if not method.in_loop:  # out-of-loop peers and baselines are judged on their record
+            continue
+        estimate = budget.estimate_run(config, steps=spec.steps + budget_steps)
         compiling = budget.compile_seconds(method, budget.dims(config))
         peak = max(peak, estimate.bytes)
         seconds += compiling + len(group.seeds) * (estimate.seconds - compiling)
