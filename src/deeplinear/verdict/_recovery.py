@@ -136,6 +136,8 @@ def judge_recovery(
             f"{floor.resolution:.0e}; the target {target:.0e} lies below it){spent}"
         )
         return Recovery("recovered", headline, **base)
+    if kind == "too short" and fit_state in ("floor", "target"):  # e.g. a one-shot solver
+        return _stopped(evidence, base, fit_state, fit_kind, noise, spent)
     if kind == "too short":
         return Recovery("too short", f"too few records ({shape['rows']}) to judge", **base)
     if kind in ("stalled", "oscillating"):
@@ -202,10 +204,11 @@ def _extrapolated(evidence, base, kind, shape, floor, spent) -> Recovery:
     words = "recovering linearly" if kind == "converging linearly" else "recovering sublinearly"
     eta = "never at these rates" if not np.isfinite(low) else _range(low, high) + " more steps"
     headline = (
-        f"{words}: ‖W − M‖/‖M‖ = {base['error']:.2g}, falling ×{rates[0]:.6g} per step; "
+        f"{words}: ‖W − M‖/‖M‖ = {base['error']:.2g}, falling by {1 - rates[0]:.2g} of itself "
+        "per step; "
         f"reaches the target {base['target']:.0e} in {eta} (extrapolated){spent}"
     )
-    sources = "; ".join(f"rate ×{r:.6g}/step on steps {a}–{b}" for r, a, b in fits)
+    sources = "; ".join(f"rate {1 - r:.2e}/step on steps {a}–{b}" for r, a, b in fits)
     return Recovery(
         words,
         headline,
