@@ -261,3 +261,18 @@ def test_a_run_file_runs_both_baselines_beside_gd(tmp_path):
     assert soft["shrinkage"].notna().iloc[1:].all() and soft["solver_status"].isna().all()
     assert soft["loss"].iloc[-1] < 1e-3 * soft["loss"].iloc[0]
     assert soft["recovery_error"].iloc[-1] < 0.05
+
+
+def test_the_time_estimate_charges_the_nuclear_norm_one_solve():
+    """budget: a baseline that solves once costs the same for 10 and 10 000 steps (it was
+    charged steps × solves: an Arora sweep estimated at 5 h)."""
+    from deeplinear import budget
+    from deeplinear.methods import make_method
+
+    d = budget.Dims((100, 100, 100), None, False, 2000, False)
+    method = make_method("nuclear-norm")
+    short = budget.batch(method, d, 1, 10, 10)[2]
+    long = budget.batch(method, d, 1, 10_000, 10_000)[2]
+    assert long == pytest.approx(short, rel=1e-9)
+    gd = make_method("gd")
+    assert budget.batch(gd, d, 1, 10_000, 10_000)[2] > 100 * budget.batch(gd, d, 1, 10, 10)[2]

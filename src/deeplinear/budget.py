@@ -236,7 +236,8 @@ def batch(method, d: Dims, runs: int, steps: int, record_every: int, checkpoints
     probe = 3 * sum(h * h for h in d.widths[1:-1])  # the probe's W_iᵀW_i, h × h per junction
     per_run = method.memory_values(d.shapes, d.k) + 3 * d.parameters + probe
     records = rows * _record_values(d) * 3 + (rows * d.parameters if keep else 0)
-    seconds = steps * _step_seconds(method, d, runs) + (rows - 1) * _record_seconds(d, runs)
+    seconds = method.updates(steps) * _step_seconds(method, d, runs)
+    seconds += (rows - 1) * _record_seconds(d, runs)
     if keep:  # dense Gauss-Newton spectra: an eigendecomposition of p × p per checkpoint
         seconds += runs * (checkpoints + 2) * 9 * d.parameters**3 / FLOPS_PER_SECOND
     return (

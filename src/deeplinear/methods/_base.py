@@ -77,6 +77,11 @@ class AbstractMethod(abc.ABC):
         the memory estimate ``budget`` checks before anything runs."""
         return 8 * sum(a * b for a, b in shapes)
 
+    def updates(self, steps: int) -> int:
+        """The updates a run of ``steps`` steps makes (``budget``'s time estimate): ``steps``;
+        a baseline that solves once (``nuclear-norm``) makes one."""
+        return steps
+
     def passes(self, depth: int) -> float:
         """Traversals of the layer chain per step, relative to one value-and-gradient: the
         per-layer overhead in ``budget``'s time estimate."""

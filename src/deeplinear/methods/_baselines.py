@@ -113,6 +113,9 @@ class NuclearNorm(AbstractBaseline):
                 )
         return None
 
+    def updates(self, steps):
+        return 1  # one solve, whatever the steps
+
     def memory_values(self, shapes, k):
         n1, n2 = shapes[0][0], shapes[-1][1]
         m = k.count if isinstance(k, Measurements) else n1 * n2
