@@ -7,7 +7,7 @@
 # Parts: tests (tests/test_batched.py on the GPU: the Pallas variants built by Triton),
 # pallas (gd_pallas variants against the plain vmap at 1e5 runs, measured in the same process),
 # fastpath (runner.run's plain loop against batched.recorded_gd), throughput (batched.gd at
-# 1e3-1e5 runs), zoo, sweep. Default: tests pallas fastpath. Logs land in $OUT (or /tmp/gpu_out).
+# 1e3-1e5 runs), zoo, sweep, completion (issue #10's 1e5 × 1e5 completion, alone: ~9 min). Default: tests pallas fastpath. Logs land in $OUT (or /tmp/gpu_out).
 #
 # Building one gd_pallas variant takes 1-2 minutes of one CPU core (Triton), so the variants are
 # first built in parallel, one process each, into the persistent compilation cache, while the
@@ -78,6 +78,12 @@ for name in "${parts[@]}"; do
         part zoo 150 "$py" benchmarks/bench_zoo.py --part scale --size 4096 --budget 20 ;;
     sweep)
         part sweep 60 "$py" -m deeplinear.cli sweep examples/seed_fair.toml --out /tmp/fair ;;
-    *) echo "unknown part $name (tests pallas fastpath fair throughput zoo sweep)"; exit 2 ;;
+    completion)  # issue #10: 1e5 × 1e5 rank 10, κ = 10, from 1e8 entries (scaled-gd, als,
+        # gn-cg to 1e-10 recovery), the NumPy anchor (n = 1000) in the same process. Not yet run
+        # on a device: the sampling and spectral init take minutes of host time at this size.
+        part completion 540 "$py" benchmarks/bench_completion_scale.py --n 100000 \
+            --max-seconds 120 --anchor-updates 5 ;;
+    *) echo "unknown part $name (tests pallas fastpath fair throughput zoo sweep completion)"
+        exit 2 ;;
     esac
 done
