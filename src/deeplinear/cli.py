@@ -122,6 +122,13 @@ def _parser() -> argparse.ArgumentParser:
         help="most steps to continue each run to measure the ETA (default 1e6; 0: "
         "extrapolate only)",
     )
+    exp.add_argument(
+        "--recovery-target",
+        type=_positive_float,
+        default=None,
+        help="the recovery error ‖W − M‖_F/‖M‖_F that a completion or sensing run's recovery "
+        "verdict judges against, in (0, 1) (default: the square root of the loss target)",
+    )
     exp.add_argument("--no-figures", action="store_true", help="print the verdicts only")
     _limit_arguments(exp)
     _cache_argument(exp)
@@ -430,6 +437,7 @@ def _explain(args) -> int:
             budget_steps=args.budget,
             figures=not args.no_figures,
             progress=progress.say,
+            recovery_target=args.recovery_target,
         )
     print("\n".join(result.lines()))
     print("\nwrote " + ", ".join(str(p) for p in result.files))
