@@ -217,9 +217,12 @@ def main(argv=None) -> list[dict]:
         for seed in seeds:
             start = time.perf_counter()
             rows.append(measure(sw, group, seed, args))
+            r = rows[-1]
+            lab = _count(r["lab"], r["lab_final"], r["lab_steps"])
+            port = _count(r["port"], r["port_final"], r["port_steps"]) if r["port_steps"] else "-"
             print(
-                f"  {group.name} seed {seed}: {time.perf_counter() - start:.0f} s "
-                f"(problem and init {rows[-1]['built_s']:.1f} s)",
+                f"  {group.name} seed {seed}: lab {lab}, port {port}; "
+                f"{time.perf_counter() - start:.0f} s (problem and init {r['built_s']:.1f} s)",
                 flush=True,
             )
     print()
