@@ -384,11 +384,41 @@ def recovery_figure(series: dict, continuations: dict, verdicts, out: Path) -> P
     return _save(fig, out)
 
 
+def sharpness_figure(series: dict, out: Path) -> Path:
+    """Per run that records the sharpness (``[diagnostics] sharpness``): λ_max of the loss's
+    Hessian against the step with GD's stability limit 2/η (Cohen et al. 2021: it rises to it
+    and hovers there), and the loss on a second axis (it keeps falling, not monotonically)."""
+    runs = [(k, v) for k, v in series.items() if "sharpness" in v]
+    titles = run_titles(series)
+    fig, axes = plt.subplots(1, max(1, len(runs)), figsize=(4.6 * max(1, len(runs)), 3.8),
+                             squeeze=False)  # fmt: skip
+    fig.suptitle("Sharpness (λ_max of the Hessian, Lanczos) against 2/η; loss (grey, right)")
+    fig.subplots_adjust(left=0.07, right=0.93, top=0.83, bottom=0.14, wspace=0.45)
+    for ax, (run_id, data) in zip(axes[0], runs):
+        rate = float(data["learning_rate"][0])
+        ax.plot(data["step"], data["sharpness"], color="C3", lw=1.3, label="sharpness")
+        ax.axhline(2 / rate, color="k", lw=0.9, ls="--", label="2/η")
+        ax.axhspan(0.9 * 2 / rate, 1.1 * 2 / rate, color="0.85", alpha=0.5, label="±10 %")
+        ax.set_ylim(0, 1.4 * max(2 / rate, float(np.nanmax(data["sharpness"]))))
+        ax.set_title(titles[run_id], fontsize=9)
+        ax.set_xlabel("step")
+        ax.set_ylabel("sharpness", fontsize=8)
+        ax.grid(True, alpha=0.3)
+        twin = ax.twinx()
+        twin.plot(data["step"], data["loss"], color="0.5", lw=0.9)
+        twin.set_yscale("log")
+        twin.set_ylabel("loss", fontsize=8)
+        if run_id == runs[0][0]:
+            ax.legend(fontsize=6, loc="lower right")
+    return _save(fig, out)
+
+
 def explain_figures(
     series, spectra, continuations, verdicts, comparison, out_dir: Path, floor
 ) -> list[Path]:
     """modes.png, prediction.png, gn_spectrum.png; recovery.png where runs record the recovery
-    error (a completion or sensing problem with its truth)."""
+    error (a completion or sensing problem with its truth); sharpness.png where they record the
+    sharpness."""
     files = [
         mode_figure(series, comparison, out_dir / "modes.png"),
         prediction_figure(series, continuations, verdicts, floor, out_dir / "prediction.png"),
@@ -396,4 +426,6 @@ def explain_figures(
     ]
     if any("recovery_error" in data for data in series.values()):
         files.append(recovery_figure(series, continuations, verdicts, out_dir / "recovery.png"))
+    if any("sharpness" in data for data in series.values()):
+        files.append(sharpness_figure(series, out_dir / "sharpness.png"))
     return files
