@@ -399,14 +399,7 @@ def _check_problem(problem: dict) -> None:
                 f"{min(problem['input'], problem['output'])}, got {rank}"
             )
         problem["rank"] = rank
-        if "condition_number" in problem:
-            require_number(problem["condition_number"], "problem.condition_number", 1)
-        if "largest_singular_value" in problem:
-            require_number(
-                problem["largest_singular_value"], "problem.largest_singular_value", 0, strict=True
-            )
-        if "noise" in problem:
-            require_number(problem["noise"], "problem.noise", 0)
+        _check_spectrum_numbers(problem)
         if "whiten" in problem and not isinstance(problem["whiten"], bool):
             raise UsageError(f"problem.whiten must be true or false, got {problem['whiten']!r}")
         if "singular_values" in problem:
@@ -440,6 +433,20 @@ def _check_problem(problem: dict) -> None:
         raise UsageError("problem.path is missing: give an .npz file with A, or X and Y")
     if problem["kind"] == "npz" and not problem["path"]:
         raise UsageError("problem.path is empty: give an .npz file with A, or X and Y")
+
+
+def _check_spectrum_numbers(problem: dict) -> None:
+    """The numbers that set a drawn target's spectrum and noise, where given."""
+    if "condition_number" in problem:
+        require_number(problem["condition_number"], "problem.condition_number", 1)
+    if "largest_singular_value" in problem:
+        require_number(
+            problem["largest_singular_value"], "problem.largest_singular_value", 0, strict=True
+        )
+    if "frobenius_norm" in problem:
+        require_number(problem["frobenius_norm"], "problem.frobenius_norm", 0, strict=True)
+    if "noise" in problem:
+        require_number(problem["noise"], "problem.noise", 0)
 
 
 def _check_measured(problem: dict) -> None:
@@ -476,16 +483,7 @@ def _check_measured(problem: dict) -> None:
                     f"problem.{key} does not apply to problem.target = 'gaussian_product' (its "
                     "spectrum is drawn): remove it, or use target = 'spectrum'"
                 )
-    if "condition_number" in problem:
-        require_number(problem["condition_number"], "problem.condition_number", 1)
-    if "largest_singular_value" in problem:
-        require_number(
-            problem["largest_singular_value"], "problem.largest_singular_value", 0, strict=True
-        )
-    if "frobenius_norm" in problem:
-        require_number(problem["frobenius_norm"], "problem.frobenius_norm", 0, strict=True)
-    if "noise" in problem:
-        require_number(problem["noise"], "problem.noise", 0)
+    _check_spectrum_numbers(problem)
     law = problem.get("law", problem.get("singular_values", "geometric"))
     if isinstance(law, list):
         if len(law) != rank:
