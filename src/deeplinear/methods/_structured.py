@@ -44,12 +44,23 @@ def _gram_values(shapes) -> float:
     return 2 * partial + 4 * sum(a * a + b * b for a, b in shapes)
 
 
+def _solve(a, b):
+    """a⁻¹ b. With many right-hand sides (over 4× the order) as a⁻¹ (one solve with the
+    identity) times b: XLA's CPU solve with 1000 right-hand sides of order 10 took 2.5 ms a
+    step against 0.1 ms for the product (ScaledGD on 1000 × 1000 completion, p = 0.2: 4.2 →
+    1.8 ms per step on 2 cores); the Grams here are small and symmetric positive definite."""
+    n = a.shape[-1]
+    if b.shape[-1] > 4 * n:
+        return linalg.solve(a, jnp.eye(n, dtype=a.dtype)) @ b
+    return linalg.solve(a, b)
+
+
 def _precondition(g, left, right):
     """left⁻¹ g right⁻¹ for symmetric positive definite left and right (None = identity)."""
     if left is not None:
-        g = linalg.solve(left, g)
+        g = _solve(left, g)
     if right is not None:
-        g = linalg.solve(right, g.T).T
+        g = _solve(right, g.T).T
     return g
 
 
