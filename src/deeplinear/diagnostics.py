@@ -128,7 +128,8 @@ class RecoveryProbe(NamedTuple):
         b = _r_factor(jnp.concatenate([right.T, self.V], axis=1))
         error = jnp.linalg.norm(a @ b.T) / jnp.linalg.norm(self.s)
         sigma = _core_singular_values(left, right)
-        learned = jnp.einsum("ir,id,dj,jr->r", self.U, left, right, self.V) / self.s
+        # u_iᵀ left · right v_i through the small products (never the n1 × n2 W)
+        learned = jnp.einsum("rd,dr->r", self.U.T @ left, right @ self.V) / self.s
         return {
             "recovery_error": error,
             "effective_rank": effective_rank(sigma),
