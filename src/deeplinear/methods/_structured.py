@@ -44,13 +44,17 @@ def _gram_values(shapes) -> float:
     return 2 * partial + 4 * sum(a * a + b * b for a, b in shapes)
 
 
+MANY_RIGHT_HAND_SIDES = 256  # ``_solve`` goes through a⁻¹ from this many on (and > 4× the order)
+
+
 def _solve(a, b):
-    """a⁻¹ b. With many right-hand sides (over 4× the order) as a⁻¹ (one solve with the
-    identity) times b: XLA's CPU solve with 1000 right-hand sides of order 10 took 2.5 ms a
-    step against 0.1 ms for the product (ScaledGD on 1000 × 1000 completion, p = 0.2: 4.2 →
-    1.8 ms per step on 2 cores); the Grams here are small and symmetric positive definite."""
+    """a⁻¹ b. With many right-hand sides (``MANY_RIGHT_HAND_SIDES``, and over 4× the order) as
+    a⁻¹ (one solve with the identity) times b: XLA's CPU solve with 1000 right-hand sides of
+    order 10 took 2.5 ms a step against 0.1 ms for the product (ScaledGD on 1000 × 1000
+    completion, p = 0.2: 4.2 → 1.8 ms per step on 2 cores). Fewer keep the solve: its
+    round-off near convergence is the one the floors' resolution was measured against."""
     n = a.shape[-1]
-    if b.shape[-1] > 4 * n:
+    if b.shape[-1] >= MANY_RIGHT_HAND_SIDES and b.shape[-1] > 4 * n:
         return linalg.solve(a, jnp.eye(n, dtype=a.dtype)) @ b
     return linalg.solve(a, b)
 
