@@ -57,41 +57,24 @@ TOP_KEYS = {
     "name",
     "diagnostics",
 }
-PROBLEM_KEYS = {
-    "notebook": {"kind", "input", "output", "samples", "row_scale_min"},
-    "spectral": {
-        "kind",
-        "input",
-        "output",
-        "rank",
-        "condition_number",
-        "law",
-        "singular_values",
-        "largest_singular_value",
-        "vectors",
-        "samples",
-        "whiten",
-        "noise",
-    },
-    "npz": {"kind", "path"},
-    "completion": {"probability", "observations"},  # + MEASURED_KEYS
-    "sensing": {"measurements"},
-}
-MEASURED_KEYS = {  # what completion and sensing problems share
-    "kind",
-    "rows",
-    "cols",
+SPECTRUM_KEYS = {  # a drawn target's spectrum and vectors, and the label noise
     "rank",
     "condition_number",
     "law",
     "singular_values",
     "largest_singular_value",
     "vectors",
-    "target",
-    "frobenius_norm",
     "noise",
-    "path",
 }
+PROBLEM_KEYS = {
+    "notebook": {"kind", "input", "output", "samples", "row_scale_min"},
+    "spectral": {"kind", "input", "output", "samples", "whiten"} | SPECTRUM_KEYS,
+    "npz": {"kind", "path"},
+    "completion": {"probability", "observations"},  # + MEASURED_KEYS
+    "sensing": {"measurements"},
+}
+# what completion and sensing problems share
+MEASURED_KEYS = {"kind", "rows", "cols", "target", "frobenius_norm", "path"} | SPECTRUM_KEYS
 for _kind in ("completion", "sensing"):
     PROBLEM_KEYS[_kind] = PROBLEM_KEYS[_kind] | MEASURED_KEYS
 MEASURED_KINDS = ("completion", "sensing")
