@@ -225,3 +225,15 @@ def drawn_in_a_browser(page_path, ids):
     assert not problems, problems
     for chart in ids:
         assert marks.get(chart, 0) > 0, marks
+
+
+@pytest.mark.parametrize("given", [1.0, 1.5, 0.0, -1e-3])
+def test_a_recovery_target_outside_zero_one_is_refused_in_one_line(given):
+    from deeplinear.errors import UsageError
+    from deeplinear.explain import recovery_target_for
+
+    with pytest.raises(UsageError) as caught:
+        recovery_target_for(1e-10, given)
+    assert "--recovery-target must be in (0, 1)" in str(caught.value)
+    assert "\n" not in str(caught.value)
+    assert recovery_target_for(1e-10, None) == pytest.approx(1e-5)  # √target by default

@@ -234,10 +234,14 @@ def judge_recovery(run_data: dict, verdict, setup, floor, extend, *, target, bud
     )
 
 
-def default_recovery_target(target: float) -> float:
-    """The recovery target where none is given: √target (the loss is quadratic in the error,
-    so a loss fallen by ``target`` is an error fallen by about √target)."""
-    return float(np.sqrt(target))
+def recovery_target_for(target: float, given: float | None) -> float:
+    """The recovery target: ``given``, checked to lie in (0, 1), or where none is given
+    √target (the loss is quadratic in the error, so a loss fallen by ``target`` is an error
+    fallen by about √target)."""
+    value = float(np.sqrt(target)) if given is None else given
+    if not 0 < value < 1:
+        raise UsageError(f"--recovery-target must be in (0, 1) (‖W − M‖/‖M‖), got {value:g}")
+    return value
 
 
 @dataclass
@@ -295,12 +299,7 @@ def explain(
             recovery_target=recovery_target,
         )
     target = 1e-10 if target is None else target
-    if recovery_target is None:
-        recovery_target = default_recovery_target(target)
-    if not 0 < recovery_target < 1:
-        raise UsageError(
-            f"--recovery-target must be in (0, 1) (‖W − M‖/‖M‖), got {recovery_target}"
-        )
+    recovery_target = recovery_target_for(target, recovery_target)
     rundir.recover(directory)  # after a killed ``run --force``: the old experiment or the new
     if not any((directory / name).exists() for name in (rundir.MANIFEST, *RUN_FILES)):
         raise UsageError(

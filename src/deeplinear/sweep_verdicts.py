@@ -149,8 +149,8 @@ def explain_sweep(
         _jsonable,
         _theory_steps,
         continue_member,
-        default_recovery_target,
         judge_recovery,
+        recovery_target_for,
         theory_comparison,
     )
 
@@ -162,12 +162,7 @@ def explain_sweep(
             f"--target must be in (0, 1) (relative to the initial loss), got {target:g}"
             + (" (the sweep's first target): give --target" if target == plan.targets[0] else "")
         )
-    if recovery_target is None:
-        recovery_target = default_recovery_target(target)
-    if not 0 < recovery_target < 1:
-        raise UsageError(
-            f"--recovery-target must be in (0, 1) (‖W − M‖/‖M‖), got {recovery_target:g}"
-        )
+    recovery_target = recovery_target_for(target, recovery_target)
     rates = best_rates(table, plan, metadata)
     check_budget(plan, rates, budget_steps)
     series = run_series(table)
