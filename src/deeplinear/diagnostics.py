@@ -127,7 +127,12 @@ class RecoveryProbe(NamedTuple):
         a = _r_factor(jnp.concatenate([left, -self.U * self.s], axis=1))
         b = _r_factor(jnp.concatenate([right.T, self.V], axis=1))
         error = jnp.linalg.norm(a @ b.T) / jnp.linalg.norm(self.s)
-        sigma = _core_singular_values(left, right)
+        # the leading d columns of the R of [left, ·] are the R of left (and of rightᵀ): σ(W)
+        # from those, without two more QRs
+        d = left.shape[1]
+        sigma = _core_singular_values(
+            a[: min(left.shape[0], d), :d], b[: min(right.shape[1], d), :d]
+        )
         # u_iᵀ left · right v_i through the small products (never the n1 × n2 W)
         learned = jnp.einsum("rd,dr->r", self.U.T @ left, right @ self.V) / self.s
         return {
@@ -139,9 +144,10 @@ class RecoveryProbe(NamedTuple):
         }
 
 
-def _core_singular_values(left, right):
-    """σ(left · right), largest first, from R_left R_rightᵀ (small: d × d)."""
-    core = _r_factor(left) @ _r_factor(right.T).T
+def _core_singular_values(r_left, r_right):
+    """σ(left · right), largest first, from the R factors of left and rightᵀ: σ(R_left R_rightᵀ)
+    (small: d × d)."""
+    core = r_left @ r_right.T
     finite = jnp.all(jnp.isfinite(core))
     return jnp.where(finite, _singular_values(jnp.where(finite, core, 0.0)), jnp.nan)
 

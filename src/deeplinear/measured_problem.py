@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UsageError
-from .measurement import Completion, Sensing
+from .measurement import Completion, Sensing, count
 
 MAX_DENSE_MASK = 20_000_000  # entries above which a Bernoulli mask is not drawn densely
 TARGETS = ("spectrum", "gaussian_product")
@@ -57,7 +57,7 @@ class MeasuredProblem:
     @property
     def count(self) -> int:
         """The number of measurements m (padding excluded)."""
-        return int(np.sum(self.measurements.weights > 0))
+        return count(self.measurements)
 
     @property
     def fraction(self) -> float:
