@@ -159,6 +159,16 @@ def _first(sigma, count: int):
     return jnp.concatenate([sigma, jnp.full(count - sigma.shape[0], jnp.nan)])
 
 
+def probe_for(problem, widths):
+    """The probe a problem's runs record: ``Probe`` (per-mode progress of A) for a fully
+    observed one, ``RecoveryProbe`` for a measured one with its truth, None without a truth."""
+    from .measured_problem import MeasuredProblem
+
+    if not isinstance(problem, MeasuredProblem):
+        return Probe.for_problem(problem)
+    return RecoveryProbe.for_problem(problem, widths) if problem.has_truth else None
+
+
 class Probes(NamedTuple):
     """Several probes measured together (their columns must not clash)."""
 

@@ -138,12 +138,7 @@ def build(config: RunConfig) -> Setup:
         problem = npz_problem(config.base_dir / spec["path"], "problem.path")
     widths = [problem.shape[0], *hidden, problem.shape[1]]
     weights = _initial_weights(config, problem, widths, drawn)
-    if isinstance(problem, MeasuredProblem):
-        probe = (
-            diagnostics.RecoveryProbe.for_problem(problem, widths) if problem.has_truth else None
-        )
-    else:
-        probe = diagnostics.Probe.for_problem(problem)
+    probe = diagnostics.probe_for(problem, widths)
     objective = problem.objective()
     if config.diagnostics.get("sharpness"):
         from .sharpness import DEFAULT_ITERATIONS, SharpnessProbe

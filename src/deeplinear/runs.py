@@ -151,14 +151,9 @@ def run(
     problem, objective, weights = _problem(problem, weights, seed)
     measure = None
     if probe and problem is not None:
-        from .diagnostics import Probe, RecoveryProbe
-        from .measured_problem import MeasuredProblem
+        from .diagnostics import probe_for
 
-        if not isinstance(problem, MeasuredProblem):
-            measure = Probe.for_problem(problem)
-        elif problem.has_truth:
-            widths = [weights[0].shape[0], *(w.shape[1] for w in weights)]
-            measure = RecoveryProbe.for_problem(problem, widths)
+        measure = probe_for(problem, [weights[0].shape[0], *(w.shape[1] for w in weights)])
     result = runner.run(
         method,
         objective,
