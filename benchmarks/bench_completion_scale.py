@@ -6,9 +6,11 @@ through ``runner.run`` until the relative recovery error ‖W − M‖_F/‖M‖
 recorded every step) is ≤ ``--target`` (default 1e-10) or ``--max-seconds`` of run time pass.
 
 Methods (``--methods``): ``scaled-gd`` once per ``--eta`` in the paper's units (the lab's rate
-is η/(2p)), by default the paper's 0.5 and 0.25 (at 1 % sampling the spectral estimate is far
-from M, and η = 0.5 can diverge from it: at n = 2000, p = 0.05 the NumPy port does too); ``als``
-(row-wise exact least squares, rate 1); ``gn-cg`` (matrix-free Gauss-Newton / LM by CG, rate 1).
+is η/(2p)), by default the paper's 0.5 and smaller steps down to 0.1, with the paper's scaled
+projection P_B (``--projection`` c: B = c √r σ₁(W₀), every iterate and the start; 0 = none: at
+1 % sampling the spectral estimate's last modes are noise vectors localized on a few rows, and
+without P_B ScaledGD diverges from it at every step size tried); ``als`` (row-wise exact least
+squares, rate 1); ``gn-cg`` (matrix-free Gauss-Newton / LM by CG, rate 1).
 Each method's seconds are run time (the compiled loop, recording every step), compile time
 apart; the problem and its spectral initialization are built once and timed apart.
 
@@ -64,22 +66,24 @@ def lab_config(n: int, observations: int, seed: int):
     )
 
 
-def runs_of(names, etas, fraction: float) -> list[tuple[str, float, str]]:
-    """(method, lab rate, label): scaled-gd once per paper η (the lab's η/(2p)); als and
-    gn-cg at rate 1."""
+def runs_of(names, etas, fraction: float, projection: float) -> list[tuple]:
+    """(method, hyperparameters, lab rate, label): scaled-gd once per paper η (the lab's
+    η/(2p)) with ``projection``; als and gn-cg at rate 1."""
     out = []
     for name in names:
         if name == "scaled-gd":
-            out += [(name, eta / (2 * fraction), f"{name} eta={eta:g}") for eta in etas]
+            hyper = {"projection": projection}
+            tag = f" c={projection:g}" if projection else ""
+            out += [(name, hyper, eta / (2 * fraction), f"{name} eta={eta:g}{tag}") for eta in etas]
         else:
-            out.append((name, 1.0, name))
+            out.append((name, {}, 1.0, name))
     return out
 
 
-def run_to_target(name: str, setup, rate: float, args) -> dict:
+def run_to_target(name: str, hyper: dict, setup, rate: float, args) -> dict:
     """Chunks of ``--chunk`` steps (recorded every step) until the recovery error is ≤ target,
     the run time passes ``--max-seconds`` or ``--max-steps`` are done, or it diverges."""
-    method = make_method(name)
+    method = make_method(name, **hyper)
     weights, state, done = setup.weights, None, 0
     full = args.chunk // args.record_every  # rows of a chunk that did not diverge: full + 1
     seconds = compile_seconds = 0.0
@@ -146,8 +150,12 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--fraction", type=float, default=0.01, help="observed fraction of n²")
     ap.add_argument("--methods", default="scaled-gd,als,gn-cg")
     ap.add_argument(
-        "--eta", type=float, nargs="+", default=[0.5, 0.25],
+        "--eta", type=float, nargs="+", default=[0.5, 0.25, 0.2, 0.1],
         help="scaled-gd's steps in the paper's units (the lab's is eta/(2p)); one run each",
+    )  # fmt: skip
+    ap.add_argument(
+        "--projection", type=float, default=1.0,
+        help="scaled-gd's scaled projection c (B = c sqrt(r) sigma1(W0)); 0: none",
     )  # fmt: skip
     ap.add_argument("--target", type=float, default=1e-10, help="relative recovery error")
     ap.add_argument("--max-seconds", type=float, default=60.0, help="run time per method")
@@ -186,9 +194,9 @@ def main(argv=None) -> list[dict]:
     )
     rows = []
     names = [m.strip() for m in args.methods.split(",") if m.strip()]
-    for name, rate, label in runs_of(names, args.eta, fraction):
+    for name, hyper, rate, label in runs_of(names, args.eta, fraction, args.projection):
         try:
-            row = run_to_target(name, setup, rate, args)
+            row = run_to_target(name, hyper, setup, rate, args)
         except Exception as error:  # a method that cannot run here is reported, not fatal
             print(f"  {label}: failed: {type(error).__name__}: {error}".splitlines()[0], flush=True)
             rows.append({"method": label, "failed": f"{type(error).__name__}: {error}"})
@@ -198,17 +206,17 @@ def main(argv=None) -> list[dict]:
         print(f"  {label}: {_describe(row, args.target)}", flush=True)
     print()
     print(
-        f"{'method':>18} {'rate':>6} | {'steps':>6} {'seconds':>8} | {'ran':>5} {'run s':>7} "
+        f"{'method':>22} {'rate':>6} | {'steps':>6} {'seconds':>8} | {'ran':>5} {'run s':>7} "
         f"{'compile s':>9} | {'final error':>11}"
     )
     for row in rows:
         if "failed" in row:
-            print(f"{row['method']:>18} failed: {row['failed'].splitlines()[0][:80]}")
+            print(f"{row['method']:>22} failed: {row['failed'].splitlines()[0][:80]}")
             continue
         steps = "-" if row["steps"] is None else str(row["steps"])
         secs = "-" if row["seconds"] is None else f"{row['seconds']:.1f}"
         print(
-            f"{row['method']:>18} {row['rate']:>6g} | {steps:>6} {secs:>8} | "
+            f"{row['method']:>22} {row['rate']:>6g} | {steps:>6} {secs:>8} | "
             f"{row['ran_steps']:>5} {row['ran_seconds']:>7.1f} {row['compile_seconds']:>9.1f} | "
             f"{row['final_error']:>11.2e}"
         )

@@ -20,6 +20,10 @@ which is (1/m) Σ y_k G_k for standard Gaussian G_k; L = U Σ^{1/2}, R = V Σ^{1
 
 * ScaledGD: L ← L − η ∇_L f (RᵀR)⁻¹, R ← R − η ∇_R f (LᵀL)⁻¹ (simultaneous update);
 * GD: L ← L − (η/σ₁(M)) ∇_L f, R ← R − (η/σ₁(M)) ∇_R f.
+* ``projection`` c > 0 (the paper's algorithm for completion): the start and every update go
+  through the scaled projection P_B, L_i ← L_i min(1, B/(√n1 ‖L_i Rᵀ‖)), R_j ← R_j min(1,
+  B/(√n2 ‖R_j Lᵀ‖)), both from the old (L, R), with B = c √r σ₁(L₀R₀ᵀ) (the paper's
+  C_B √(μr) σ₁(M), σ₁(M) estimated by the spectral start's).
 
 Iteration count: errors[t] is ‖L_t R_tᵀ − M‖_F / ‖M‖_F after t updates (errors[0] at the
 initialisation); "iterations to tol" is the first t with errors[t] < tol. The authors' scripts
@@ -213,10 +217,12 @@ def run(
     max_iter: int = 1000,
     tol: float = TOL,
     init=None,
+    projection: float = 0.0,
 ) -> np.ndarray:
     """Relative errors ‖L_t R_tᵀ − M‖_F/‖M‖_F for t = 0, 1, …; stops below ``tol``.
 
     ``method``: "scaledgd" or "gd" (step η/σ₁(M)). At most ``max_iter`` updates.
+    ``projection`` c > 0: the start and every update through ``scaled_projection``.
     """
     if method not in ("scaledgd", "gd"):
         raise ValueError(f"method must be 'scaledgd' or 'gd', not {method!r}")
@@ -224,13 +230,29 @@ def run(
     M = problem.M
     M_norm = np.linalg.norm(M)
     sigma1 = np.linalg.norm(M, 2)
+    if projection:
+        bound = projection * np.sqrt(r) * np.linalg.norm(L @ R.T, 2)
+        L, R = scaled_projection(L, R, bound)
     errors = [_relative_error(L, R, M, M_norm)]
     for _ in range(max_iter):
         if not np.isfinite(errors[-1]) or errors[-1] > BLOW_UP or errors[-1] < tol:
             break
         L, R = update(problem, L, R, method, eta, sigma1)
+        if projection:
+            L, R = scaled_projection(L, R, bound)
         errors.append(_relative_error(L, R, M, M_norm))
     return np.asarray(errors)
+
+
+def scaled_projection(L, R, bound: float):
+    """P_B: rows of L scaled so √n1 ‖L_i Rᵀ‖ ≤ B, rows of R so √n2 ‖R_j Lᵀ‖ ≤ B (old L, R)."""
+    row_norms = np.sqrt(L.shape[0]) * np.linalg.norm(L @ R.T, axis=1)
+    col_norms = np.sqrt(R.shape[0]) * np.linalg.norm(R @ L.T, axis=1)
+    with np.errstate(divide="ignore"):
+        return (
+            L * np.minimum(1.0, bound / row_norms)[:, None],
+            R * np.minimum(1.0, bound / col_norms)[:, None],
+        )
 
 
 def update(problem, L, R, method: str, eta: float, sigma1: float):

@@ -89,7 +89,8 @@ def _compiled(make, method, args, *options) -> Callable:
 
 
 def _start(method, shared: bool = True):
-    """Initial batched weights and method states, one per learning rate.
+    """Initial batched weights and method states, one per learning rate: ``method.init``,
+    then ``method.start`` (the weights the first step starts from).
 
     ``shared``: every member starts from the same weights on the same objective; otherwise
     weights and objective already carry one leading entry per member.
@@ -98,10 +99,9 @@ def _start(method, shared: bool = True):
     def start(weights, objective, rates):
         if not shared:
             state = jax.vmap(method.init)(weights, objective, rates)
-            return weights, state
+            return jax.vmap(method.start)(weights, state, objective), state
         state = jax.vmap(lambda lr: method.init(weights, objective, lr))(rates)
-        batched = tuple(jnp.broadcast_to(w, (rates.shape[0], *w.shape)) for w in weights)
-        return batched, state
+        return jax.vmap(lambda s: method.start(weights, s, objective))(state), state
 
     return start
 

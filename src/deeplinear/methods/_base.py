@@ -66,6 +66,11 @@ class AbstractMethod(abc.ABC):
         """Checks across fields, beyond each field's declaration (one-line UsageError)."""
         return None
 
+    def start(self, weights: PyTree, state: PyTree, objective) -> PyTree:
+        """The weights the first step starts from, given the initial ``state``: ``weights``
+        (ScaledGD with a projection projects them, as its paper's algorithm does)."""
+        return weights
+
     def supports(self, objective, shapes: list[tuple[int, int]] | None = None) -> str | None:
         """None if the method can run on ``objective`` (with layer ``shapes``, when given), else
         the reason it cannot, in a few words: ``runner.run`` refuses up front with it."""
