@@ -82,7 +82,7 @@ for name in "${parts[@]}"; do
         # gn-cg to 1e-10 recovery), the NumPy anchor (n = 1000) in the same process. Not yet run
         # on a device: the sampling and spectral init take minutes of host time at this size.
         part completion 540 "$py" benchmarks/bench_completion_scale.py --n 100000 \
-            --max-seconds 120 --anchor-updates 5 ;;
+            --eta 0.5 0.2 --record-every 5 --max-seconds 90 --anchor-updates 5 ;;
     *) echo "unknown part $name (tests pallas fastpath fair throughput zoo sweep completion)"
         exit 2 ;;
     esac
