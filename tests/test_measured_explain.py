@@ -193,6 +193,17 @@ def test_a_sweep_of_a_measured_problem_has_a_recovery_verdict_per_seed(tmp_path)
     (row,) = json.loads((out / "summary.json").read_text())["rows"]
     finals = [r["recovery_error"].iloc[-1] for _, r in frame.sort_values("step").groupby("run_id")]
     assert row["final_recovery"]["median"] == pytest.approx(np.median(finals), rel=1e-12)
+    # steps to the recovery target (default √ the loss target), from the frame independently
+    (cell,) = row["recovery_targets"]
+    assert cell["target"] == pytest.approx(1e-3)
+    firsts = []
+    for _, run in frame.sort_values("step").groupby("run_id"):
+        hit = np.flatnonzero(run["recovery_error"].to_numpy() <= 1e-3)
+        firsts.append(float(run["step"].to_numpy()[hit[0]]) if hit.size else np.inf)
+    assert cell["solved"] == int(np.isfinite(firsts).sum())
+    median = cell["steps"]["median"]
+    assert (median is None and not np.isfinite(np.median(firsts))) or median == np.median(firsts)
+    assert "recovery_steps@0.001" in (out / "summary.csv").read_text()
     assert (out / "recovery.png").is_file() and "final_recovery" in (
         out / "summary.csv"
     ).read_text()

@@ -3,6 +3,7 @@ completion case (n = 200, r = 5, p = 0.3, κ ∈ {1, 20}) shows the headline thr
 sweep machinery: ScaledGD's iteration count to 1e-12 does not depend on κ (within 10 %) and is
 the NumPy port's on the same problem arrays (±1); GD at κ = 20 needs more than 3× as many."""
 
+import json
 import sys
 import tomllib
 from pathlib import Path
@@ -16,6 +17,7 @@ import bench_scaledgd as bench
 import scaledgd_reference as ref
 from deeplinear import runfile, runner, sweep
 from deeplinear.methods import make_method
+from deeplinear.report import write_report
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 N, R, P, TOL, SEED = 200, 5, 0.3, 1e-12, 0
@@ -43,6 +45,7 @@ def test_example_files_parse_at_the_papers_sizes(name, kind, n, rate):
     else:
         assert problem["measurements"] == 5 * n * 10  # m = 5 n r
     assert sw.axes == {"problem.condition_number": [1, 5, 10, 20]}
+    assert sw.recovery_targets == (1e-14,)  # the report counts steps to the paper's stop
     assert sw.base["init"]["kind"] == "spectral_estimate"
     assert sw.base["record_every"] == 1  # every step: the count is exact
     groups = _groups(sw)
@@ -56,14 +59,18 @@ def test_example_files_parse_at_the_papers_sizes(name, kind, n, rate):
     assert "recovery_error" in sweep.group_columns()
 
 
-def _small_sweep():
+def _small_data() -> dict:
     data = tomllib.loads((EXAMPLES / "scaledgd_completion.toml").read_text())
     data["problem"].update(rows=N, cols=N, rank=R, probability=P)
     data["model"]["hidden"] = [R]
     data["axes"] = {"problem.condition_number": [1, 20]}
     for table in data["methods"]:
         table["learning_rates"] = [0.5 / (2 * P)]  # the paper's η = 0.5
-    return sweep.parse(data, base_dir=EXAMPLES)
+    return data
+
+
+def _small_sweep():
+    return sweep.parse(_small_data(), base_dir=EXAMPLES)
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +125,34 @@ def test_gd_needs_more_than_three_times_the_iterations_at_kappa_20(counts):
     assert errors.size == 2 and np.all(np.isfinite(errors))
     assert errors[-1] < errors[0]  # GD converges, only slower
     assert errors[-1] >= TOL  # not there after 3× ScaledGD's count
+
+
+def test_the_sweeps_report_counts_the_labs_steps_to_the_papers_stop(counts, tmp_path):
+    """The small sweep run as a sweep: its report's "steps to ‖W − M‖/‖M‖ ≤ 1e-12" for
+    ScaledGD is the count read off the runner's recovery column above (every step recorded)."""
+    steps = max(counts["lab"].values()) + 3
+    text = (EXAMPLES / "scaledgd_completion.toml").read_text()
+    for old, new in [
+        ("recovery_targets = [1e-14]", f"recovery_targets = [{TOL!r}]"),
+        ("[1, 5, 10, 20]", "[1, 20]"), ("rows = 1000", f"rows = {N}"),
+        ("cols = 1000", f"cols = {N}"), ("rank = 10", f"rank = {R}"),
+        ("probability = 0.2", f"probability = {P}"), ("hidden = [10]", f"hidden = [{R}]"),
+        ("learning_rates = [1.25]", f"learning_rates = [{0.5 / (2 * P)!r}]"),
+        ("steps = 200", f"steps = {steps}"), ("steps = 1000", f"steps = {steps}"),
+    ]:  # fmt: skip
+        assert old in text, old
+        text = text.replace(old, new)
+    path = tmp_path / "small.toml"
+    path.write_text(text)
+    small = sweep.load(path)
+    assert small.groups[0].method.learning_rates == (pytest.approx(0.5 / (2 * P)),)
+    sweep.run(small, tmp_path / "sweep")
+    write_report(tmp_path / "sweep")
+    rows = json.loads((tmp_path / "sweep" / "summary.json").read_text())["rows"]
+    rows = [row for row in rows if row["method"] == "scaled-gd"]
+    assert len(rows) == 2  # κ = 1 and 20
+    for row in rows:
+        (cell,) = row["recovery_targets"]
+        kappa = int(float(row["point"]["problem.condition_number"]))  # stored as its text
+        assert cell["target"] == TOL and cell["solved"] == 1
+        assert cell["steps"]["median"] == counts["lab"][kappa]

@@ -15,6 +15,8 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from deeplinear import sweep
 from deeplinear.errors import UsageError
@@ -557,3 +559,32 @@ def test_extension_stops_where_a_rate_beyond_diverged_on_one_seed(monkeypatch):
     clean = table.filter(pc.not_equal(table["seed"], 4))
     (best,) = sweep.tuning.best_settings(clean, 1e-30, "final_loss")
     assert best.learning_rate == pytest.approx(0.8)
+
+
+_VALUES = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True), st.integers(-3, 3), st.text(max_size=3),
+    st.booleans(),
+)  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.one_of(_VALUES, st.lists(_VALUES, max_size=4), st.dictionaries(st.text(max_size=2), _VALUES))
+)
+def test_recovery_targets_are_errors_in_0_1_or_refused_naming_the_key(value):
+    data = tomllib.loads(SWEEP)
+    data["recovery_targets"] = value
+    try:
+        parsed = sweep.parse(data, source=SWEEP)
+    except UsageError as error:
+        assert "recovery_targets" in str(error) and "\n" not in str(error)
+        return
+    assert isinstance(value, list) and value
+    assert parsed.recovery_targets == tuple(float(v) for v in value)
+    assert all(0 < t < 1 for t in parsed.recovery_targets)
+    assert sweep.recovery_goals(parsed) == parsed.recovery_targets
+
+
+def test_recovery_goals_default_to_the_root_of_the_last_loss_target():
+    assert sweep.recovery_goals(plan()) == pytest.approx((1e-3,))
+    assert "recovery_targets" in sweep.NOT_AXES

@@ -289,8 +289,10 @@ def _table(rows, targets) -> str:
         head += [f"solved @{t:g}", "median steps [95% CI]", "median s [95% CI]", "median FLOPs"]
     head += ["final loss [95% CI]"]
     recovering = any("final_recovery" in r for r in rows)
+    goals = next((r["recovery_targets"] for r in rows if r.get("recovery_targets")), [])
     if recovering:
         head.append("final ‖W − M‖/‖M‖ [95% CI]")
+        head += [f"steps to ‖W − M‖/‖M‖ ≤ {c['target']:g} [95% CI]" for c in goals]
     head.append("verdicts across seeds")
     lines = ["<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
     for r in rows:
@@ -308,6 +310,11 @@ def _table(rows, targets) -> str:
         cells.append(_ci(r["final_loss"]))
         if recovering:
             cells.append(_ci(r["final_recovery"]) if "final_recovery" in r else "—")
+            reached = r.get("recovery_targets") or [None] * len(goals)
+            cells += [
+                "—" if c is None else f"{c['solved']}/{r['seeds']}: {_ci(c['steps'])}"
+                for c in reached
+            ]
         cells.append(_verdict_cell(r))
         lines.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return "<table>" + "".join(lines) + "</table>"

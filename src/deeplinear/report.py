@@ -12,7 +12,9 @@ over seeds carry a percentile-bootstrap interval (``confidence``). The performan
 (Dolan & Moré 2002) puts each method, at its best learning rate, on every problem (axis point ×
 seed): ρ(τ) is the fraction of problems it solves within τ times the fastest method's time; one
 per target. A sweep of a completion or sensing problem with its truth adds the final recovery
-error ‖W − M‖_F/‖M‖_F (median and interval over seeds: table, CSV, JSON) and ``recovery``
+error ‖W − M‖_F/‖M‖_F and the steps until it first falls to each recovery target (the sweep's
+``recovery_targets``, default √ of its last loss target; median and interval over seeds: table,
+CSV, JSON, page) and ``recovery``
 (.png/.svg; a section of the page): that error per method and axis point, and the effective-rank
 curves.
 """
@@ -37,7 +39,7 @@ from .colours import method_colours
 from .errors import UsageError
 from .results import run_series
 from .rundir import write_atomic
-from .sweep import load_stored, point_label, read_groups
+from .sweep import load_stored, point_label, read_groups, recovery_goals
 from .verdict import classify
 
 DIVERGED = 1e30  # loss / initial loss above this is drawn as a gap (a log axis must end somewhere)
@@ -219,8 +221,10 @@ def summary_table(rows, targets) -> str:
         head += [f"steps to {t:g}", f"seconds to {t:g}"]
     head.append("final loss")
     recovering = any("final_recovery" in row for row in rows)
+    goals = _recovery_goals(rows)
     if recovering:
         head.append("final ‖W − M‖/‖M‖")
+        head += [f"steps to ‖W − M‖/‖M‖ ≤ {t:g}" for t in goals]
     lines = [head]
     for row in rows:
         rate = _g(row["learning_rate"])
@@ -235,6 +239,8 @@ def summary_table(rows, targets) -> str:
         if recovering:
             cell = row.get("final_recovery")
             cells.append("—" if cell is None else _interval(cell))
+            reached = row.get("recovery_targets") or [None] * len(goals)
+            cells += ["—" if c is None else _interval(c["steps"]) for c in reached]
         lines.append(cells)
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     text = ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines]
@@ -261,8 +267,12 @@ def summary_csv(rows) -> str:
             head += [f"{measure}@{t}", f"{measure}@{t}_low", f"{measure}@{t}_high"]
     head += ["final_loss", "final_loss_low", "final_loss_high"]
     recovering = any("final_recovery" in row for row in rows)
+    goals = _recovery_goals(rows)
     if recovering:
         head += ["final_recovery", "final_recovery_low", "final_recovery_high"]
+        for t in goals:
+            head += [f"recovery_solved@{t:g}"]
+            head += [f"recovery_steps@{t:g}{end}" for end in ("", "_low", "_high")]
     writer.writerow(head)
     for row in rows:
         line = [row["method"], row["axis_point"], repr(row["learning_rate"]), row["edge"] or ""]
@@ -275,6 +285,10 @@ def summary_csv(rows) -> str:
         if recovering:
             cell = row.get("final_recovery")
             line += ["" if cell is None else repr(cell[k]) for k in ("median", "low", "high")]
+            for c in row.get("recovery_targets") or [None] * len(goals):
+                line.append("" if c is None else c["solved"])
+                ends = ("median", "low", "high")
+                line += ["" if c is None else repr(c["steps"][k]) for k in ends]
         writer.writerow(line)
     return out.getvalue()
 
@@ -336,6 +350,33 @@ def curve_quantiles(series, entry) -> dict:
             "q50": q50,
             "q75": q75,
         }
+
+
+def _recovery_goals(rows) -> list[float]:
+    """The recovery targets the rows were counted to (the first row that has them)."""
+    for row in rows:
+        if row.get("recovery_targets"):
+            return [c["target"] for c in row["recovery_targets"]]
+    return []
+
+
+def recovery_steps(curve, target: float) -> float:
+    """The first recorded step at which ‖W − M‖_F/‖M‖_F ≤ ``target`` (inf if never)."""
+    error = np.asarray(curve["recovery_error"], dtype=float)
+    hit = np.flatnonzero(error <= target)
+    return float(curve["step"][hit[0]]) if hit.size else math.inf
+
+
+def recovery_cells(series, entry, goals) -> list[dict]:
+    """Per recovery target: seeds that reached it and the median steps [interval] to it."""
+    curves = [series[r["run_id"]] for r in entry["runs"]]
+    cells = []
+    for t in goals:
+        steps = [recovery_steps(c, t) for c in curves]
+        m, lo, hi = confidence.median_interval(steps)
+        solved = int(sum(np.isfinite(steps)))
+        cells.append({"target": t, "solved": solved, "steps": {"median": m, "low": lo, "high": hi}})
+    return cells
 
 
 def recovery_quantiles(series, entry) -> dict | None:
@@ -583,9 +624,11 @@ def write_report(directory: str | Path, out=None) -> Path:
     points = list(dict.fromkeys(r["axis_point"] for r in rows))
     quantiles = {g: curve_quantiles(series, e) for g, e in best.items()}
     recovery = {g: q for g, e in best.items() if (q := recovery_quantiles(series, e))}
+    goals = recovery_goals(plan)
     for group, q in recovery.items():
         m, lo, hi = confidence.median_interval(q["final"])
         by_group[group]["final_recovery"] = {"median": m, "low": lo, "high": hi}
+        by_group[group]["recovery_targets"] = recovery_cells(series, best[group], goals)
     if recovery:
         _recovery_figure(rows, best, recovery, points, colours, directory / "recovery")
     profiles = [performance_profile(best, t) for t in targets]

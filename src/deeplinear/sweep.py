@@ -6,6 +6,8 @@ A sweep file is a run file (``config.py``) plus:
 ```toml
 seeds = 10                      # or a list, e.g. [0, 3, 7]
 targets = [1e-10]               # relative to the initial loss, for the analysis
+# recovery_targets = [1e-14]    # ‖W − M‖_F/‖M‖_F, for a measured problem with its truth
+                                # (default: √ of the last target)
 [axes]                          # each key a TOML path into the run file, each value a list
 "problem.condition_number" = [1e1, 1e3, 1e5]
 [[methods]]
@@ -140,6 +142,7 @@ class Sweep:
     groups: tuple[Group, ...]
     base_dir: Path
     select: str = "time_to_target"
+    recovery_targets: tuple[float, ...] = ()  # as given; ``recovery_goals`` fills the default
 
     @property
     def digest(self) -> str:
@@ -212,6 +215,7 @@ NOT_AXES = {
     "methods": "methods are not an axis: add one [[methods]] table per variant",
     "name": "the sweep's name is not an axis",
     "targets": "targets is not an axis: list them in targets = [...]",
+    "recovery_targets": "recovery_targets is not an axis: list them in recovery_targets = [...]",
     "select": "select is not an axis: set select = ... once",
     "axes": "axes cannot be an axis",
     "extend_grids": "extend_grids is not an axis: set extend_grids = true once",
@@ -374,6 +378,7 @@ def parse(data: dict, *, source: str = "", base_dir: Path = Path(".")) -> Sweep:
     targets = tuple(
         configs.require_number(t, f"targets[{i}]", 0, strict=True) for i, t in enumerate(targets)
     )
+    recovery_targets = _recovery_targets(data.pop("recovery_targets", None))
     axes = data.pop("axes", {})
     count = _check_axes(axes)
     select = configs.require_choice(data.pop("select", "time_to_target"), "select", SELECT)
@@ -449,9 +454,35 @@ def parse(data: dict, *, source: str = "", base_dir: Path = Path(".")) -> Sweep:
             groups.append(Group(point, spec, seeds, digest, scaling, extensions))
     if len({g.digest for g in groups}) != len(groups):
         raise UsageError("two groups of the sweep would share a group file: report this as a bug")
-    sweep = Sweep(source, data, axes, seeds, targets, tuple(groups), Path(base_dir), select)
+    sweep = Sweep(
+        source, data, axes, seeds, targets, tuple(groups), Path(base_dir), select,
+        recovery_targets,
+    )  # fmt: skip
     _check_memory(sweep)
     return sweep
+
+
+def _recovery_targets(value) -> tuple[float, ...]:
+    """``recovery_targets``: relative recovery errors in (0, 1), or none given."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not value:
+        raise UsageError("recovery_targets must be a non-empty list, e.g. [1e-14]")
+    out = []
+    for i, t in enumerate(value):
+        t = configs.require_number(t, f"recovery_targets[{i}]", 0, strict=True)
+        if t >= 1:
+            raise UsageError(
+                f"recovery_targets[{i}] must be < 1 (a relative error ‖W − M‖/‖M‖), got {t:g}"
+            )
+        out.append(t)
+    return tuple(out)
+
+
+def recovery_goals(sweep: Sweep) -> tuple[float, ...]:
+    """The recovery errors a report counts steps to: the sweep's ``recovery_targets``, else
+    √ of its last loss target (a loss fallen by t is an error fallen by about √t)."""
+    return sweep.recovery_targets or (math.sqrt(sweep.targets[-1]),)
 
 
 def _only_at(value, axes: dict, path: str) -> dict[str, set[str]] | None:
