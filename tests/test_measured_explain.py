@@ -248,3 +248,16 @@ def test_a_recovery_target_outside_zero_one_is_refused_in_one_line(given):
     assert "--recovery-target must be in (0, 1)" in str(caught.value)
     assert "\n" not in str(caught.value)
     assert recovery_target_for(1e-10, None) == pytest.approx(1e-5)  # √target by default
+
+
+def test_a_sweeps_recovery_targets_are_explains_default(tmp_path):
+    path = tmp_path / "sweep.toml"
+    path.write_text(
+        SWEEP.replace("targets = [1e-6]", "targets = [1e-6]\nrecovery_targets = [2e-4]", 1)
+    )
+    out = tmp_path / "sweep"
+    sweep.run(sweep.load(path), out)
+    explain(out, budget_steps=0, figures=False)
+    assert verdicts(out)["recovery_target"] == pytest.approx(2e-4)  # not √1e-6
+    explain(out, budget_steps=0, figures=False, recovery_target=5e-2)
+    assert verdicts(out)["recovery_target"] == pytest.approx(5e-2)  # the flag wins

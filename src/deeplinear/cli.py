@@ -127,7 +127,8 @@ def _parser() -> argparse.ArgumentParser:
         type=_positive_float,
         default=None,
         help="the recovery error ‖W − M‖_F/‖M‖_F that a completion or sensing run's recovery "
-        "verdict judges against, in (0, 1) (default: the square root of the loss target)",
+        "verdict judges against, in (0, 1) (default: a sweep's last recovery_targets, else "
+        "the square root of the loss target)",
     )
     exp.add_argument("--no-figures", action="store_true", help="print the verdicts only")
     _limit_arguments(exp)

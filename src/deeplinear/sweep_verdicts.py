@@ -143,7 +143,7 @@ def explain_sweep(
 ):
     """Verdicts for every seed of each group's best configuration; writes ``verdicts.json``.
     Runs of a measured problem with a truth get a recovery verdict too (``recovery_target``,
-    default √target: ``explain.judge_recovery``)."""
+    default the sweep's last ``recovery_targets``, else √target: ``explain.judge_recovery``)."""
     from .explain import (
         Explanation,
         _jsonable,
@@ -162,6 +162,8 @@ def explain_sweep(
             f"--target must be in (0, 1) (relative to the initial loss), got {target:g}"
             + (" (the sweep's first target): give --target" if target == plan.targets[0] else "")
         )
+    if recovery_target is None and plan.recovery_targets:
+        recovery_target = plan.recovery_targets[-1]  # the sweep's own, when it declares some
     recovery_target = recovery_target_for(target, recovery_target)
     rates = best_rates(table, plan, metadata)
     check_budget(plan, rates, budget_steps)
