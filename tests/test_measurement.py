@@ -141,6 +141,29 @@ def test_recovery_probe_matches_dense_numpy_near_and_far(widths, distance):
     assert float(out["effective_rank"]) == pytest.approx(np.exp(-np.sum(p * np.log(p))), rel=1e-9)
     learned = np.einsum("ir,ij,jr->r", U, W, V) / s
     np.testing.assert_allclose(out["mode_learned"], learned, rtol=1e-10, atol=1e-12)
+    _assert_layer_columns(out, weights)
+
+
+def _assert_layer_columns(out, weights):
+    """Layer σ and imbalance against NumPy on the dense layers."""
+    sig = [np.linalg.svd(w, compute_uv=False) for w in weights]
+    np.testing.assert_allclose(out["layer_sigma_max"], [x[0] for x in sig], rtol=1e-10)
+    np.testing.assert_allclose(
+        out["layer_sigma_min"], [x[-1] for x in sig], rtol=1e-8, atol=1e-12 * sig[0][0]
+    )
+    imbalance = [np.linalg.norm(a.T @ a - b @ b.T) for a, b in zip(weights[:-1], weights[1:])]
+    np.testing.assert_allclose(out["imbalance"], imbalance, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape, width", [((30, 20), 3), ((4, 5), 7), ((9, 3), 5)])
+def test_two_layer_columns_from_r_factors_match_numpy(shape, width):
+    """Depth 2 takes the layers' σ and imbalance from the recovery QRs' R factors, also when a
+    layer is wide (n1 or n2 below the width: R is then short and wide)."""
+    problem = _problem(shape=shape, rank=2)
+    weights = _weights(shape, [width])
+    probe = RecoveryProbe.for_problem(problem, [shape[0], width, shape[1]])
+    out = probe.measure(tuple(map(jnp.asarray, weights)))
+    _assert_layer_columns(out, weights)
 
 
 def test_effective_rank_is_the_entropy_rank():

@@ -15,6 +15,10 @@ their thread until the chunks are done, while XLA runs a program's independent o
 same pool. When every pool thread is inside such a kernel, the chunks wait for a thread that never
 comes: the process hangs at 0 % CPU (a 2-core machine has a pool of two). Given one matrix, a
 kernel runs inline and never waits, so batches are looped over one matrix at a time.
+
+Those kernels run on SciPy's OpenBLAS, whose own threads spin against XLA's on a small CPU: the
+compiled loops run under ``one_blas_thread`` (the recovery probe's two QRs and three small SVDs
+a step cost 3 ms inside ScaledGD's loop with two OpenBLAS threads, 0.5 ms with one).
 """
 
 import contextlib
@@ -87,6 +91,16 @@ def enable_compilation_cache(directory: str | os.PathLike | None = None, warn=No
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return str(folder)
+
+
+def one_blas_thread():
+    """A context in which NumPy's and SciPy's OpenBLAS (and so jaxlib's LAPACK kernels) use one
+    thread: XLA parallelizes the compiled programs itself, and BLAS threads beside its pool
+    spin against it (module docstring). Enter it around a program's execution, not around
+    NumPy work that should keep its threads."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1, user_api="blas")
 
 
 def one_matrix_at_a_time(fn):

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from ._backend import jax, jnp
+from ._backend import jax, jnp, one_blas_thread
 
 
 def _product(A, B):
@@ -521,8 +521,9 @@ def recorded_gd(
         program = _compiled(_make_chunk, method, args, *options)
         compile_seconds += time.perf_counter() - start
         start = time.perf_counter()
-        current, records, end = program(*args)
-        records = jax.tree_util.tree_map(np.asarray, records)  # waits for the chunk
+        with one_blas_thread():
+            current, records, end = program(*args)
+            records = jax.tree_util.tree_map(np.asarray, records)  # waits for the chunk
         times.append(times[-1] + time.perf_counter() - start)
         pieces.append(records)
         done += size

@@ -135,13 +135,30 @@ class RecoveryProbe(NamedTuple):
         )
         # u_iᵀ left · right v_i through the small products (never the n1 × n2 W)
         learned = jnp.einsum("rd,dr->r", self.U.T @ left, right @ self.V) / self.s
+        if len(weights) == 2:  # the layers are left and right: their R's hold σ and the Grams
+            layers = _two_layer_columns(
+                a[: min(left.shape[0], d), :d], b[: min(right.shape[1], d), :d]
+            )
+        else:
+            layers = _layer_columns(weights)
         return {
             "recovery_error": error,
             "effective_rank": effective_rank(sigma),
             "singular_values": _first(sigma, self.shown.shape[0]),
             "mode_learned": learned,
-            **_layer_columns(weights),
+            **layers,
         }
+
+
+def _two_layer_columns(r_left, r_right) -> dict:
+    """``_layer_columns`` of (W1, W2) from the R factors of W1 and W2ᵀ: σ(W1) = σ(R1),
+    σ(W2) = σ(R2), W1ᵀW1 − W2W2ᵀ = R1ᵀR1 − R2ᵀR2 (d × d: no SVD of an n × d layer)."""
+    sigmas = [_layer_singular_values(r) for r in (r_left, r_right)]
+    return {
+        "layer_sigma_min": jnp.stack([x[-1] for x in sigmas]),
+        "layer_sigma_max": jnp.stack([x[0] for x in sigmas]),
+        "imbalance": jnp.linalg.norm(r_left.T @ r_left - r_right.T @ r_right)[None],
+    }
 
 
 def _core_singular_values(r_left, r_right):

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import batched
-from ._backend import jax, jnp
+from ._backend import jax, jnp, one_blas_thread
 from .cost import rows_of, shapes_of, step_flops
 from .errors import UsageError
 from .measurement import is_measured
@@ -111,7 +111,9 @@ def start_state(method, objective, weights, learning_rates, shared=True) -> tupl
     rates = np.asarray(learning_rates, dtype=np.float64).reshape(-1)
     weights = tuple(jnp.asarray(w, dtype=jnp.float64) for w in weights)
     args = (weights, objective, rates)
-    return _compiled(_start, method, args, shared)(*args)
+    program = _compiled(_start, method, args, shared)
+    with one_blas_thread():
+        return jax.block_until_ready(program(*args))
 
 
 def run(
@@ -191,8 +193,9 @@ def run(
         program = _compiled(_make_chunk, method, args, record_every, size, keep_weights, shared)
         compile_seconds += time.perf_counter() - start
         start = time.perf_counter()
-        current, state, records, end = program(*args)
-        records = jax.tree_util.tree_map(np.asarray, records)  # waits for the chunk
+        with one_blas_thread():
+            current, state, records, end = program(*args)
+            records = jax.tree_util.tree_map(np.asarray, records)  # waits for the chunk
         times.append(times[-1] + time.perf_counter() - start)
         pieces.append(records)
         done += size
