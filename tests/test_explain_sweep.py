@@ -170,3 +170,18 @@ def test_the_command_line_explains_a_sweep(explained, capsys):
     for entry in held["verdicts"]:
         assert f"{entry['run']}: {entry['headline']}" in out
     assert out.count("best η = ") == 4 and f"wrote {root / 'sweep' / 'verdicts.json'}" in out
+
+
+def test_a_rerun_that_differs_only_at_round_off_is_not_a_drift():
+    """The re-run check compares losses relative to max(loss, the floor's resolution): a loss
+    near 1e-31 that comes back as 2e-31 is round-off, a 1e-6 change at 1e-2 is not."""
+    from deeplinear.sweep_verdicts import REBUILT, _drift
+
+    stored = np.array([1.0, 1e-2, 1e-9, 1e-31])
+    again = np.array([1.0, 1e-2, 1e-9, 2e-31])
+    assert _drift(again, stored) > 0.9  # relative to the stored loss alone
+    assert _drift(again, stored, resolution=1e-20) <= REBUILT
+    moved = again.copy()
+    moved[1] *= 1 + 1e-6
+    assert _drift(moved, stored, resolution=1e-20) == pytest.approx(1e-6, rel=1e-6)
+    assert _drift(np.array([np.nan]), np.array([1.0])) == 0.0  # nothing in common

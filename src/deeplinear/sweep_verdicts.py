@@ -203,7 +203,7 @@ def explain_sweep(
             comparison = theory_comparison(config, setup, {short: data})
             extend, gn_rate, drift = None, None, None
             if rebuilt is not None and finite[member]:
-                drift = _drift(rebuilt[2][member].loss, data["loss"])
+                drift = _drift(rebuilt[2][member].loss, data["loss"], floor.resolution)
                 extend = continue_member(
                     method, setup, rebuilt, member, rate, data["step"][-1], progress, run_id
                 )
@@ -269,14 +269,16 @@ def explain_sweep(
     return Explanation(verdicts, theory_note, [path], titles)
 
 
-def _drift(again: np.ndarray, stored: np.ndarray) -> float:
-    """Largest relative difference of two loss records (over their common finite rows)."""
+def _drift(again: np.ndarray, stored: np.ndarray, resolution: float = 0.0) -> float:
+    """Largest relative difference of two loss records (over their common finite rows), each
+    relative to the larger of the stored loss and ``resolution`` (the floor's round-off: two
+    re-runs of a loss near 1e-31 differ by 100 % of it and agree to the loop's precision)."""
     n = min(len(again), len(stored))
     a, b = np.asarray(again[:n]), np.asarray(stored[:n])
     both = np.isfinite(a) & np.isfinite(b)
     if not both.any():
         return 0.0
-    scale = np.maximum(np.abs(b[both]), np.finfo(np.float64).tiny)
+    scale = np.maximum(np.abs(b[both]), max(resolution, np.finfo(np.float64).tiny))
     return float(np.max(np.abs(a[both] - b[both]) / scale))
 
 
