@@ -108,3 +108,21 @@ def test_jax_generator_is_reproducible():
     np.testing.assert_array_equal(a.problem.X, b.problem.X)
     numpy_setup = runfile.build(config.load("examples/seed.toml"))
     assert not np.allclose(a.problem.X, numpy_setup.problem.X)
+
+
+def test_labels_name_the_hyperparameters_that_differ_from_the_defaults():
+    """Two variants of one method in a run file never share a legend label."""
+    from deeplinear.methods import make_method
+    from deeplinear.runfile import run_info
+
+    plain = run_info(make_method("scaled-gd"), 0, 10.0, {})
+    projected = run_info(make_method("scaled-gd", projection=1.0), 0, 10.0, {"projection": 1.0})
+    default = run_info(make_method("scaled-gd", damping=0.0), 0, 10.0, {"damping": 0.0})
+    assert plain.run == default.run == "ScaledGD step=10"  # a default given is no variant
+    assert projected.run == "ScaledGD(projection=1) step=10"
+    both = run_info(
+        make_method("scaled-gd", projection=1.5, damping=0.1), 0, 2.0,
+        {"projection": 1.5, "damping": 0.1},
+    )  # fmt: skip
+    assert both.run == "ScaledGD(damping=0.1, projection=1.5) step=2"
+    assert len({plain.run_id, projected.run_id, both.run_id}) == 3

@@ -223,14 +223,24 @@ run_id = configs.run_id  # unique per run: ``config.check_unique_runs`` refuses 
 
 def run_info(method, seed: int, rate: float, hyperparameters) -> RunInfo:
     """A run's identity in the table: its ``run_id`` (seed, method, rate and the hyperparameters
-    given) and its legend label, ``ADAM step=0.01``."""
+    given) and its legend label, ``ADAM step=0.01``, with the given hyperparameters that differ
+    from their defaults, ``ScaledGD(projection=1) step=10``: two variants of a method in one
+    file never share a label."""
+    from .runs import changed_hyperparameters
+
+    changed = {k: v for k, v in changed_hyperparameters(method).items() if k in hyperparameters}
+    shown = ", ".join(f"{k}={_shown(v)}" for k, v in sorted(changed.items()))
     return RunInfo(
         run_id=run_id(seed, method.name, rate, hyperparameters),
-        run=f"{method.label} step={rate:g}",
+        run=f"{method.label}{f'({shown})' if shown else ''} step={rate:g}",
         method=method.name,
         learning_rate=rate,
         seed=seed,
     )
+
+
+def _shown(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def experiment_identity(config: RunConfig) -> dict:

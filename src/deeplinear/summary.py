@@ -24,14 +24,18 @@ def run_table(table, final_losses: dict | None = None, floor=None) -> list[str]:
     the minimum is marked ``*``: its digits are rounding.
     """
     final_losses = final_losses or {}
-    lines = [f"{'run':<24}{'final loss':>12}{'best loss':>12}{'diverged at':>13}{'time (s)':>10}"]
-    for series in run_series(table).values():
+    everything = run_series(table).values()
+    width = max([24, *(len(series["run"][0]) + 2 for series in everything)])
+    lines = [
+        f"{'run':<{width}}{'final loss':>12}{'best loss':>12}{'diverged at':>13}{'time (s)':>10}"
+    ]
+    for series in everything:
         loss = series["loss"]
         finite = loss[np.isfinite(loss)]
         diverged = None if np.isfinite(loss[-1]) else int(series["step"][-1])
         final = final_losses.get(series["run"][0], (loss[-1],))[0]
         lines.append(
-            f"{series['run'][0]:<24}{_fmt(final if diverged is None else None):>12}"
+            f"{series['run'][0]:<{width}}{_fmt(final if diverged is None else None):>12}"
             f"{_best(finite, floor):>12}"
             f"{('step ' + str(diverged)) if diverged is not None else '—':>13}"
             f"{series['seconds'][-1]:>10.3f}"
