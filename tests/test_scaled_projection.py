@@ -17,9 +17,10 @@ import scaledgd_reference as ref
 from deeplinear import config as configs
 from deeplinear import runfile, runner
 from deeplinear._backend import jnp
+from deeplinear.diagnostics import product_singular_values
 from deeplinear.errors import UsageError
 from deeplinear.methods import make_method
-from deeplinear.methods._structured import scaled_projection, top_singular_value
+from deeplinear.methods._structured import scaled_projection
 
 
 @settings(max_examples=25, deadline=None)
@@ -43,11 +44,12 @@ def test_projection_is_the_dense_formula_and_bounds_every_row(n1, n2, r, quantil
     np.testing.assert_array_equal(np.asarray(lab[0])[inside], L[inside])  # untouched
 
 
-def test_top_singular_value_is_numpys():
+def test_product_singular_values_are_numpys():
     rng = np.random.default_rng(3)
     L, W2 = rng.standard_normal((50, 4)), rng.standard_normal((4, 70))
-    got = float(top_singular_value(jnp.asarray(L), jnp.asarray(W2)))
-    assert got == pytest.approx(np.linalg.norm(L @ W2, 2), rel=1e-12)
+    got = np.asarray(product_singular_values(jnp.asarray(L), jnp.asarray(W2)))
+    assert got[0] == pytest.approx(np.linalg.norm(L @ W2, 2), rel=1e-12)
+    np.testing.assert_allclose(got, np.linalg.svd(L @ W2, compute_uv=False)[:4], rtol=1e-10)
 
 
 N, RANK, P, PROJECTION, ETA = 120, 4, 0.15, 1.0, 0.5

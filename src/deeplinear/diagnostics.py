@@ -130,15 +130,12 @@ class RecoveryProbe(NamedTuple):
         # the leading d columns of the R of [left, ·] are the R of left (and of rightᵀ): σ(W)
         # from those, without two more QRs
         d = left.shape[1]
-        sigma = _core_singular_values(
-            a[: min(left.shape[0], d), :d], b[: min(right.shape[1], d), :d]
-        )
+        r_left, r_right = a[: min(left.shape[0], d), :d], b[: min(right.shape[1], d), :d]
+        sigma = _core_singular_values(r_left, r_right)
         # u_iᵀ left · right v_i through the small products (never the n1 × n2 W)
         learned = jnp.einsum("rd,dr->r", self.U.T @ left, right @ self.V) / self.s
         if len(weights) == 2:  # the layers are left and right: their R's hold σ and the Grams
-            layers = _two_layer_columns(
-                a[: min(left.shape[0], d), :d], b[: min(right.shape[1], d), :d]
-            )
+            layers = _two_layer_columns(r_left, r_right)
         else:
             layers = _layer_columns(weights)
         return {
@@ -159,6 +156,12 @@ def _two_layer_columns(r_left, r_right) -> dict:
         "layer_sigma_max": jnp.stack([x[0] for x in sigmas]),
         "imbalance": jnp.linalg.norm(r_left.T @ r_left - r_right.T @ r_right)[None],
     }
+
+
+def product_singular_values(left, right):
+    """σ(left · right), largest first, from the R factors of two thin QRs: never the n1 × n2
+    product (NaN for non-finite input)."""
+    return _core_singular_values(_r_factor(left), _r_factor(right.T))
 
 
 def _core_singular_values(r_left, r_right):

@@ -28,6 +28,7 @@ import dataclasses
 from .. import _linalg as linalg
 from .._backend import jnp
 from ..cost import SOLVE, SVD, Measurements, loss_flops, parameters
+from ..diagnostics import product_singular_values
 from ..model import partial_products
 from . import _measured as measured
 from ._base import AbstractMethod, number
@@ -121,13 +122,6 @@ def scaled_projection(weights, bound):
     )
 
 
-def top_singular_value(left, right):
-    """σ₁(left · right) from the R factors of two thin QRs, never the n1 × n2 product."""
-    _, a = linalg.qr(left)
-    _, b = linalg.qr(right.T)
-    return linalg.svd(a @ b.T, compute_uv=False)[0]
-
-
 @dataclasses.dataclass(frozen=True)
 class ScaledGD(AbstractLayerPreconditioned):
     damping: float = number(0.0, 0)  # relative to the mean eigenvalue of each Gram
@@ -153,7 +147,8 @@ class ScaledGD(AbstractLayerPreconditioned):
         # the paper's B = C_B √(μr) σ₁(M), with σ₁(M) estimated by the start's (the spectral
         # estimate's top singular value) and C_B √μ = projection
         rank = weights[0].shape[1]
-        return rate, self.projection * jnp.sqrt(rank) * top_singular_value(*weights)
+        sigma1 = product_singular_values(*weights)[0]
+        return rate, self.projection * jnp.sqrt(rank) * sigma1
 
     def start(self, weights, state, objective):
         return scaled_projection(weights, state[1]) if self.projection else weights
