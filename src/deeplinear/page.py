@@ -24,7 +24,7 @@ import altair as alt
 import numpy as np
 
 from . import confidence
-from .report import point_text, shown
+from .report import counted_recovery_targets, point_text, shown
 
 X_FIELDS = {"step": "step", "seconds": "seconds (charged)", "flops": "FLOPs"}
 SIGNIFICANT = 5  # digits kept in the page's data (the CSV/JSON summaries keep all)
@@ -289,10 +289,10 @@ def _table(rows, targets) -> str:
         head += [f"solved @{t:g}", "median steps [95% CI]", "median s [95% CI]", "median FLOPs"]
     head += ["final loss [95% CI]"]
     recovering = any("final_recovery" in r for r in rows)
-    goals = next((r["recovery_targets"] for r in rows if r.get("recovery_targets")), [])
+    goals = counted_recovery_targets(rows)
     if recovering:
         head.append("final ‖W − M‖/‖M‖ [95% CI]")
-        head += [f"steps to ‖W − M‖/‖M‖ ≤ {c['target']:g} [95% CI]" for c in goals]
+        head += [f"steps to ‖W − M‖/‖M‖ ≤ {t:g} [95% CI]" for t in goals]
     head.append("verdicts across seeds")
     lines = ["<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
     for r in rows:

@@ -221,7 +221,7 @@ def summary_table(rows, targets) -> str:
         head += [f"steps to {t:g}", f"seconds to {t:g}"]
     head.append("final loss")
     recovering = any("final_recovery" in row for row in rows)
-    goals = _recovery_goals(rows)
+    goals = counted_recovery_targets(rows)
     if recovering:
         head.append("final ‖W − M‖/‖M‖")
         head += [f"steps to ‖W − M‖/‖M‖ ≤ {t:g}" for t in goals]
@@ -267,7 +267,7 @@ def summary_csv(rows) -> str:
             head += [f"{measure}@{t}", f"{measure}@{t}_low", f"{measure}@{t}_high"]
     head += ["final_loss", "final_loss_low", "final_loss_high"]
     recovering = any("final_recovery" in row for row in rows)
-    goals = _recovery_goals(rows)
+    goals = counted_recovery_targets(rows)
     if recovering:
         head += ["final_recovery", "final_recovery_low", "final_recovery_high"]
         for t in goals:
@@ -352,7 +352,7 @@ def curve_quantiles(series, entry) -> dict:
         }
 
 
-def _recovery_goals(rows) -> list[float]:
+def counted_recovery_targets(rows) -> list[float]:
     """The recovery targets the rows were counted to (the first row that has them)."""
     for row in rows:
         if row.get("recovery_targets"):
