@@ -36,8 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import scaledgd_reference as ref
 from bench_scaledgd import machine
-from deeplinear import config as configs
-from deeplinear import runfile, runner
+from deeplinear.experiment import config as configs
+from deeplinear.experiment import execution
+from deeplinear.loop import runner
 from deeplinear.methods import make_method
 
 RANK, KAPPA = 10, 10.0
@@ -183,7 +184,7 @@ def main(argv=None) -> list[dict]:
         )
     observations = round(args.fraction * args.n**2)
     start = time.perf_counter()
-    setup = runfile.build(lab_config(args.n, observations, args.seed))
+    setup = execution.build(lab_config(args.n, observations, args.seed))
     built = time.perf_counter() - start
     fraction = setup.problem.fraction
     print(
@@ -229,7 +230,7 @@ def main(argv=None) -> list[dict]:
 
 
 def _initial_error(setup) -> float:
-    from deeplinear._backend import jnp
+    from deeplinear.core.backend import jnp
 
     weights = tuple(jnp.asarray(w) for w in setup.weights)
     return float(setup.probe.measure(weights)["recovery_error"])

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deeplinear import sweep
+from deeplinear.sweep import core as sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "deep_factorization.toml"

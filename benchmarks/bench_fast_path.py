@@ -1,4 +1,4 @@
-"""``runner.run``'s plain loop against ``batched.recorded_gd`` (the fast path for constant-step
+"""``runner.run``'s plain loop against ``fast_gd.recorded_gd`` (the fast path for constant-step
 GD at depth 2), same batch, same process: wall time of the whole call (start state, compile and
 run, as a sweep pays it, cold: first call in the process for that shape) and of the run alone
 (``run_seconds``, best of ``--repeats`` warm calls), and the largest relative loss difference
@@ -23,11 +23,11 @@ from functools import partial
 
 import numpy as np
 
-from deeplinear import batched, runner
-from deeplinear._backend import enable_compilation_cache, jax
-from deeplinear.diagnostics import Probe
+from deeplinear.core.backend import enable_compilation_cache, jax
+from deeplinear.diagnostics.probes import Probe
+from deeplinear.loop import fast_gd, runner
 from deeplinear.methods import make_method
-from deeplinear.problem import notebook_problem
+from deeplinear.problems.dense import notebook_problem
 
 
 def stack(trees):
@@ -76,7 +76,7 @@ def _plain_only() -> dict:
 
 def fast(method, args, steps, record_every, kernel):
     objective, weights, rates, probe, shared = args
-    return batched.recorded_gd(
+    return fast_gd.recorded_gd(
         method,
         objective,
         weights,

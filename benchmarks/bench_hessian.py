@@ -33,10 +33,10 @@ from jax.flatten_util import ravel_pytree
 from scipy.sparse.linalg import LinearOperator, lobpcg
 
 from _timing import median_seconds
-from deeplinear._backend import jax, jnp
-from deeplinear.curvature import critical_point
-from deeplinear.init import initial_weights
-from deeplinear.problem import singular_values, spectral_problem
+from deeplinear.core.backend import jax, jnp
+from deeplinear.diagnostics.curvature import critical_point
+from deeplinear.problems.dense import singular_values, spectral_problem
+from deeplinear.problems.initialization import initial_weights
 
 
 def numpy_hvp(A, W1, W2):

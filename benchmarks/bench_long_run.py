@@ -17,10 +17,10 @@ import sys
 
 CHILD = """
 import json, resource, sys
-from deeplinear import runner
-from deeplinear.diagnostics import Probe
+from deeplinear.loop import runner
+from deeplinear.diagnostics.probes import Probe
 from deeplinear.methods import make_method
-from deeplinear.problem import notebook_problem
+from deeplinear.problems.dense import notebook_problem
 steps = int(sys.argv[1])
 problem, weights = notebook_problem(0)
 result = runner.run(make_method("gd"), problem.objective(), weights, [1e-5], steps,

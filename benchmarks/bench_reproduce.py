@@ -24,12 +24,18 @@ import time
 import numpy as np
 
 from _timing import median_seconds
-from deeplinear import notebook
-from deeplinear._backend import jax, jnp
-from deeplinear.experiment import ADAM_RATES, FIRST_ORDER_STEPS, GD_RATES, LM_RATES, LM_STEPS
+from deeplinear.core.backend import jax, jnp
 from deeplinear.methods import min_norm_gauss_newton_step
-from deeplinear.objective import Objective
-from deeplinear.problem import NotebookDims, notebook_problem
+from deeplinear.notebook2017 import notebook
+from deeplinear.notebook2017.experiment import (
+    ADAM_RATES,
+    FIRST_ORDER_STEPS,
+    GD_RATES,
+    LM_RATES,
+    LM_STEPS,
+)
+from deeplinear.objectives.objective import Objective
+from deeplinear.problems.dense import NotebookDims, notebook_problem
 
 TF_NOTEBOOK_SECONDS = (35.0, 46.0)  # ../shared/NOTES.md, same machine type, not measured here
 

@@ -3,7 +3,7 @@ same problem arrays (issue #10).
 
 For every group of a ScaledGD sweep file (default ``examples/scaledgd_completion.toml``: each κ,
 ScaledGD and GD) and each seed, the lab's problem and spectral initialization are built as
-``deeplinear sweep`` builds them (``Sweep.run_config`` → ``runfile.build``), then
+``deeplinear sweep`` builds them (``Sweep.run_config`` → ``execution.build``), then
 
 - the lab runs them through ``runner.run`` (record every step, the ``recovery_error`` column of
   ``diagnostics.RecoveryProbe``): iterations to relative recovery error < ``--tol``;
@@ -39,9 +39,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import scaledgd_reference as ref
-from deeplinear import runfile, runner, sweep
-from deeplinear._backend import jax
+from deeplinear.core.backend import jax
+from deeplinear.experiment import execution
+from deeplinear.loop import runner
 from deeplinear.methods import make_method
+from deeplinear.sweep import core as sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 PORT_NAMES = {"scaled-gd": "scaledgd", "gd": "gd"}
@@ -94,7 +96,7 @@ def measure(sw, group, seed, args) -> dict:
     """One group × seed: counts and seconds per iteration of the lab and the port."""
     config = sw.run_config(group, seed)
     start = time.perf_counter()
-    setup = runfile.build(config)
+    setup = execution.build(config)
     built = time.perf_counter() - start
     problem = setup.problem
     probability = config.problem.get("probability")

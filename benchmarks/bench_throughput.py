@@ -13,7 +13,7 @@ Usage: ``python benchmarks/bench_throughput.py [--steps 100] [--runs 1000,10000,
 a Pallas variant is ``pallas:BLOCK:WARPS:FLAGS``, FLAGS ``m`` (``hoist_m``: M = LᵀL loaded once)
 ``k`` (``k_registers``: K = W2 M kept in registers) and ``w`` (``registers``: the weights in
 the step loop's carry, not in the output refs), defaults from
-``batched.PALLAS_DEFAULTS``. ``--precompile`` only builds the variants into the persistent
+``fast_gd.PALLAS_DEFAULTS``. ``--precompile`` only builds the variants into the persistent
 compilation cache (``DEEPLINEAR_JAX_CACHE``), so several processes can build in parallel and a
 later timing run finds them built. On the GPU: ``bash benchmarks/gpu_session.sh``.
 """
@@ -28,8 +28,8 @@ from functools import partial
 
 import numpy as np
 
-from deeplinear import batched
-from deeplinear._backend import enable_compilation_cache, jax, jnp
+from deeplinear.core.backend import enable_compilation_cache, jax, jnp
+from deeplinear.loop import fast_gd
 
 
 def plain_step(W1, W2, L, T, lr):
@@ -47,7 +47,7 @@ def plain(W1, W2, L, T, lr, steps):
 
 def sharded_plain(steps: int):
     """The plain ``vmap`` with the runs split evenly across every local device."""
-    return jax.jit(batched.split_runs(partial(plain, steps=steps), jax.local_devices()))
+    return jax.jit(fast_gd.split_runs(partial(plain, steps=steps), jax.local_devices()))
 
 
 def timed(fn, args, repeats=3):
@@ -70,12 +70,12 @@ def variants(names: list[str], steps: int) -> dict:
             _, tile, count = [*name.split(":"), "", ""][:3]
             devices = jax.local_devices()[: int(count)] if count else None
             out[name] = jax.jit(
-                partial(batched.gd, steps=steps, tile=int(tile) if tile else None, devices=devices)
+                partial(fast_gd.gd, steps=steps, tile=int(tile) if tile else None, devices=devices)
             )
         elif name.startswith("pallas"):  # pallas[:BLOCK[:WARPS[:FLAGS]]], FLAGS from "mkw"
             _, block, warps, flags = [*name.split(":"), "", "", ""][:4]
             out[name] = partial(
-                batched.gd_pallas,
+                fast_gd.gd_pallas,
                 steps=steps,
                 block=int(block) if block else None,
                 num_warps=int(warps) if warps else None,

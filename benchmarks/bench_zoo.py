@@ -24,13 +24,19 @@ import platform
 import numpy as np
 
 from _timing import median_seconds
-from deeplinear import init as inits
-from deeplinear import notebook, runner
-from deeplinear._backend import jax, jnp
-from deeplinear.diagnostics import roundoff_floor
+from deeplinear.core.backend import jax, jnp
+from deeplinear.diagnostics.probes import roundoff_floor
+from deeplinear.loop import runner
 from deeplinear.methods import make_method
 from deeplinear.methods._levenberg_marquardt import schur_solve
-from deeplinear.problem import NotebookDims, notebook_problem, singular_values, spectral_problem
+from deeplinear.notebook2017 import notebook
+from deeplinear.problems import initialization as inits
+from deeplinear.problems.dense import (
+    NotebookDims,
+    notebook_problem,
+    singular_values,
+    spectral_problem,
+)
 from deeplinear.verdict import judge
 
 

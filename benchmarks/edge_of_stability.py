@@ -41,11 +41,13 @@ from pathlib import Path
 import numpy as np
 from scipy.sparse.linalg import LinearOperator, eigsh
 
-from deeplinear import config as configs
-from deeplinear import curvature, runfile, runner
-from deeplinear._backend import jax
+from deeplinear.core.backend import jax
+from deeplinear.diagnostics import curvature
+from deeplinear.diagnostics.sharpness import SharpnessProbe
+from deeplinear.experiment import config as configs
+from deeplinear.experiment import execution
+from deeplinear.loop import runner
 from deeplinear.methods import make_method
-from deeplinear.sharpness import SharpnessProbe
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "edge_of_stability.toml"
 BAND = 0.10  # the claim: the sharpness within ±10 % of 2/η over the stable phase
@@ -124,7 +126,7 @@ def one_seed(config, out, settle, arpack) -> list[tuple[float, dict, dict]]:
     """Run the example with ``config``, print its table; (η, phase summary, summary from
     t₁ + 250) per run."""
     start = time.perf_counter()
-    result = runfile.execute(config, out, force=True)
+    result = execution.execute(config, out, force=True)
     seconds = time.perf_counter() - start
     infos, batch = result.batches[0]
     rates = [info.learning_rate for info in infos]

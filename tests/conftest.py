@@ -17,6 +17,6 @@ def reference():
 @pytest.fixture(scope="session")
 def seed0():
     """``reproduce(0)`` in memory (modern LM setting)."""
-    from deeplinear.reproduce import reproduce
+    from deeplinear.notebook2017.reproduce import reproduce
 
     return reproduce(0, write=False)

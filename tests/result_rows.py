@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from deeplinear.results import _to_numpy
+from deeplinear.store.results import _to_numpy
 
 TIMING = {"seconds", "compile_seconds", "seconds_alone"}
 

@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from deeplinear._backend import jax, jnp
+from deeplinear.core.backend import jax, jnp
 
 
 def test_float64_and_one_cpu_device_per_core():

@@ -5,7 +5,7 @@ The corpus is property-based (Hypothesis): strategies corrupt valid examples (wr
 NaN/inf/negative/huge numbers, unknown keys, colliding runs, bad dtypes and shapes, truncated or
 forged files). A representative sample runs by default; ``DEEPLINEAR_FUZZ=1`` runs ≥ 500 distinct
 bad inputs and prints how many (``DEEPLINEAR_FUZZ=1 pytest -q tests/test_bad_inputs.py``).
-Cases are checked in-process (``config.parse``, ``sweep.parse``, ``runfile.build``, ``cli.main``);
+Cases are checked in-process (``config.parse``, ``sweep.parse``, ``execution.build``, ``cli.main``);
 a few go through a real ``deeplinear`` process for the exit status, the one line and no traceback.
 """
 
@@ -28,9 +28,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from deeplinear import budget, cli, config, runfile, sweep
+from deeplinear import cli
+from deeplinear.core import limits
 from deeplinear.errors import UsageError
+from deeplinear.experiment import budget, config, execution
 from deeplinear.methods import METHODS, declarations, make_method
+from deeplinear.sweep import core as sweep
 
 FUZZ = os.environ.get("DEEPLINEAR_FUZZ") == "1"
 FUZZ_TARGET = 500  # distinct bad inputs the full corpus must reach
@@ -48,8 +51,8 @@ NAN, INF = math.nan, math.inf
 @pytest.fixture(autouse=True, scope="module")
 def fixed_limits():
     """The same limits on every machine (8 GiB, 1 hour): the corpus does not depend on RAM."""
-    saved = {k: os.environ.get(k) for k in (budget.MEMORY_ENV, budget.TIME_ENV)}
-    os.environ[budget.MEMORY_ENV], os.environ[budget.TIME_ENV] = "8", "1"
+    saved = {k: os.environ.get(k) for k in (limits.MEMORY_ENV, limits.TIME_ENV)}
+    os.environ[limits.MEMORY_ENV], os.environ[limits.TIME_ENV] = "8", "1"
     yield
     for key, value in saved.items():
         if value is None:
@@ -105,8 +108,8 @@ BASES = {"spectral": SPECTRAL, "notebook": NOTEBOOK, "spectral_init": SPECTRAL_I
 def accept_run(data: dict):
     """What ``deeplinear run`` checks before it touches --out: the file, the cost, the setup."""
     parsed = config.parse(copy.deepcopy(data), source=key_of(data))
-    budget.check(budget.estimate_run(parsed), budget.Limits.from_env(), "run")
-    return runfile.build(parsed)
+    limits.check(budget.estimate_run(parsed), limits.Limits.from_env(), "run")
+    return execution.build(parsed)
 
 
 def setting(data: dict, path: str, value) -> dict:
@@ -508,7 +511,7 @@ def test_generated_bad_sweep_files_are_refused(case):
 def accept_sweep(data: dict):
     """What ``deeplinear sweep`` checks before it touches --out: the file and the cost."""
     plan = sweep.parse(copy.deepcopy(data), source=key_of(data))
-    budget.check(sweep.estimate(plan), budget.Limits.from_env(), "sweep")
+    limits.check(sweep.estimate(plan), limits.Limits.from_env(), "sweep")
     return plan
 
 
@@ -559,7 +562,7 @@ def as_dtype(array, dtype):
 
 @st.composite
 def bad_npz(draw):
-    """(problem file bytes, init file bytes or None, words): refused by ``runfile.build``."""
+    """(problem file bytes, init file bytes or None, words): refused by ``execution.build``."""
     d_out, d_in, n = draw(st.integers(1, 5)), draw(st.integers(1, 5)), draw(st.integers(1, 12))
     rng = np.random.default_rng(draw(st.integers(0, 2**16)))
     A = rng.standard_normal((d_out, d_in))
@@ -668,8 +671,8 @@ def test_generated_bad_npz_files_are_refused(case, npz_folder):
 
 
 def accept_run_config(parsed):
-    budget.check(budget.estimate_run(parsed), budget.Limits.from_env(), "run")
-    return runfile.build(parsed)
+    limits.check(budget.estimate_run(parsed), limits.Limits.from_env(), "run")
+    return execution.build(parsed)
 
 
 # ------------------------------------------------------------------- the cases of issue 11
@@ -795,16 +798,16 @@ def test_sizes_over_the_limits_are_refused_with_the_number_and_the_limit():
     long = setting(SPECTRAL, "steps", 10**9)
     refused("run file", "long", lambda: accept_run(long), "record_every")
     # within the limits once they are raised
-    os.environ[budget.MEMORY_ENV] = "1e9"
+    os.environ[limits.MEMORY_ENV] = "1e9"
     try:
-        assert budget.Limits.from_env().memory_bytes == 1e9 * 2**30
+        assert limits.Limits.from_env().memory_bytes == 1e9 * 2**30
     finally:
-        os.environ[budget.MEMORY_ENV] = "8"
-    os.environ[budget.TIME_ENV] = "nan"
+        os.environ[limits.MEMORY_ENV] = "8"
+    os.environ[limits.TIME_ENV] = "nan"
     try:
-        refused("cli", "env", budget.Limits.from_env, budget.TIME_ENV)
+        refused("cli", "env", limits.Limits.from_env, limits.TIME_ENV)
     finally:
-        os.environ[budget.TIME_ENV] = "1"
+        os.environ[limits.TIME_ENV] = "1"
 
 
 def test_the_example_run_files_are_within_the_limits():
@@ -816,9 +819,9 @@ def test_the_example_run_files_are_within_the_limits():
             continue
         parsed = config.load(path)
         estimate = budget.estimate_run(parsed)
-        budget.check(estimate, budget.Limits.from_env(), str(path))
+        limits.check(estimate, limits.Limits.from_env(), str(path))
         assert estimate.seconds < 120 and estimate.bytes < 2**30, (path, estimate)
-        budget.check(budget.estimate_run(parsed, steps=1_000_000), budget.Limits.from_env(), "x")
+        limits.check(budget.estimate_run(parsed, steps=1_000_000), limits.Limits.from_env(), "x")
 
 
 def sweep_with(**changes):
@@ -865,9 +868,9 @@ def test_axis_values_that_print_alike_get_distinct_run_ids():
     points = {g.label for g in plan.groups}
     assert points == {"problem.noise=1e-05", "problem.noise=1.0000001e-05"}
     rates = config.parse(setting(SPECTRAL, "methods[0].learning_rates", [1e-5, 1.0000001e-5]))
-    ids = {runfile.run_id(1, "gd", r, {}) for r in rates.methods[0].learning_rates}
+    ids = {execution.run_id(1, "gd", r, {}) for r in rates.methods[0].learning_rates}
     assert ids == {"seed1/gd/1e-05", "seed1/gd/1.0000001e-05"}
-    assert runfile.run_id(0, "lm", 1.0, {}) == "seed0/lm/1"  # ids of nice values unchanged
+    assert execution.run_id(0, "lm", 1.0, {}) == "seed0/lm/1"  # ids of nice values unchanged
 
 
 def test_an_axis_over_steps_changes_the_steps():
@@ -899,9 +902,9 @@ def test_npz_cases_of_the_issue(tmp_path):
     for name, (arrays, word) in cases.items():
         path = npz_file(tmp_path, f"{name}.npz", **arrays)
         parsed, _ = npz_config(tmp_path, path.read_bytes(), None)
-        refused("npz", name, lambda parsed=parsed: runfile.build(parsed), word)
+        refused("npz", name, lambda parsed=parsed: execution.build(parsed), word)
     ints, _ = npz_config(tmp_path, npz_bytes(A=(10 * A).astype(np.int32)), None)
-    assert runfile.build(ints).problem.A.dtype == np.float64  # integers are real numbers
+    assert execution.build(ints).problem.A.dtype == np.float64  # integers are real numbers
     good = npz_bytes(A=A)
     for label, data in {
         "truncated": good[: len(good) // 2],
@@ -911,7 +914,7 @@ def test_npz_cases_of_the_issue(tmp_path):
         "malformed": forged("A", (4, 5), data=b"\0" * 10),
     }.items():
         parsed, _ = npz_config(tmp_path, data, None)
-        refused("npz", label, lambda parsed=parsed: runfile.build(parsed), "problem.path")
+        refused("npz", label, lambda parsed=parsed: execution.build(parsed), "problem.path")
 
 
 # ------------------------------------------------------------------------ the command line

@@ -12,13 +12,15 @@ enough not to depend on the platform's SCS build and tight enough to fail on any
 import numpy as np
 import pytest
 
-from deeplinear import config as configs
-from deeplinear import frames, runfile, runner
-from deeplinear.diagnostics import RecoveryProbe
+from deeplinear.diagnostics.probes import RecoveryProbe
 from deeplinear.errors import UsageError
-from deeplinear.measured_problem import completion_problem, sensing_problem, target_factors
+from deeplinear.experiment import config as configs
+from deeplinear.experiment import execution
+from deeplinear.loop import runner
 from deeplinear.methods import _baselines, make_method
-from deeplinear.objective import Objective
+from deeplinear.objectives.objective import Objective
+from deeplinear.problems.measured import completion_problem, sensing_problem, target_factors
+from deeplinear.store import frames
 
 N, RANK = 20, 2
 
@@ -251,7 +253,7 @@ path = 3
 def test_a_run_file_runs_both_baselines_beside_gd(tmp_path):
     path = tmp_path / "baselines.toml"
     path.write_text(RUN_FILE)
-    runfile.execute(configs.load(path), tmp_path / "out")
+    execution.execute(configs.load(path), tmp_path / "out")
     frame = frames.load(tmp_path / "out")
     assert set(frame["method"]) == {"gd", "nuclear-norm", "soft-impute"}
     nuclear = frame[frame["method"] == "nuclear-norm"]
@@ -266,7 +268,7 @@ def test_a_run_file_runs_both_baselines_beside_gd(tmp_path):
 def test_the_time_estimate_charges_the_nuclear_norm_one_solve():
     """budget: a baseline that solves once costs the same for 10 and 10 000 steps (it was
     charged steps × solves: an Arora sweep estimated at 5 h)."""
-    from deeplinear import budget
+    from deeplinear.experiment import budget
     from deeplinear.methods import make_method
 
     d = budget.Dims((100, 100, 100), None, False, 2000, False)

@@ -5,12 +5,12 @@ import functools
 import numpy as np
 import pytest
 
-from deeplinear import batched, runner
-from deeplinear._backend import jax, jnp
-from deeplinear.diagnostics import Probe
+from deeplinear.core.backend import jax, jnp
+from deeplinear.diagnostics.probes import Probe
+from deeplinear.loop import fast_gd, runner
 from deeplinear.methods import GD, TF1GD, Adam, make_method
-from deeplinear.objective import Objective
-from deeplinear.problem import notebook_problem
+from deeplinear.objectives.objective import Objective
+from deeplinear.problems.dense import notebook_problem
 
 
 def test_batched_gd_equals_the_compiled_loop():
@@ -21,8 +21,8 @@ def test_batched_gd_equals_the_compiled_loop():
     W1, W2 = (stack([w[i] for _, w in problems]) for i in (0, 1))
     L = stack([o.factor for o in objectives])
     T = stack([o.target for o in objectives])
-    out = batched.gd(W1, W2, L, T, jnp.asarray(rates), 50, tile=2)
-    losses = batched.loss(
+    out = fast_gd.gd(W1, W2, L, T, jnp.asarray(rates), 50, tile=2)
+    losses = fast_gd.loss(
         *(jnp.moveaxis(x, 0, -1) for x in (*out, L, T)),
         jnp.asarray([float(o.floor) for o in objectives]),
     )
@@ -40,8 +40,8 @@ def test_pallas_kernel_equals_the_xla_kernel():
         for scale, shape in ((1, (5, 3, 2)), (1, (5, 2, 2)), (3, (5, 4, 2)), (1, (5, 3, 4)))
     )
     lr = jnp.asarray([1e-3, 2e-3, 5e-4, 1e-3, 3e-3])
-    expected = batched.gd(W1, W2, L, T, lr, 6)
-    got = batched.gd_pallas(W1, W2, L, T, lr, 6, block=8)
+    expected = fast_gd.gd(W1, W2, L, T, lr, 6)
+    got = fast_gd.gd_pallas(W1, W2, L, T, lr, 6, block=8)
     for ours, theirs, start in zip(got, expected, (W1, W2)):
         assert float(jnp.max(jnp.abs(theirs - start))) > 1e-3  # the steps moved the weights
         np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-13)
@@ -56,7 +56,7 @@ def test_batched_gd_pads_and_splits_like_plain_numpy():
         for scale, shape in ((1, (7, 10, 6)), (1, (7, 6, 6)), (3, (7, 8, 6)), (1, (7, 10, 8)))
     )
     lr = np.linspace(1e-5, 4e-5, 7)
-    got = batched.gd(*map(jnp.asarray, (W1, W2, L, T, lr)), 20, tile=3)
+    got = fast_gd.gd(*map(jnp.asarray, (W1, W2, L, T, lr)), 20, tile=3)
     for r in range(7):
         w1, w2 = W1[r], W2[r]
         for _ in range(20):
@@ -91,7 +91,7 @@ def _batch(shared: bool):
 def _plain(monkeypatch, *args, **options):
     """``runner.run`` with the fast path turned off (however the runner calls it)."""
     with monkeypatch.context() as patch:
-        patch.setattr(batched, "recorded_gd", lambda *a, **k: None)
+        patch.setattr(fast_gd, "recorded_gd", lambda *a, **k: None)
         return runner.run(*args, **options)
 
 
@@ -126,7 +126,7 @@ def test_recorded_gd_gives_the_plain_loops_rows(monkeypatch, method, shared):
     for every, steps, chunk in ((1, 20, 1000), (10, 50, 30)):
         options = dict(record_every=every, chunk_steps=chunk, probe=probe, shared=shared)
         plain = _plain(monkeypatch, method, objective, weights, rates, steps, **options)
-        fast = batched.recorded_gd(
+        fast = fast_gd.recorded_gd(
             method, objective, weights, rates, steps, kernel="xla", **options
         )
         _same_rows(plain, fast)
@@ -149,7 +149,7 @@ def test_recorded_gd_population_loss_and_progress(monkeypatch):
     calls = []
     options = dict(record_every=10, chunk_steps=40)
     plain = _plain(monkeypatch, GD(), objective, weights, [1e-3, 2e-3], 100, **options)
-    fast = batched.recorded_gd(
+    fast = fast_gd.recorded_gd(
         GD(),
         objective,
         weights,
@@ -166,7 +166,7 @@ def test_recorded_gd_population_loss_and_progress(monkeypatch):
 def test_recorded_gd_declines_where_it_does_not_apply_or_loses():
     objective, weights, rates, _ = _batch(True)
     run = functools.partial(
-        batched.recorded_gd, objective=objective, learning_rates=rates, steps=20
+        fast_gd.recorded_gd, objective=objective, learning_rates=rates, steps=20
     )
     assert run(Adam(), weights=weights, record_every=10) is None  # not GD
     assert run(GD(schedule="cosine"), weights=weights, record_every=10) is None  # not constant
@@ -178,11 +178,11 @@ def test_recorded_gd_declines_where_it_does_not_apply_or_loses():
 
 
 def test_the_fast_path_is_taken_where_it_was_measured_to_win():
-    assert batched.wins(10_000, 3000, 10)  # ×2.2 end to end on the 2-core CPU
-    assert not batched.wins(120, 3000, 10)  # the seed_fair group: the build costs more
-    assert not batched.wins(10_000, 3000, 1)  # a record every step: records dominate
-    assert not batched.wins(8, 10**7, 10)  # tiles of padding
-    assert not batched.wins(10_000, 3000, 10, probe=_batch(True)[3])  # the probe's SVDs dominate
+    assert fast_gd.wins(10_000, 3000, 10)  # ×2.2 end to end on the 2-core CPU
+    assert not fast_gd.wins(120, 3000, 10)  # the seed_fair group: the build costs more
+    assert not fast_gd.wins(10_000, 3000, 1)  # a record every step: records dominate
+    assert not fast_gd.wins(8, 10**7, 10)  # tiles of padding
+    assert not fast_gd.wins(10_000, 3000, 10, probe=_batch(True)[3])  # the probe's SVDs dominate
 
 
 @pytest.mark.parametrize(
@@ -206,7 +206,7 @@ def test_pallas_variants_equal_numpy(params):
         for scale, shape in ((1, (5, 3, 2)), (1, (5, 2, 2)), (3, (5, 4, 2)), (1, (5, 3, 4)))
     )
     lr = np.linspace(1e-3, 3e-3, 5)
-    got = batched.gd_pallas(*map(jnp.asarray, (W1, W2, L, T, lr)), 4, **params)
+    got = fast_gd.gd_pallas(*map(jnp.asarray, (W1, W2, L, T, lr)), 4, **params)
     for r in range(5):
         w1, w2 = W1[r], W2[r]
         for _ in range(4):
@@ -230,7 +230,7 @@ def test_recorded_gd_through_the_pallas_kernel(monkeypatch):
     rates = [1e-2, 3e-2] * 3
     options = dict(record_every=5, shared=False)
     plain = _plain(monkeypatch, GD(), objective, weights, rates, 10, **options)
-    fast = batched.recorded_gd(GD(), objective, weights, rates, 10, kernel="pallas", **options)
+    fast = fast_gd.recorded_gd(GD(), objective, weights, rates, 10, kernel="pallas", **options)
     _same_rows(plain, fast)
 
 
@@ -241,15 +241,15 @@ def test_runner_takes_the_fast_path_where_it_wins(monkeypatch):
     problem, weights = notebook_problem(0)
     objective, rates = problem.objective(), [1e-6, 3e-6, 1e-5]
     taken = []
-    recorded_gd = batched.recorded_gd
+    recorded_gd = fast_gd.recorded_gd
 
     def spy(*args, **options):
         result = recorded_gd(*args, **options)
         taken.append(result is not None)
         return result
 
-    monkeypatch.setattr(batched, "wins", lambda *args: True)
-    monkeypatch.setattr(batched, "recorded_gd", spy)
+    monkeypatch.setattr(fast_gd, "wins", lambda *args: True)
+    monkeypatch.setattr(fast_gd, "recorded_gd", spy)
     fast = runner.run(GD(), objective, weights, rates, 40, record_every=10)
     assert taken == [True]
     plain = runner.run(GD(), objective, weights, rates, 40, record_every=10, fast=False)

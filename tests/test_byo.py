@@ -8,11 +8,11 @@ import optax
 import pytest
 
 import deeplinear as dl
-from deeplinear import runner
-from deeplinear.cost import loss_flops
 from deeplinear.errors import UsageError
+from deeplinear.loop import programs
 from deeplinear.methods import METHODS, AbstractMethod, number, recorded_columns
 from deeplinear.methods._foreign import measured_update_flops, method_class
+from deeplinear.methods.cost import loss_flops
 
 NUMERIC = ("step", "loss", "grad_norm", "loss_notebook")
 
@@ -29,9 +29,9 @@ def test_optax_transformation_equals_builtin_adam_row_for_row():
     mine = dl.run(adam, steps=60)
     builtin = dl.run("adam", steps=60, learning_rates=[1e-2])
     same_rows(mine.table, builtin.table)
-    programs = len(runner._PROGRAMS)
+    compiled = len(programs._PROGRAMS)
     again = dl.run(adam, steps=60)  # the wrapper hashes stably: its programs are reused
-    assert len(runner._PROGRAMS) == programs
+    assert len(programs._PROGRAMS) == compiled
     same_rows(again.table, mine.table, rtol=0)
     assert mine.table.column_names == builtin.table.column_names  # the same columns as `run`
     assert set(np.asarray(mine.table["learning_rate"])) == {1.0}  # fixed inside: recorded as 1

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deeplinear.results import read_table
+from deeplinear.store.results import read_table
 from deeplinear.verdict import KINDS
 
 CLI = [sys.executable, "-m", "deeplinear.cli"]
@@ -132,8 +132,8 @@ def test_ctrl_c_leaves_no_half_written_file(tmp_path):
     assert "Traceback" not in err
     assert sorted(os.listdir(out)) == ["experiment.json"]  # nothing half-written
     # the same experiment may claim the directory again (the full rerun costs ~20 s of NumPy)
-    from deeplinear import rundir
-    from deeplinear.experiment import experiment_identity
+    from deeplinear.notebook2017.experiment import experiment_identity
+    from deeplinear.store import directories as rundir
 
     assert rundir.claim(out, experiment_identity(0, "2017")) == out
 

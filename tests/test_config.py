@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deeplinear import config, runfile
 from deeplinear.errors import UsageError
+from deeplinear.experiment import config, execution
 
 SPECTRAL = """
 seed = 1
@@ -112,7 +112,7 @@ learning_rates = [0.01]
 def build(tmp_path, arrays: dict, init: dict):
     np.savez(tmp_path / "target.npz", **arrays)
     np.savez(tmp_path / "init.npz", **init)
-    return runfile.build(parse(NPZ, base_dir=tmp_path))
+    return execution.build(parse(NPZ, base_dir=tmp_path))
 
 
 def test_npz_problem_and_init_round_trip(tmp_path):
@@ -149,14 +149,14 @@ def test_bad_npz_files(tmp_path, arrays, init, words):
 
 def test_missing_npz_file(tmp_path):
     with pytest.raises(UsageError, match="does not exist"):
-        runfile.build(parse(NPZ, base_dir=tmp_path))
+        execution.build(parse(NPZ, base_dir=tmp_path))
 
 
 @pytest.mark.parametrize("path", sorted(Path("examples").glob("**/*.toml")), ids=str)
 def test_every_example_parses(path):
     text = path.read_text()
     if "seeds" in tomllib.loads(text):  # a sweep file
-        from deeplinear import sweep
+        from deeplinear.sweep import core as sweep
 
         assert sweep.load(path).groups
     else:

@@ -1,12 +1,12 @@
 import numpy as np
 import pytest
 
-from deeplinear._backend import jax, jnp
-from deeplinear.curvature import critical_point, saddle_escape_prediction
-from deeplinear.diagnostics import gauss_newton_spectrum
+from deeplinear.core.backend import jax, jnp
+from deeplinear.diagnostics.curvature import critical_point, saddle_escape_prediction
+from deeplinear.diagnostics.probes import gauss_newton_spectrum
 from deeplinear.errors import UsageError
-from deeplinear.objective import Objective
-from deeplinear.problem import notebook_problem
+from deeplinear.objectives.objective import Objective
+from deeplinear.problems.dense import notebook_problem
 
 
 def random_case(seed, output, hidden, inputs, samples=None, zero=False):

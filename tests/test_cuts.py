@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deeplinear import rundir
-from deeplinear.progress import Progress
+from deeplinear.core.progress import Progress
+from deeplinear.store import directories
 from tiny_sweeps import spectral_sweep
 
 CLI = [sys.executable, "-m", "deeplinear.cli"]
@@ -35,22 +35,22 @@ def umask():
 def test_written_files_and_folders_follow_the_umask(tmp_path, umask, mask, file_mode, dir_mode):
     umask(mask)
     path = tmp_path / "a.bin"
-    digest = rundir.write_atomic(path, b"data")
+    digest = directories.write_atomic(path, b"data")
     assert stat.S_IMODE(path.stat().st_mode) == file_mode
     assert len(digest) == 64 and path.read_bytes() == b"data"
-    rundir.write_atomic(path, b"again")  # replacing keeps the umask's mode, not mkstemp's 0600
+    directories.write_atomic(path, b"again")  # replacing keeps the umask's mode, not mkstemp's 0600
     assert stat.S_IMODE(path.stat().st_mode) == file_mode
 
     def write(folder):
         (folder / "sub").mkdir()
-        return {"sub/x.txt": rundir.write_atomic(folder / "sub" / "x.txt", b"x")}
+        return {"sub/x.txt": directories.write_atomic(folder / "sub" / "x.txt", b"x")}
 
-    out = rundir.replace(tmp_path / "exp", {"experiment": "test"}, write)
+    out = directories.replace(tmp_path / "exp", {"experiment": "test"}, write)
     assert stat.S_IMODE(out.stat().st_mode) == dir_mode
     assert stat.S_IMODE((out / "sub").stat().st_mode) == dir_mode
-    for name in ("sub/x.txt", rundir.MANIFEST):
+    for name in ("sub/x.txt", directories.MANIFEST):
         assert stat.S_IMODE((out / name).stat().st_mode) == file_mode, name
-    claimed = rundir.claim(tmp_path / "claimed", {"experiment": "test"})
+    claimed = directories.claim(tmp_path / "claimed", {"experiment": "test"})
     assert stat.S_IMODE(claimed.stat().st_mode) == dir_mode
 
 
@@ -82,30 +82,30 @@ def test_terminal_progress_draws_a_status_line_and_keeps_the_lines():
 
 
 def test_the_cache_folder_defaults_to_the_users_cache_and_can_be_turned_off(monkeypatch, tmp_path):
-    from deeplinear import _backend
+    from deeplinear.core import backend
 
     monkeypatch.delenv("DEEPLINEAR_JAX_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert _backend.cache_directory() == tmp_path / "xdg" / "deeplinear" / "jax"
+    assert backend.cache_directory() == tmp_path / "xdg" / "deeplinear" / "jax"
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert _backend.cache_directory() == tmp_path / "home" / ".cache" / "deeplinear" / "jax"
+    assert backend.cache_directory() == tmp_path / "home" / ".cache" / "deeplinear" / "jax"
     monkeypatch.setenv("DEEPLINEAR_JAX_CACHE", str(tmp_path / "mine"))
-    assert _backend.cache_directory() == tmp_path / "mine"
+    assert backend.cache_directory() == tmp_path / "mine"
     for off in ("off", "OFF", "0"):
         monkeypatch.setenv("DEEPLINEAR_JAX_CACHE", off)
-        assert _backend.cache_directory() is None
-        assert _backend.enable_compilation_cache() is None
+        assert backend.cache_directory() is None
+        assert backend.enable_compilation_cache() is None
 
 
 def test_an_unusable_cache_folder_warns_and_compiles_without_it(tmp_path):
-    from deeplinear import _backend
+    from deeplinear.core import backend
 
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     warnings = []
     folder = blocker / "jax"  # under a regular file: cannot be created, even by root
-    assert _backend.enable_compilation_cache(folder, warn=warnings.append) is None
+    assert backend.enable_compilation_cache(folder, warn=warnings.append) is None
     assert len(warnings) == 1 and str(folder) in warnings[0] and "=off" in warnings[0]
 
 
@@ -158,7 +158,7 @@ def test_a_diverged_run_is_marked_where_it_diverged_and_the_legend_is_beside_the
 
     import matplotlib.pyplot as plt
 
-    from deeplinear import plots
+    from deeplinear.report import plots
 
     diverged = _series("tf1-gd", "GD step=0.1", [1.0, 10.0, 1e2, 1e3, np.inf])
     blown = _series("tf1-gd", "GD step=1", [1.0, 1e10, 1e100, 1e300, np.inf])
@@ -183,8 +183,8 @@ def test_a_diverged_run_is_marked_where_it_diverged_and_the_legend_is_beside_the
 
 
 def test_rcond_both_gives_every_notebook_run_its_own_style():
-    from deeplinear import plots
-    from deeplinear.experiment import ADAM_RATES, GD_RATES, LM_RATES
+    from deeplinear.notebook2017.experiment import ADAM_RATES, GD_RATES, LM_RATES
+    from deeplinear.report import plots
 
     runs = [_series("tf1-gd", f"GD step={r:g}", [1.0]) for r in GD_RATES]
     runs += [_series("tf1-adam", f"ADAM step={r:g}", [1.0]) for r in ADAM_RATES]
@@ -198,7 +198,7 @@ def test_rcond_both_gives_every_notebook_run_its_own_style():
 
 
 def test_explain_figures_label_every_panel_and_title_runs_readably(tmp_path):
-    from deeplinear import plots
+    from deeplinear.report import plots
 
     series = {}
     for method, label in [("gd", "GD step=0.1"), ("tf1-gd", "GD step=0.1")]:
@@ -240,8 +240,8 @@ SWEEP = spectral_sweep(seeds=1, targets="1e-6", steps=100, lm=False)
 def test_a_resumed_sweep_counts_the_runs_done_before(tmp_path, monkeypatch, capsys):
     import tomllib
 
-    from deeplinear import sweep
     from deeplinear.cli import main
+    from deeplinear.sweep import core as sweep
 
     monkeypatch.setenv("DEEPLINEAR_JAX_CACHE", "off")  # in this process: leave the cache alone
     path, out = tmp_path / "s.toml", tmp_path / "out"

@@ -18,10 +18,10 @@ import tomllib
 import numpy as np
 import pytest
 
-from deeplinear import sweep
-from deeplinear._backend import jax, jnp
+from deeplinear.core.backend import jax, jnp
 from deeplinear.errors import UsageError
-from deeplinear.measurement import entries
+from deeplinear.objectives.measurement import entries
+from deeplinear.sweep import core as sweep
 
 SWEEP = """
 seeds = 3
@@ -90,11 +90,11 @@ def test_the_rate_is_given_per_observation(finals):
 def test_recovery_columns_are_the_dense_values(finals, tmp_path):
     """The group file's recovery error and effective rank at the end against NumPy on the
     rebuilt problem and the continued weights: the first row (the initialization) exactly."""
-    from deeplinear import runfile
+    from deeplinear.experiment import execution
 
     plan = sweep.parse(tomllib.loads(SWEEP), source=SWEEP)
     group = plan.groups[1]  # depth 3
-    setup = runfile.build(plan.run_config(group, 0))
+    setup = execution.build(plan.run_config(group, 0))
     W = np.linalg.multi_dot([np.asarray(w) for w in setup.weights])
     M = setup.problem.dense_truth()
     assert np.linalg.norm(W) == pytest.approx(1e-3, rel=1e-12)

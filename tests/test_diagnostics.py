@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 
-from deeplinear import runner
-from deeplinear.diagnostics import Probe, gauss_newton_spectrum
+from deeplinear.diagnostics.probes import Probe, gauss_newton_spectrum
+from deeplinear.loop import runner
 from deeplinear.methods import make_method
-from deeplinear.objective import Objective
-from deeplinear.problem import notebook_problem
+from deeplinear.objectives.objective import Objective
+from deeplinear.problems.dense import notebook_problem
 
 
 @pytest.fixture(scope="module")

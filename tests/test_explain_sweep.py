@@ -7,10 +7,12 @@ import tomllib
 import numpy as np
 import pytest
 
-from deeplinear import cli, runfile, sweep
-from deeplinear import config as configs
+from deeplinear import cli
+from deeplinear.experiment import config as configs
+from deeplinear.experiment import execution
 from deeplinear.explain import explain
-from deeplinear.results import run_series
+from deeplinear.store.results import run_series
+from deeplinear.sweep import core as sweep
 from deeplinear.verdict import KINDS
 from tiny_sweeps import spectral_sweep
 
@@ -96,7 +98,7 @@ def test_one_verdict_per_seed_of_each_best_configuration(explained):
 
 
 def test_the_same_verdict_as_the_equivalent_run_directory(explained):
-    """Each seed of the sweep's best configuration, run by ``runfile.execute`` from its own run
+    """Each seed of the sweep's best configuration, run by ``execution.execute`` from its own run
     file and explained as a run directory (with a saved state): the same kind, the same ETA."""
     root, _, _, held = explained
     ours = {v["run"]: v for v in held["verdicts"]}
@@ -110,7 +112,7 @@ def test_the_same_verdict_as_the_equivalent_run_directory(explained):
             path = root / f"k{kappa:g}s{seed}.toml"
             path.write_text(RUN.format(seed=seed, kappa=kappa, gd=best_gd[kappa]))
             out = root / path.stem
-            runfile.execute(configs.load(path), out)
+            execution.execute(configs.load(path), out)
             theirs = explain(out, target=1e-6, budget_steps=BUDGET, figures=False)
             assert len(theirs.verdicts) == 2
             for verdict in theirs.verdicts:
@@ -175,7 +177,7 @@ def test_the_command_line_explains_a_sweep(explained, capsys):
 def test_a_rerun_that_differs_only_at_round_off_is_not_a_drift():
     """The re-run check compares losses relative to max(loss, the floor's resolution): a loss
     near 1e-31 that comes back as 2e-31 is round-off, a 1e-6 change at 1e-2 is not."""
-    from deeplinear.sweep_verdicts import REBUILT, _drift
+    from deeplinear.explain.sweep_directory import REBUILT, _drift
 
     stored = np.array([1.0, 1e-2, 1e-9, 1e-31])
     again = np.array([1.0, 1e-2, 1e-9, 2e-31])

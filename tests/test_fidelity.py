@@ -4,9 +4,9 @@ plain-NumPy port of the notebook (other seeds)."""
 import numpy as np
 import pytest
 
-from deeplinear.experiment import ADAM_RATES, GD_RATES, LM_RATES
-from deeplinear.floors import reachable_minimum, widths_of
-from deeplinear.reproduce import reproduce
+from deeplinear.diagnostics.floors import reachable_minimum, widths_of
+from deeplinear.notebook2017.experiment import ADAM_RATES, GD_RATES, LM_RATES
+from deeplinear.notebook2017.reproduce import reproduce
 
 
 def by_label(reproduction):

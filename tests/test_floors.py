@@ -5,10 +5,12 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from deeplinear import accurate, runner
-from deeplinear.floors import irreducible_loss, reachable_minimum
+from deeplinear.core import accurate
+from deeplinear.core.accurate import irreducible_loss
+from deeplinear.diagnostics.floors import reachable_minimum
+from deeplinear.loop import runner
 from deeplinear.methods import make_method
-from deeplinear.problem import Problem, notebook_problem, spectral_problem
+from deeplinear.problems.dense import Problem, notebook_problem, spectral_problem
 
 
 def fractions(a) -> list[list[Fraction]]:

@@ -9,9 +9,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from deeplinear import config, frames, runfile, sweep
 from deeplinear.errors import UsageError
-from deeplinear.results import _to_numpy, read_table
+from deeplinear.experiment import config, execution
+from deeplinear.store import frames
+from deeplinear.store.results import _to_numpy, read_table
+from deeplinear.sweep import core as sweep
 
 pd = pytest.importorskip("pandas")
 pl = pytest.importorskip("polars")
@@ -48,7 +50,7 @@ SWEEP = RUN.replace("seed = 3", "seeds = 1").replace(
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("frames") / "run"
-    runfile.execute(config.parse(tomllib.loads(RUN), source=RUN), out)
+    execution.execute(config.parse(tomllib.loads(RUN), source=RUN), out)
     return out
 
 
@@ -62,8 +64,8 @@ def sweep_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reproduce_dir(tmp_path_factory):
     """A real ``reproduce`` output (table, metadata, figures), its run file shortened."""
-    from deeplinear import experiment
-    from deeplinear import reproduce as module
+    from deeplinear.notebook2017 import experiment
+    from deeplinear.notebook2017 import reproduce as module
 
     def short(seed, rcond):
         data = experiment.run_file(seed, rcond)

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
+from deeplinear.core.model import end_to_end
 from deeplinear.methods import min_norm_gauss_newton_step
 from deeplinear.methods._seed_lm import gauge_is_null_space
-from deeplinear.model import end_to_end
-from deeplinear.notebook import kronecker_gauss_newton_step
-from deeplinear.objective import Objective
-from deeplinear.problem import NotebookDims, notebook_problem
+from deeplinear.notebook2017.notebook import kronecker_gauss_newton_step
+from deeplinear.objectives.objective import Objective
+from deeplinear.problems.dense import NotebookDims, notebook_problem
 
 SIZES = [
     NotebookDims(),  # the notebook's 6/6/10, n = 1000

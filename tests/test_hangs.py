@@ -15,13 +15,15 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from deeplinear import _watchdog, cli, sweep
-from deeplinear._backend import jax
-from deeplinear._watchdog import GroupStalledError, WorkerDiedError
-from deeplinear.diagnostics import Probe
-from deeplinear.problem import notebook_problem
-from deeplinear.report import write_report
-from deeplinear.results import _to_numpy, run_series
+from deeplinear import cli
+from deeplinear.core.backend import jax
+from deeplinear.diagnostics.probes import Probe
+from deeplinear.problems.dense import notebook_problem
+from deeplinear.report.sweep_report import write_report
+from deeplinear.store.results import _to_numpy, run_series
+from deeplinear.sweep import core as sweep
+from deeplinear.sweep import watchdog as _watchdog
+from deeplinear.sweep.watchdog import GroupStalledError, WorkerDiedError
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "deeplinear.cli"]
@@ -67,8 +69,8 @@ STRESS = """
 import sys
 import jax
 jax.config.update("jax_num_cpu_devices", 2)  # XLA's pool then has at least two threads
-from deeplinear._backend import jnp
-from deeplinear.diagnostics import _layer_singular_values
+from deeplinear.core.backend import jnp
+from deeplinear.diagnostics.probes import _layer_singular_values
 plain = lambda w: jnp.linalg.svd(w, compute_uv=False)
 singular_values = plain if sys.argv[1] == "plain" else _layer_singular_values
 

@@ -11,12 +11,12 @@ import json
 import numpy as np
 import pytest
 
-from deeplinear import config as configs
-from deeplinear import runfile, sweep
+from deeplinear.experiment import config as configs
+from deeplinear.experiment import execution
 from deeplinear.explain import explain
-from deeplinear.floors import reachable_minimum
-from deeplinear.measured_problem import capacity
-from deeplinear.report import write_report
+from deeplinear.problems.measured import capacity
+from deeplinear.report.sweep_report import write_report
+from deeplinear.sweep import core as sweep
 from deeplinear.verdict import RECOVERY_KINDS
 
 SHAPE, RANK, P = (30, 20), 2, 0.6  # every run here has these shapes: one compile each
@@ -53,7 +53,7 @@ def execute(tmp_path, name: str, text: str):
     path.write_text(text)
     config = configs.load(path)
     out = tmp_path / name
-    result = runfile.execute(config, out)
+    result = execution.execute(config, out)
     return out, result
 
 
@@ -118,7 +118,7 @@ def test_noisy_completion_has_an_unknown_floor_and_no_false_convergence(tmp_path
         tmp_path, "noisy", run_file(DRAWN + "noise = 1e-3\n", "scaled-gd", 0.4, 500)
     )
     problem = result.setup.problem
-    floor = reachable_minimum(problem, result.setup.widths)
+    floor = problem.floor(result.setup.widths)
     assert not floor.known and floor.kinds == ("unknown",) and floor.value == 0.0
     assert floor.estimate == pytest.approx(problem.count * 1e-6)
     explain(out, budget_steps=3000, figures=False)
@@ -180,7 +180,7 @@ def test_a_sweep_of_a_measured_problem_has_a_recovery_verdict_per_seed(tmp_path)
     record = verdicts(out)
     assert record["recovery_target"] == pytest.approx(1e-3)  # √ the sweep's target
     assert len(record["verdicts"]) == 2  # 1 axis point × 2 seeds
-    from deeplinear.frames import load
+    from deeplinear.store.frames import load
 
     frame = load(out)
     for verdict in record["verdicts"]:
@@ -241,7 +241,7 @@ def drawn_in_a_browser(page_path, ids):
 @pytest.mark.parametrize("given", [1.0, 1.5, 0.0, -1e-3])
 def test_a_recovery_target_outside_zero_one_is_refused_in_one_line(given):
     from deeplinear.errors import UsageError
-    from deeplinear.explain import recovery_target_for
+    from deeplinear.explain.judging import recovery_target_for
 
     with pytest.raises(UsageError) as caught:
         recovery_target_for(1e-10, given)

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from deeplinear import cost, runner
-from deeplinear._backend import jax, jnp
+from deeplinear.core.backend import jax, jnp
 from deeplinear.errors import UsageError
-from deeplinear.measurement import Completion, Sensing
-from deeplinear.methods import METHODS, make_method
+from deeplinear.loop import runner
+from deeplinear.methods import METHODS, cost, make_method
 from deeplinear.methods import _measured as measured
+from deeplinear.objectives.measurement import Completion, Sensing
 
 
 def truth(rng, n1, n2, r, kappa=3.0):

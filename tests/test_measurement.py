@@ -11,11 +11,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from deeplinear import config, runfile
-from deeplinear._backend import jax, jnp
-from deeplinear.diagnostics import RecoveryProbe, effective_rank
+from deeplinear.core.backend import jax, jnp
+from deeplinear.diagnostics.probes import RecoveryProbe, effective_rank
 from deeplinear.errors import UsageError
-from deeplinear.measured_problem import (
+from deeplinear.experiment import config, execution
+from deeplinear.objectives.measurement import Completion, count, is_measured, sampling_scale
+from deeplinear.problems.measured import (
     capacity,
     completion_problem,
     npz_measured_problem,
@@ -23,7 +24,6 @@ from deeplinear.measured_problem import (
     sensing_problem,
     target_factors,
 )
-from deeplinear.measurement import Completion, count, is_measured, sampling_scale
 
 SETTINGS = settings(
     max_examples=30,
@@ -239,7 +239,7 @@ def _run_file(**problem):
 
 def test_spectral_estimate_is_the_top_svd_of_the_rescaled_observations():
     cfg = config.parse(_run_file())
-    setup = runfile.build(cfg)
+    setup = execution.build(cfg)
     problem = setup.problem
     obs = problem.measurements
     keep = obs.weights > 0
@@ -262,7 +262,7 @@ def test_end_to_end_scale_sets_the_product_norm():
         | {"init": {"kind": "gaussian", "scale": 0.1, "end_to_end": 1e-3}}
         | {"model": {"hidden": [10, 10]}}
     )
-    weights = runfile.build(cfg).weights
+    weights = execution.build(cfg).weights
     assert np.linalg.norm(weights[0] @ weights[1] @ weights[2]) == pytest.approx(1e-3, rel=1e-12)
 
 
@@ -312,7 +312,7 @@ def test_generated_bad_measured_run_files_are_refused(key, value):
         assert "\n" not in text and ("problem" in text or "init" in text), text
         return
     # accepted: then it must be a valid value that builds (e.g. rank 1, probability 1)
-    runfile.build(cfg)
+    execution.build(cfg)
 
 
 @pytest.mark.parametrize(

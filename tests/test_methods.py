@@ -5,13 +5,13 @@ import inspect
 import numpy as np
 import pytest
 
-from deeplinear import cost, runner
-from deeplinear._backend import jax, jnp
+from deeplinear.core.backend import jax, jnp
 from deeplinear.errors import UsageError
-from deeplinear.methods import METHODS, AbstractGD, AbstractMethod, make_method
+from deeplinear.loop import runner
+from deeplinear.methods import METHODS, AbstractGD, AbstractMethod, cost, make_method
 from deeplinear.methods._levenberg_marquardt import NielsenDamping
 from deeplinear.methods._peers import RESULT_NAMES, result_code
-from deeplinear.problem import NotebookDims, notebook_problem
+from deeplinear.problems.dense import NotebookDims, notebook_problem
 
 DIMS = NotebookDims(4, 3, 5, 30)
 
@@ -275,7 +275,7 @@ def test_methods_listing_prints_the_declarations(capsys):
 
 def test_notebook_figures_style_runs_by_what_the_classes_declare():
     """Figure 1 draws the first-order runs (not the notebook's LM); Adam's family dashed."""
-    from deeplinear import plots
+    from deeplinear.report import plots
 
     def series(name, label="X step=0.1"):
         return {"method": np.array([name]), "run": np.array([label])}

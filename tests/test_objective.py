@@ -4,8 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from deeplinear.objective import Objective
-from deeplinear.problem import NotebookDims, notebook_problem
+from deeplinear.objectives.objective import Objective
+from deeplinear.problems.dense import NotebookDims, notebook_problem
 
 
 def sample_loss(weights, X, Y):

@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from deeplinear.cost import loss_flops
 from deeplinear.errors import UsageError
 from deeplinear.methods import METHODS, make_method
-from deeplinear.results import read_table
+from deeplinear.methods.cost import loss_flops
+from deeplinear.store.results import read_table
 
 CLI = [sys.executable, "-m", "deeplinear.cli"]
 
@@ -27,7 +27,7 @@ import lineax
 import optax
 import optimistix as optx
 
-from deeplinear.cost import loss_flops
+from deeplinear.methods.cost import loss_flops
 from deeplinear.methods import AbstractMethod, number
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from deeplinear.errors import UsageError
-from deeplinear.problem import NotebookDims, Problem, notebook_problem
+from deeplinear.problems.dense import NotebookDims, Problem, notebook_problem
 
 
 def test_numpy_draws_are_the_notebooks(reference):

@@ -2,9 +2,10 @@
 
 import pytest
 
-from deeplinear import notebook, runner
+from deeplinear.loop import runner
 from deeplinear.methods import make_method
-from deeplinear.problem import notebook_problem
+from deeplinear.notebook2017 import notebook
+from deeplinear.problems.dense import notebook_problem
 
 
 @pytest.mark.parametrize("seed", range(5))

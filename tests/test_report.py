@@ -12,9 +12,11 @@ import tomllib
 import numpy as np
 import pytest
 
-from deeplinear import confidence, sweep, tuning
-from deeplinear.colours import PALETTE, method_colours
-from deeplinear.report import axis_order, write_report
+from deeplinear.report import confidence
+from deeplinear.report.colours import PALETTE, method_colours
+from deeplinear.report.sweep_report import axis_order, write_report
+from deeplinear.sweep import core as sweep
+from deeplinear.sweep import tuning
 from tiny_sweeps import spectral_sweep
 
 SWEEP = spectral_sweep(
@@ -151,9 +153,9 @@ def test_the_verdict_column_counts_a_run_that_rises_back_as_not_reached():
     must agree: a run that touches 1e-6 and rises back is judged, not called "reached"."""
     import pyarrow as pa
 
-    from deeplinear.report import _verdicts
-    from deeplinear.results import run_series
-    from deeplinear.tuning import run_summaries
+    from deeplinear.report.sweep_report import _verdicts
+    from deeplinear.store.results import run_series
+    from deeplinear.sweep.tuning import run_summaries
 
     stays = [1.0, 1e-3, 1e-7, 1e-8, 1e-9]
     rises = [1.0, 1e-3, 1e-7, 1e-2, 1e-1]  # touches the target at step 2, then leaves it

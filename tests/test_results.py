@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from deeplinear.results import (
+from deeplinear.store.results import (
     Curve,
     RunInfo,
     batch_table,
@@ -86,6 +86,6 @@ def test_reading_results_does_not_import_jax(tmp_path):
 
 
 def test_runner_re_exports_curve():
-    from deeplinear import runner
+    from deeplinear.loop import runner
 
     assert runner.Curve is Curve

@@ -7,9 +7,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from deeplinear import config, init, runfile
-from deeplinear.problem import singular_values, spectral_problem
-from deeplinear.reproduce import reproduce
+from deeplinear.experiment import config, execution
+from deeplinear.notebook2017.reproduce import reproduce
+from deeplinear.problems import initialization as init
+from deeplinear.problems.dense import singular_values, spectral_problem
 
 SHARED = [
     "run_id",
@@ -29,7 +30,7 @@ SHARED = [
 def test_reproduce_runs_the_seed_example_as_its_run_file():
     """``reproduce``'s loop batches are examples/seed.toml (less its Gauss-Newton checkpoints);
     with the 2017 rcond alone the modern LM batch is not run."""
-    from deeplinear import experiment
+    from deeplinear.notebook2017 import experiment
 
     example = tomllib.loads(Path("examples/seed.toml").read_text())
     assert experiment.run_file(0, "modern") == {**example, "checkpoints": 0}
@@ -40,7 +41,7 @@ def test_reproduce_runs_the_seed_example_as_its_run_file():
 
 def test_seed_example_equals_reproduce(tmp_path):
     c = config.load("examples/seed.toml")
-    result = runfile.execute(c, tmp_path / "run")
+    result = execution.execute(c, tmp_path / "run")
     expected = reproduce(0, write=False).table
     got = pq.read_table(tmp_path / "run" / "curves.parquet")
     for column in SHARED:
@@ -103,17 +104,17 @@ def test_jax_generator_is_reproducible():
     text = (
         Path("examples/seed.toml").read_text().replace('generator = "numpy"', 'generator = "jax"')
     )
-    a = runfile.build(config.parse(tomllib.loads(text), source=text))
-    b = runfile.build(config.parse(tomllib.loads(text), source=text))
+    a = execution.build(config.parse(tomllib.loads(text), source=text))
+    b = execution.build(config.parse(tomllib.loads(text), source=text))
     np.testing.assert_array_equal(a.problem.X, b.problem.X)
-    numpy_setup = runfile.build(config.load("examples/seed.toml"))
+    numpy_setup = execution.build(config.load("examples/seed.toml"))
     assert not np.allclose(a.problem.X, numpy_setup.problem.X)
 
 
 def test_labels_name_the_hyperparameters_that_differ_from_the_defaults():
     """Two variants of one method in a run file never share a legend label."""
+    from deeplinear.experiment.execution import run_info
     from deeplinear.methods import make_method
-    from deeplinear.runfile import run_info
 
     plain = run_info(make_method("scaled-gd"), 0, 10.0, {})
     projected = run_info(make_method("scaled-gd", projection=1.0), 0, 10.0, {"projection": 1.0})

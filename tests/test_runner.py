@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from deeplinear import runner
 from deeplinear.errors import UsageError
+from deeplinear.loop import runner
 from deeplinear.methods import make_method
-from deeplinear.problem import NotebookDims, notebook_problem
+from deeplinear.problems.dense import NotebookDims, notebook_problem
 
 DIMS = NotebookDims(4, 3, 5, 30)
 

@@ -14,11 +14,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import bench_scaledgd as bench
 import scaledgd_reference as ref
-from deeplinear import config as configs
-from deeplinear import runfile, runner
-from deeplinear._backend import jnp
-from deeplinear.diagnostics import product_singular_values
+from deeplinear.core.backend import jnp
+from deeplinear.diagnostics.probes import product_singular_values
 from deeplinear.errors import UsageError
+from deeplinear.experiment import config as configs
+from deeplinear.experiment import execution
+from deeplinear.loop import runner
 from deeplinear.methods import make_method
 from deeplinear.methods._structured import scaled_projection
 
@@ -56,7 +57,7 @@ N, RANK, P, PROJECTION, ETA = 120, 4, 0.15, 1.0, 0.5
 
 
 def _setup(hidden=(RANK,)):
-    return runfile.build(
+    return execution.build(
         configs.parse(
             {
                 "seed": 2,

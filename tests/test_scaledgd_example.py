@@ -15,9 +15,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import bench_scaledgd as bench
 import scaledgd_reference as ref
-from deeplinear import runfile, runner, sweep
+from deeplinear.experiment import execution
+from deeplinear.loop import runner
 from deeplinear.methods import make_method
-from deeplinear.report import write_report
+from deeplinear.report.sweep_report import write_report
+from deeplinear.sweep import core as sweep
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 N, R, P, TOL, SEED = 200, 5, 0.3, 1e-12, 0
@@ -82,7 +84,7 @@ def counts():
     setups, ports = {}, {}
     for kappa in (1, 20):
         config = sw.run_config(groups[(kappa, "scaled-gd")], SEED)
-        setups[kappa] = setup = runfile.build(config)
+        setups[kappa] = setup = execution.build(config)
         problem = bench.reference_problem(setup.problem, P)
         init = (np.array(setup.weights[0]), np.array(setup.weights[1]).T)
         eta = bench.paper_step(setup.problem, 0.5 / (2 * P), P)

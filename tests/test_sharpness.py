@@ -9,13 +9,15 @@ import numpy as np
 import pytest
 
 import deeplinear as dl
-from deeplinear import config as configs
-from deeplinear import curvature, runfile, runner
-from deeplinear._backend import jax
+from deeplinear.core.backend import jax
+from deeplinear.diagnostics import curvature
+from deeplinear.diagnostics.sharpness import SharpnessProbe
 from deeplinear.errors import UsageError
+from deeplinear.experiment import config as configs
+from deeplinear.experiment import execution
+from deeplinear.loop import runner
 from deeplinear.methods import make_method
-from deeplinear.problem import singular_values, spectral_problem
-from deeplinear.sharpness import SharpnessProbe
+from deeplinear.problems.dense import singular_values, spectral_problem
 
 measure = jax.jit(lambda probe, weights: probe.measure(weights))
 
@@ -100,7 +102,7 @@ def test_run_file_records_sharpness(tmp_path):
     path = tmp_path / "run.toml"
     path.write_text(RUN)
     config = configs.load(path)
-    result = runfile.execute(config, tmp_path / "out")
+    result = execution.execute(config, tmp_path / "out")
     setup = result.setup
     X = setup.problem.X
     np.testing.assert_allclose(X @ X.T, 6 * np.eye(6), atol=1e-12)  # whitened: X Xᵀ = n I
@@ -142,7 +144,7 @@ def test_edge_of_stability_headline():
     data["problem"] |= {"input": 10, "output": 10, "samples": 10}
     data["model"]["hidden"] = [10] * 7
     data["seed"] = 0
-    setup = runfile.build(configs.parse(data))
+    setup = execution.build(configs.parse(data))
     rate = 1.1e-4
     probe = SharpnessProbe.for_objective(setup.objective, setup.weights, 20)
     result = runner.run(

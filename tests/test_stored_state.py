@@ -25,11 +25,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from deeplinear import config, rundir, runfile, runner, sweep
 from deeplinear.errors import UsageError
+from deeplinear.experiment import config, execution
 from deeplinear.explain import explain
-from deeplinear.report import write_report
-from deeplinear.results import read_table
+from deeplinear.loop import runner
+from deeplinear.report.sweep_report import write_report
+from deeplinear.store import directories as rundir
+from deeplinear.store.results import read_table
+from deeplinear.sweep import core as sweep
 from result_rows import assert_same_rows
 
 FUZZ = os.environ.get("DEEPLINEAR_FUZZ") == "1"
@@ -121,7 +124,7 @@ def runs(tmp_path_factory):
     for name, seed in (("a", 0), ("b", 1)):
         path = root / f"{name}.toml"
         path.write_text(RUN.format(seed=seed))
-        runfile.execute(config.load(path), root / name)
+        execution.execute(config.load(path), root / name)
         out[name] = path
         out[f"{name}_outcome"] = outcome(root / name)
     out["root"] = root
@@ -198,7 +201,7 @@ def test_an_uninterrupted_force_replaces_the_whole_directory(runs):
     out = copy_of(runs["root"] / "a")
     (out / "verdicts.json").write_text("{}")  # explain's output of the old experiment
     with cut_at(10**9, fail) as calls:
-        runfile.execute(config.load(runs["b"]), out, force=True)
+        execution.execute(config.load(runs["b"]), out, force=True)
     assert not (out / "verdicts.json").exists() and not leftovers(out)
     assert a_or_b(out, runs) == "b"
     assert calls[0] >= 9  # every step below is a point the next test cuts at
@@ -206,7 +209,7 @@ def test_an_uninterrupted_force_replaces_the_whole_directory(runs):
     assert set(held["files"]) == set(RUN_FILES) - {"experiment.json"}
     assert (
         held["config_sha256"]
-        == runfile.experiment_identity(config.load(runs["b"]))["config_sha256"]
+        == execution.experiment_identity(config.load(runs["b"]))["config_sha256"]
     )
 
 
@@ -230,7 +233,7 @@ def test_an_exception_at_any_step_of_force_leaves_the_old_or_the_new(runs, excha
         batches.clear()
         try:
             with cut_at(point, fail):
-                runfile.execute(config.load(runs["b"]), out, force=True)
+                execution.execute(config.load(runs["b"]), out, force=True)
         except OSError as error:
             assert "injected" in str(error)
             cut.append(a_or_b(out, runs))
@@ -245,7 +248,9 @@ KILLER = """
 import os, signal, sys
 sys.path.insert(0, {tests!r})
 from test_stored_state import cut_at
-from deeplinear import cli, rundir, runner
+from deeplinear import cli
+from deeplinear.store import directories as rundir
+from deeplinear.loop import runner
 point, fallback = int(sys.argv[1]), sys.argv[2] == "fallback"
 if fallback:
     rundir._libc = lambda: None
@@ -293,7 +298,7 @@ def test_force_into_a_folder_not_written_by_deeplinear_keeps_its_files(runs, tmp
     out = tmp_path / "mine"
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
-    runfile.execute(config.load(runs["a"]), out, force=True)
+    execution.execute(config.load(runs["a"]), out, force=True)
     assert (out / "notes.txt").read_text() == "keep me"
     assert a_or_b(out, runs) == "a"
 
@@ -304,7 +309,7 @@ def test_an_interrupted_swap_between_two_renames_is_undone(runs, tmp_path):
                           capture_output=True, text=True)  # fmt: skip
     aside = out.with_name(f".{out.name}{rundir.STAGE}{dead.stdout.strip()}-0.old")
     os.rename(out, aside)  # as the fallback leaves it, killed between its renames
-    rundir.claim(out, runfile.experiment_identity(config.load(runs["a"])))
+    rundir.claim(out, execution.experiment_identity(config.load(runs["a"])))
     assert a_or_b(out, runs) == "a" and not leftovers(out)
 
 

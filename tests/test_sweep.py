@@ -18,10 +18,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deeplinear import sweep
 from deeplinear.errors import UsageError
-from deeplinear.report import _floors, write_report
-from deeplinear.runfile import build
+from deeplinear.experiment.execution import build
+from deeplinear.report.sweep_report import _floors, write_report
+from deeplinear.sweep import core as sweep
 from result_rows import assert_same_rows
 
 SWEEP = """
@@ -221,14 +221,14 @@ def test_groups_read_as_one_parquet_dataset(tmp_path):
 
 def test_batched_group_equals_one_run_per_seed():
     """Seeds × learning rates in one vmapped program give what separate runs give."""
-    from deeplinear import runfile
-    from deeplinear.results import run_series
+    from deeplinear.experiment import execution
+    from deeplinear.store.results import run_series
 
     s = plan()
     group = s.groups[0]  # gd, three learning rates, two seeds
     batched = run_series(sweep.run_group(s, group))
     for seed in group.seeds:
-        single = run_series(runfile.execute(s.run_config(group, seed)).table)
+        single = run_series(execution.execute(s.run_config(group, seed)).table)
         for run_id, data in single.items():
             ours = batched[f"{group.label}/{run_id}"]
             np.testing.assert_allclose(ours["loss"], data["loss"], rtol=1e-12)
@@ -325,7 +325,7 @@ def test_group_ids_of_the_examples_stay_as_they_were(path, index, expected, exte
 
 
 def test_group_files_hold_every_declared_column():
-    from deeplinear.diagnostics import Probe
+    from deeplinear.diagnostics.probes import Probe
     from deeplinear.methods import METHODS
 
     columns = sweep.group_columns()
@@ -369,7 +369,7 @@ def known(grid, extra=""):
 
 
 def extension(directory):
-    from deeplinear import tuning
+    from deeplinear.sweep import tuning
 
     table, metadata = sweep.read_groups(directory)
     (best,) = tuning.best_settings(table, 1e-30, "final_loss", tuning.grid_extensions(metadata))

@@ -5,9 +5,10 @@ import tomllib
 import numpy as np
 import pytest
 
-from deeplinear import config, runfile, theory
-from deeplinear.explain import theory_comparison
-from deeplinear.results import run_series
+from deeplinear.diagnostics import theory
+from deeplinear.experiment import config, execution
+from deeplinear.explain.run_directory import theory_comparison
+from deeplinear.store.results import run_series
 
 POPULATION_DEPTH2 = """
 seed = 3
@@ -63,7 +64,7 @@ WHITENED_DEPTH4 = WHITENED_DEPTH3.replace("hidden = [5, 5]", "hidden = [5, 6, 5]
 )
 def test_gd_follows_the_exact_decoupled_recursion(text):
     c = config.parse(tomllib.loads(text), source=text)
-    result = runfile.execute(c)
+    result = execution.execute(c)
     series = run_series(result.table)
     comparison = theory_comparison(c, result.setup, series)
     assert comparison["applies"]
@@ -79,7 +80,7 @@ def test_gd_follows_the_exact_decoupled_recursion(text):
 
 def test_theory_refuses_where_it_does_not_apply():
     c = config.load("examples/seed.toml")
-    setup = runfile.build(c)
+    setup = execution.build(c)
     comparison = theory_comparison(c, setup, {})
     assert not comparison["applies"]
     assert "not spectral" in comparison["note"] and "not whitened" in comparison["note"]

@@ -13,13 +13,15 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from deeplinear import cli, config, runfile, sweep
-from deeplinear._backend import jax, jnp
-from deeplinear.cost import loss_flops, parameters
+from deeplinear import cli
+from deeplinear.core.backend import jax, jnp
+from deeplinear.experiment import config, execution
 from deeplinear.explain import explain
 from deeplinear.methods import METHODS, AbstractMethod, number, register
-from deeplinear.report import write_report
-from deeplinear.results import run_series
+from deeplinear.methods.cost import loss_flops, parameters
+from deeplinear.report.sweep_report import write_report
+from deeplinear.store.results import run_series
+from deeplinear.sweep import core as sweep
 
 STEPS = 30
 RATE = 1e-3
@@ -137,7 +139,7 @@ def numpy_sign_gd(X, Y, weights, rate, steps):
 
 def test_toy_method_runs_through_run_explain_and_the_listing(toy, tmp_path, capsys):
     c = config.parse(tomllib.loads(RUN), source=RUN)
-    result = runfile.execute(c, tmp_path / "run")
+    result = execution.execute(c, tmp_path / "run")
     series = run_series(result.table)
     (toy_id,) = [r for r, data in series.items() if data["method"][0] == toy.name]
     data = series[toy_id]

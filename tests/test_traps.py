@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deeplinear import config as configs
-from deeplinear import notebook, runfile
+from deeplinear.experiment import config as configs
+from deeplinear.experiment import execution
 from deeplinear.explain import explain
-from deeplinear.problem import notebook_problem
+from deeplinear.notebook2017 import notebook
+from deeplinear.problems.dense import notebook_problem
 from deeplinear.verdict import KINDS
 
 PLATEAU_PROBLEM = """
@@ -33,10 +34,10 @@ def run_and_explain(tmp_path, text: str, **options):
     path = tmp_path / "run.toml"
     path.write_text(text)
     config = configs.load(path)
-    runfile.execute(config, tmp_path / "out")
+    execution.execute(config, tmp_path / "out")
     result = explain(tmp_path / "out", figures=False, **options)
     payload = json.loads((tmp_path / "out" / "verdicts.json").read_text())
-    return runfile.build(config), payload["verdicts"], result
+    return execution.build(config), payload["verdicts"], result
 
 
 def layer_gradients(weights, residual_map):
@@ -224,11 +225,10 @@ def test_label_noise_is_a_floor_and_never_converged_early(tmp_path, noise, sampl
     residual = float(np.linalg.lstsq(X.T, Y.T, rcond=None)[1].sum())
     assert verdict["floor"]["value"] == pytest.approx(residual, rel=1e-10)
     assert verdict["floor"]["kinds"] == ["noise"]
-    from deeplinear.floors import reachable_minimum
-    from deeplinear.results import read_table, run_series
+    from deeplinear.store.results import read_table, run_series
     from deeplinear.verdict import classify
 
-    floor = reachable_minimum(setup.problem, setup.widths, setup.objective)
+    floor = setup.problem.floor(setup.widths, setup.objective)
     data = next(iter(run_series(read_table(tmp_path / "out" / "curves.parquet")[0]).values()))
     initial_excess = data["loss"][0] - residual
     for end in np.linspace(5, len(data["step"]), 40).astype(int):
@@ -266,7 +266,7 @@ def test_a_spiking_adam_gets_no_measured_eta_narrower_than_its_spread(tmp_path, 
 
 
 def test_explain_reports_progress_while_it_continues(tmp_path, monkeypatch):
-    import deeplinear.explain as explaining
+    import deeplinear.explain.run_directory as explaining
 
     monkeypatch.setattr(explaining, "PROGRESS_SECONDS", 0.0)
     text = (
@@ -277,7 +277,7 @@ def test_explain_reports_progress_while_it_continues(tmp_path, monkeypatch):
     )
     path = tmp_path / "run.toml"
     path.write_text(text)
-    runfile.execute(configs.load(path), tmp_path / "out")
+    execution.execute(configs.load(path), tmp_path / "out")
     lines = []
     explain(tmp_path / "out", figures=False, progress=lines.append)
     assert lines and lines[-1].startswith("explain: continuing seed0/gd/0.001 — step ")

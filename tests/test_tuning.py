@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deeplinear import tuning
+from deeplinear.sweep import tuning
 
 STEPS = np.arange(0, 110, 10)  # rows at steps 0, 10, …, 100
 

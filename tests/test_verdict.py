@@ -6,11 +6,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from deeplinear import runner
-from deeplinear.explain import Continuation
-from deeplinear.floors import Floor, reachable_minimum
+from deeplinear.diagnostics.floors import Floor, reachable_minimum
+from deeplinear.explain.run_directory import Continuation
+from deeplinear.loop import runner
 from deeplinear.methods import make_method
-from deeplinear.problem import notebook_problem
+from deeplinear.problems.dense import notebook_problem
 from deeplinear.verdict import Evidence, Finding, Question, Setting, classify, classify_run, judge
 
 STEPS = np.arange(0, 3001)

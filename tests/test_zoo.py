@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from deeplinear import runner
-from deeplinear._backend import jax, jnp
+from deeplinear.core.backend import jax, jnp
+from deeplinear.core.model import end_to_end
 from deeplinear.errors import UsageError
+from deeplinear.loop import runner
 from deeplinear.methods import METHODS, make_method
 from deeplinear.methods._levenberg_marquardt import cg_solve, rebalance, schur_solve
-from deeplinear.model import end_to_end
-from deeplinear.objective import Objective
-from deeplinear.problem import NotebookDims, notebook_problem
+from deeplinear.objectives.objective import Objective
+from deeplinear.problems.dense import NotebookDims, notebook_problem
 
 SMALL = NotebookDims(4, 3, 5, 30)
 

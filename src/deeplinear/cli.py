@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from .errors import UsageError
+from deeplinear.errors import UsageError
 
 EXIT_USAGE = 2
 EXIT_STOPPED = 1  # a sweep group stalled (--stall-seconds) or its worker died
@@ -191,7 +191,7 @@ def _cache_argument(command) -> None:
 def _use_cache(args, say) -> None:
     """The compilation cache unless --no-cache; through the environment, so that a sweep's
     worker processes follow the same choice."""
-    from ._backend import CACHE_ENV, enable_compilation_cache
+    from deeplinear.core.backend import CACHE_ENV, enable_compilation_cache
 
     if getattr(args, "no_cache", False):
         os.environ[CACHE_ENV] = "off"
@@ -242,9 +242,9 @@ def _limit_arguments(command) -> None:
 
 
 def _apply_limits(args) -> None:
-    """--max-memory and --max-hours, through the environment ``budget.Limits`` reads (so that a
+    """--max-memory and --max-hours, through the environment ``limits.Limits`` reads (so that a
     sweep's Ray workers see them too)."""
-    from .budget import MEMORY_ENV, TIME_ENV
+    from deeplinear.core.limits import MEMORY_ENV, TIME_ENV
 
     if getattr(args, "max_memory", None) is not None:
         os.environ[MEMORY_ENV] = repr(args.max_memory)
@@ -346,11 +346,12 @@ def _ray_installed() -> bool:
 
 
 def _run(args) -> int:
-    from .budget import Limits, check, estimate_run
-    from .config import load
-    from .progress import Progress
-    from .rundir import claim
-    from .runfile import execute, experiment_identity
+    from deeplinear.core.limits import Limits, check
+    from deeplinear.core.progress import Progress
+    from deeplinear.experiment.budget import estimate_run
+    from deeplinear.experiment.config import load
+    from deeplinear.experiment.execution import execute, experiment_identity
+    from deeplinear.store.directories import claim
 
     _apply_limits(args)
     config = load(args.config)
@@ -372,7 +373,7 @@ def _run(args) -> int:
             command=["deeplinear", *sys.argv[1:]],
         )
         progress.say("writing the summary")
-        from .summary import run_table
+        from deeplinear.notebook2017.summary import run_table
 
         lines = run_table(result.table)
     problem = result.setup.problem
@@ -394,9 +395,10 @@ def _explain_budget(directory: Path, steps: int) -> None:
 
     import pyarrow.parquet as pq
 
-    from .budget import Limits, check, estimate_run
-    from .config import load
-    from .results import METADATA_KEY
+    from deeplinear.core.limits import Limits, check
+    from deeplinear.experiment.budget import estimate_run
+    from deeplinear.experiment.config import load
+    from deeplinear.store.results import METADATA_KEY
 
     if steps == 0 or not (directory / "config.toml").is_file():
         return
@@ -422,8 +424,8 @@ def _explain_budget(directory: Path, steps: int) -> None:
 
 
 def _explain(args) -> int:
-    from .explain import explain
-    from .progress import Progress
+    from deeplinear.core.progress import Progress
+    from deeplinear.explain import explain
 
     _apply_limits(args)
     directory = _writable_directory(args.directory, "explain", "verdicts.json and figures")
@@ -446,7 +448,7 @@ def _explain(args) -> int:
 
 
 def _methods(args) -> int:
-    from .methods import METHODS, declarations
+    from deeplinear.methods import METHODS, declarations
 
     pad = " " * 11
     for name, cls in METHODS.items():
@@ -464,8 +466,9 @@ def _methods(args) -> int:
 
 
 def _sweep(args) -> int:
-    from . import rundir, sweep
-    from .budget import Limits, check
+    from deeplinear.core.limits import Limits, check
+    from deeplinear.store import directories
+    from deeplinear.sweep import core as sweep
 
     _apply_limits(args)
     plan = sweep.load(args.sweep_file)  # and the memory of its largest group
@@ -480,8 +483,8 @@ def _sweep(args) -> int:
         sweep.check_ray_address(args.ray)  # before anything is started or written
     out = Path(args.out or Path("runs") / Path(args.sweep_file).stem)
     _writable_parts(out, ["groups"], ["manifest.json", "sweep.toml"])
-    rundir.claim(out, {"experiment": "sweep", "sweep_sha256": plan.digest}, args.force)
-    from .progress import Progress
+    directories.claim(out, {"experiment": "sweep", "sweep_sha256": plan.digest}, args.force)
+    from deeplinear.core.progress import Progress
 
     with Progress() as progress:
         progress.say(f"estimated {cost.describe()} (the largest group's memory)")
@@ -505,7 +508,7 @@ class _SweepCounter:
     finished before it (a resume), and an ETA from this invocation's pace."""
 
     def __init__(self, plan, out: Path, progress):
-        from .sweep import group_file, verify_group
+        from deeplinear.sweep.core import group_file, verify_group
 
         self.progress, self.start = progress, time.monotonic()
         self.size = {g.id: len(g.seeds) * len(g.method.learning_rates) for g in plan.groups}
@@ -534,7 +537,7 @@ class _SweepCounter:
 
 
 def _report(args) -> int:
-    from .report import write_report
+    from deeplinear.report.sweep_report import write_report
 
     _writable_directory(
         args.directory, "report", "report.html, summary.csv, summary.json and its figures"
@@ -546,16 +549,16 @@ def _report(args) -> int:
 
 
 def _reproduce(args) -> int:
-    from . import rundir
-    from .experiment import default_out, experiment_identity
+    from deeplinear.notebook2017.experiment import default_out, experiment_identity
+    from deeplinear.store import directories
 
     out = args.out or str(default_out(args.seed))
     # Claim the directory before the heavy imports: a bad --out fails fast.
-    rundir.claim(out, experiment_identity(args.seed, args.rcond), args.force)
+    directories.claim(out, experiment_identity(args.seed, args.rcond), args.force)
 
-    from .progress import Progress
-    from .reproduce import reproduce
-    from .summary import summary_lines
+    from deeplinear.core.progress import Progress
+    from deeplinear.notebook2017.reproduce import reproduce
+    from deeplinear.notebook2017.summary import summary_lines
 
     with Progress() as progress:
         _use_cache(args, progress.say)
@@ -705,7 +708,7 @@ def _command(argv: list[str] | None) -> int:
         print(_interrupted_line(signum), file=sys.stderr, flush=True)
         return 128 + signum
     except RuntimeError as error:
-        from ._watchdog import STOPPED
+        from deeplinear.sweep.watchdog import STOPPED
 
         if not isinstance(error, STOPPED):
             raise

@@ -12,46 +12,47 @@ import difflib
 
 import pyarrow as pa
 
-from ..errors import UsageError
-from ._base import AbstractMethod as AbstractMethod
-from ._base import Hyper as Hyper
-from ._base import choice as choice
-from ._base import declarations as declarations
-from ._base import flag as flag
-from ._base import integer as integer
-from ._base import number as number
-from ._baselines import NuclearNorm as NuclearNorm
-from ._baselines import SoftImpute as SoftImpute
-from ._levenberg_marquardt import GaussNewtonCG as GaussNewtonCG
-from ._levenberg_marquardt import LevenbergMarquardt as LevenbergMarquardt
-from ._optax import GD as GD
-from ._optax import LBFGS as LBFGS
-from ._optax import AbstractAdam as AbstractAdam
-from ._optax import AbstractGD as AbstractGD
-from ._optax import AbstractMomentum as AbstractMomentum
-from ._optax import AbstractOptaxMethod as AbstractOptaxMethod
-from ._optax import Adagrad as Adagrad
-from ._optax import Adam as Adam
-from ._optax import AdamW as AdamW
-from ._optax import Momentum as Momentum
-from ._optax import Muon as Muon
-from ._optax import Nesterov as Nesterov
-from ._optax import RMSProp as RMSProp
-from ._peers import OptimistixDogleg as OptimistixDogleg
-from ._peers import OptimistixGN as OptimistixGN
-from ._peers import OptimistixLM as OptimistixLM
-from ._plugins import PLUGIN_GROUP as PLUGIN_GROUP
-from ._plugins import Registry as Registry
-from ._scipy import ScipyLM as ScipyLM
-from ._scipy import ScipyTRF as ScipyTRF
-from ._seed_lm import SeedLM as SeedLM
-from ._seed_lm import min_norm_gauss_newton_step as min_norm_gauss_newton_step
-from ._structured import ALS as ALS
-from ._structured import NaturalGradient as NaturalGradient
-from ._structured import PrecGD as PrecGD
-from ._structured import ScaledGD as ScaledGD
-from ._tf1 import TF1GD as TF1GD
-from ._tf1 import TF1Adam as TF1Adam
+from deeplinear.errors import UsageError
+from deeplinear.methods._base import AbstractMethod as AbstractMethod
+from deeplinear.methods._base import Hyper as Hyper
+from deeplinear.methods._base import changed_hyperparameters as changed_hyperparameters
+from deeplinear.methods._base import choice as choice
+from deeplinear.methods._base import declarations as declarations
+from deeplinear.methods._base import flag as flag
+from deeplinear.methods._base import integer as integer
+from deeplinear.methods._base import number as number
+from deeplinear.methods._baselines import NuclearNorm as NuclearNorm
+from deeplinear.methods._baselines import SoftImpute as SoftImpute
+from deeplinear.methods._levenberg_marquardt import GaussNewtonCG as GaussNewtonCG
+from deeplinear.methods._levenberg_marquardt import LevenbergMarquardt as LevenbergMarquardt
+from deeplinear.methods._optax import GD as GD
+from deeplinear.methods._optax import LBFGS as LBFGS
+from deeplinear.methods._optax import AbstractAdam as AbstractAdam
+from deeplinear.methods._optax import AbstractGD as AbstractGD
+from deeplinear.methods._optax import AbstractMomentum as AbstractMomentum
+from deeplinear.methods._optax import AbstractOptaxMethod as AbstractOptaxMethod
+from deeplinear.methods._optax import Adagrad as Adagrad
+from deeplinear.methods._optax import Adam as Adam
+from deeplinear.methods._optax import AdamW as AdamW
+from deeplinear.methods._optax import Momentum as Momentum
+from deeplinear.methods._optax import Muon as Muon
+from deeplinear.methods._optax import Nesterov as Nesterov
+from deeplinear.methods._optax import RMSProp as RMSProp
+from deeplinear.methods._peers import OptimistixDogleg as OptimistixDogleg
+from deeplinear.methods._peers import OptimistixGN as OptimistixGN
+from deeplinear.methods._peers import OptimistixLM as OptimistixLM
+from deeplinear.methods._plugins import PLUGIN_GROUP as PLUGIN_GROUP
+from deeplinear.methods._plugins import Registry as Registry
+from deeplinear.methods._scipy import ScipyLM as ScipyLM
+from deeplinear.methods._scipy import ScipyTRF as ScipyTRF
+from deeplinear.methods._seed_lm import SeedLM as SeedLM
+from deeplinear.methods._seed_lm import min_norm_gauss_newton_step as min_norm_gauss_newton_step
+from deeplinear.methods._structured import ALS as ALS
+from deeplinear.methods._structured import NaturalGradient as NaturalGradient
+from deeplinear.methods._structured import PrecGD as PrecGD
+from deeplinear.methods._structured import ScaledGD as ScaledGD
+from deeplinear.methods._tf1 import TF1GD as TF1GD
+from deeplinear.methods._tf1 import TF1Adam as TF1Adam
 
 _ALL = (
     GD,

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from ..errors import UsageError
+from deeplinear.errors import UsageError
 
 PyTree = Any
 
@@ -221,3 +221,12 @@ def check_hyperparameters(method) -> None:
     """Check every field of ``method`` against its declaration (one-line UsageError)."""
     for name, (_, spec) in declarations(type(method)).items():
         spec.check(method.name, name, getattr(method, name))
+
+
+def changed_hyperparameters(method) -> dict:
+    """The hyperparameters that differ from their defaults (they name the run in its id)."""
+    return {
+        field: getattr(method, field)
+        for field, (default, _) in declarations(type(method)).items()
+        if getattr(method, field) != default
+    }

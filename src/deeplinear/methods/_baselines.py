@@ -37,11 +37,13 @@ from typing import ClassVar
 import numpy as np
 import pyarrow as pa
 
-from .._backend import jax, jnp, one_blas_thread
-from ..cost import EIGH, SVD, Measurements, loss_flops
-from ..errors import UsageError
-from ..model import gradient_norm
-from ._base import AbstractMethod, choice, integer, number
+from deeplinear.core.backend import jax, jnp, one_blas_thread
+from deeplinear.core.model import gradient_norm
+from deeplinear.errors import UsageError
+from deeplinear.methods._base import AbstractMethod, choice, integer, number
+from deeplinear.methods.cost import EIGH, SVD, Measurements, loss_flops
+from deeplinear.objectives.measurement import Completion, Sensing, is_measured
+from deeplinear.store.results import Curve
 
 # cvxpy's statuses as the ``solver_status`` column records them (NaN on row 0)
 SOLVER_STATUS = {
@@ -100,7 +102,6 @@ class NuclearNorm(AbstractBaseline):
     rank_tolerance: float = number(1e-6, 0.0, 1.0, low_open=True)
 
     def supports(self, objective, shapes=None):
-        from ..measurement import Sensing, is_measured
 
         if not is_measured(objective):
             return "it needs a completion or sensing problem (problem.kind)"
@@ -215,7 +216,6 @@ class SoftImpute(AbstractBaseline):
     tolerance: float = number(1e-10, 0.0, 1.0, low_open=True)
 
     def supports(self, objective, shapes=None):
-        from ..measurement import Completion
 
         if not isinstance(objective, Completion):
             return "soft-impute needs a completion problem (problem.kind = 'completion')"
@@ -326,7 +326,6 @@ def _number(value) -> float:
 
 def _affine(objective, X, cp):
     """(𝒜(X) as a cvxpy expression, y, w) over the real measurements (padding dropped)."""
-    from ..measurement import Completion
 
     keep = np.asarray(objective.weights) > 0
     values = np.asarray(objective.values, dtype=np.float64)[keep]
@@ -414,7 +413,6 @@ class _Rows:
         self.rows.append((step, metrics, seconds, extras))
 
     def curve(self):
-        from ..runner import Curve
 
         steps = np.array([r[0] for r in self.rows])
         metrics = np.array([r[1] for r in self.rows], dtype=np.float64)

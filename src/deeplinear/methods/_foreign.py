@@ -37,10 +37,14 @@ from typing import Any, ClassVar
 
 import optax
 
-from ..errors import UsageError
-from ._base import AbstractMethod, Hyper, choice, declarations
-from ._optax import AbstractOptaxMethod
-from ._peers import AbstractOptimistixMethod
+from deeplinear.core.backend import jax, jnp
+from deeplinear.errors import UsageError
+from deeplinear.methods._base import AbstractMethod, Hyper, choice, declarations
+from deeplinear.methods._optax import AbstractOptaxMethod
+from deeplinear.methods._peers import AbstractOptimistixMethod
+from deeplinear.methods.cost import Measurements, loss_flops
+from deeplinear.objectives.measurement import Completion, Sensing
+from deeplinear.objectives.objective import Objective
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +84,6 @@ class AbstractForeignOptax(AbstractOptaxMethod):
     def transformation(self, learning_rate) -> optax.GradientTransformation: ...
 
     def flops(self, shapes, k) -> tuple[float, float]:
-        from ..cost import loss_flops
 
         shapes = tuple(tuple(int(n) for n in s) for s in shapes)
         return 3 * loss_flops(shapes, k) + measured_update_flops(self, shapes, k), 0.0
@@ -126,10 +129,6 @@ def measured_update_flops(method, shapes: tuple, k) -> float:
     """XLA's FLOP count of one ``method.step`` for layer ``shapes`` (a tuple of pairs) and
     ``k`` rows of the reduced residual (None: population), compiled once per method and shapes
     on abstract arguments (nothing is run)."""
-    from .._backend import jax, jnp
-    from ..cost import Measurements
-    from ..measurement import Completion, Sensing
-    from ..objective import Objective
 
     spec = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float64)
     d_out, d_in = shapes[0][0], shapes[-1][1]

@@ -42,12 +42,21 @@ from typing import ClassVar, NamedTuple
 
 import pyarrow as pa
 
-from .. import _linalg as linalg
-from .._backend import jax, jnp
-from ..cost import EIGH, QR, SVD, Measurements, loss_flops, parameters, residual_rows
-from ..model import partial_products
-from . import _measured as measured
-from ._base import AbstractMethod, flag, integer, number
+from deeplinear.core import linalg
+from deeplinear.core.backend import jax, jnp
+from deeplinear.core.model import partial_products, tree_add
+from deeplinear.methods import _measured as measured
+from deeplinear.methods._base import AbstractMethod, flag, integer, number
+from deeplinear.methods._gauge import gauge_flops, remove_gauge
+from deeplinear.methods.cost import (
+    EIGH,
+    QR,
+    SVD,
+    Measurements,
+    loss_flops,
+    parameters,
+    residual_rows,
+)
 
 
 class LMState(NamedTuple):
@@ -57,10 +66,6 @@ class LMState(NamedTuple):
     rejected: jax.Array  # steps rejected so far (including failed solves)
     failed: jax.Array  # linear solves that failed so far
     cg_steps: jax.Array  # CG iterations so far
-
-
-def _tree_add(a, b, scale=1.0):
-    return jax.tree_util.tree_map(lambda x, y: x + scale * y, a, b)
 
 
 def jacobian_product(weights, objective, delta):
@@ -113,49 +118,6 @@ def schur_solve(weights, objective, lam):
     delta1 = -linalg.solve(M, (G1 + W1 @ objective.apply_factor(delta2) @ Z.T).T).T
     # the exact solution has no gauge component; remove the round-off amplified there by 1/λ
     return remove_gauge(weights, (delta1, delta2)), jnp.asarray(True), jnp.asarray(0)
-
-
-def _gauge_map(weights, G):
-    """The gauge direction T(G): δW_j += W_j G_j, δW_{j+1} −= G_j W_{j+1} at each junction j."""
-    delta = [jnp.zeros_like(w) for w in weights]
-    for j, g in enumerate(G):
-        delta[j] = delta[j] + weights[j] @ g
-        delta[j + 1] = delta[j + 1] - g @ weights[j + 1]
-    return tuple(delta)
-
-
-def _gauge_adjoint(weights, delta):
-    """Tᵀ δ: W_jᵀ δ_j − δ_{j+1} W_{j+1}ᵀ at each junction."""
-    return tuple(
-        weights[j].T @ delta[j] - delta[j + 1] @ weights[j + 1].T for j in range(len(weights) - 1)
-    )
-
-
-def remove_gauge(weights, delta):
-    """δ minus its orthogonal projection on the gauge directions {T(G)}.
-
-    Solves TᵀT G = Tᵀδ: for depth 2 the Sylvester equation W1ᵀW1 G + G W2W2ᵀ = Tᵀδ in the
-    eigenbases of the two Grams; deeper, by CG (lineax) on the block-tridiagonal TᵀT.
-    """
-    import lineax as lx  # imported when used: it costs a fifth of a second at start-up
-
-    rhs = _gauge_adjoint(weights, delta)
-    if len(weights) == 2:
-        W1, W2 = weights
-        a, P = linalg.eigh(W1.T @ W1)
-        b, Q = linalg.eigh(W2 @ W2.T)
-        G = (P @ ((P.T @ rhs[0] @ Q) / (a[:, None] + b[None, :])) @ Q.T,)
-    else:
-        structure = jax.eval_shape(lambda: rhs)
-        normal = lx.FunctionLinearOperator(
-            lambda g: _gauge_adjoint(weights, _gauge_map(weights, g)),
-            structure,
-            lx.positive_semidefinite_tag,
-        )
-        G = lx.linear_solve(
-            normal, rhs, lx.CG(rtol=1e-12, atol=0.0, max_steps=200), throw=False
-        ).value
-    return _tree_add(delta, _gauge_map(weights, G), -1.0)
 
 
 def _mode_preconditioner(weights, objective, lam):
@@ -363,7 +325,7 @@ class AbstractDampedGaussNewton(AbstractMethod):
         # the SVDs of the preconditioner once per step and two products through J per CG step
         F, widths = loss_flops(shapes, k), [shapes[0][0], *(b for _, b in shapes)]
         hidden = widths[1:-1]
-        per_step = 3 * F + 3 * F + _gauge_flops(shapes) + _rebalance_flops(shapes)
+        per_step = 3 * F + 3 * F + gauge_flops(shapes) + _rebalance_flops(shapes)
         if isinstance(k, Measurements):  # the block preconditioner (``_measured``)
             setup, per_cg = measured.flops_setup(shapes, k.count, not k.dense)
             return per_step + setup, 4 * F + per_cg
@@ -383,7 +345,7 @@ class AbstractDampedGaussNewton(AbstractMethod):
         r = objective.residual(weights)
         Jd = jacobian_product(weights, objective, delta)
         predicted = -(2 * jnp.vdot(r, Jd) + jnp.vdot(Jd, Jd))
-        return Trial(_tree_add(weights, delta, learning_rate), predicted, solved, cg_steps)
+        return Trial(tree_add(weights, delta, learning_rate), predicted, solved, cg_steps)
 
     def step(self, weights, state, objective, loss, grads):
         trial = self.descend(weights, objective, state.damping, state.learning_rate)
@@ -420,14 +382,6 @@ class AbstractDampedGaussNewton(AbstractMethod):
         }
 
 
-def _gauge_flops(shapes) -> float:
-    """Removing the gauge component: two eigendecompositions and products per junction."""
-    hidden = [b for _, b in shapes[:-1]]
-    return sum(
-        EIGH(h) * 2 + 4 * h * h * (a + b) for h, (a, _), (_, b) in zip(hidden, shapes, shapes[1:])
-    )
-
-
 def _rebalance_flops(shapes) -> float:
     """``rebalance``: QRs of the outer layers, the SVD of the core and the products."""
     hidden = [b for _, b in shapes[:-1]]
@@ -460,7 +414,7 @@ class LevenbergMarquardt(AbstractDampedGaussNewton):
         schur = SVD(kk, h) + 4 * h * kk * kk + EIGH(h) + 8 * out * h * kk
         if k is not None:
             schur += SVD(kk, into) + 4 * into**2 * h
-        per_step = 3 * F + 3 * F + schur + _gauge_flops(shapes) + _rebalance_flops(shapes)
+        per_step = 3 * F + 3 * F + schur + gauge_flops(shapes) + _rebalance_flops(shapes)
         return per_step, 0.0
 
     def memory_values(self, shapes, k):

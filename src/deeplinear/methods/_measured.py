@@ -32,9 +32,12 @@ measurements, so every solve goes through the measurements themselves.
 
 from __future__ import annotations
 
-from .. import _linalg as linalg
-from .._backend import jax, jnp
-from ..model import partial_products
+from deeplinear.core import linalg
+from deeplinear.core.backend import jax, jnp
+from deeplinear.core.model import partial_products
+from deeplinear.methods._gauge import remove_gauge
+from deeplinear.objectives import measurement
+from deeplinear.objectives.measurement import Completion
 
 RIDGE = 1e-12  # relative to the mean eigenvalue tr(G)/d of each normal matrix
 CHUNK_VALUES = 1 << 22  # the most float64 values one chunk of outer products holds (32 MiB)
@@ -42,22 +45,16 @@ MAX_DENSE_LAYER = 4096  # a·b: the largest layer solved in vec form ((a·b)² n
 
 
 def is_measured(objective) -> bool:
-    from ..measurement import is_measured
-
-    return is_measured(objective)
+    return measurement.is_measured(objective)
 
 
 def is_completion(objective) -> bool:
-    from ..measurement import Completion
-
     return isinstance(objective, Completion)
 
 
 def sampling_scale(objective, weights):
     """s = E‖𝒜(E)‖²/‖E‖² (the sampling rate p for completion), traced."""
-    from ..measurement import sampling_scale
-
-    return sampling_scale(objective, (weights[0].shape[0], weights[-1].shape[1]))
+    return measurement.sampling_scale(objective, (weights[0].shape[0], weights[-1].shape[1]))
 
 
 def dense_layer_reason(objective, shapes) -> str | None:
@@ -378,7 +375,6 @@ def block_preconditioner(weights, objective, lam):
 def cg_solve(weights, objective, lam, rtol: float, max_steps: int, precondition: bool = True):
     """(JᵀJ + λI) δ = −Jᵀr on a measured objective by preconditioned CG, matrix-free:
     (δ with its gauge component removed, converged, CG steps)."""
-    from ._levenberg_marquardt import remove_gauge
 
     weights = tuple(weights)
     r, push = jax.linearize(objective.residual, weights)

@@ -12,9 +12,9 @@ from typing import ClassVar
 
 import optax
 
-from ..cost import loss_flops, parameters
-from ..errors import UsageError
-from ._base import AbstractMethod, choice, integer, number
+from deeplinear.errors import UsageError
+from deeplinear.methods._base import AbstractMethod, choice, integer, number
+from deeplinear.methods.cost import loss_flops, parameters
 
 SCHEDULES = ("constant", "cosine", "exponential")
 

@@ -20,9 +20,9 @@ from typing import ClassVar
 
 import pyarrow as pa
 
-from .._backend import jax, jnp
-from ..cost import SVD, loss_flops, parameters, residual_rows
-from ._base import AbstractMethod, choice
+from deeplinear.core.backend import jax, jnp
+from deeplinear.methods._base import AbstractMethod, choice
+from deeplinear.methods.cost import SVD, loss_flops, parameters, residual_rows
 
 LINEAR_SOLVERS = ("svd", "qr", "auto")
 # the members of ``optimistix.RESULTS`` in its order: the recorded code is the position here

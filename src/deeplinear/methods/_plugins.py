@@ -19,9 +19,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from importlib.metadata import EntryPoint, entry_points
 
-from ..errors import UsageError
-from ._base import AbstractMethod
-from ._foreign import method_class
+from deeplinear.errors import UsageError
+from deeplinear.methods._base import AbstractMethod
+from deeplinear.methods._foreign import method_class
 
 PLUGIN_GROUP = "deeplinear.methods"
 

@@ -18,11 +18,12 @@ import time
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from .._backend import jax, jnp
-from ..cost import SVD, loss_flops, parameters, residual_rows
-from ..errors import UsageError
-from ..model import gradient_norm
-from ._base import AbstractMethod
+from deeplinear.core.backend import jax, jnp
+from deeplinear.core.model import gradient_norm
+from deeplinear.errors import UsageError
+from deeplinear.methods._base import AbstractMethod
+from deeplinear.methods.cost import SVD, loss_flops, parameters, residual_rows
+from deeplinear.store.results import Curve
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,8 +64,6 @@ class AbstractScipyMethod(AbstractMethod):
         ``probe`` and ``keep_weights`` add the same extras as the compiled loop records.
         """
         from scipy.optimize import least_squares
-
-        from ..runner import Curve
 
         weights = tuple(jnp.asarray(w, dtype=jnp.float64) for w in weights)
         flat, unravel = ravel_pytree(weights)

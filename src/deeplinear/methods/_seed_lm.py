@@ -20,10 +20,10 @@ import dataclasses
 
 from jax.flatten_util import ravel_pytree
 
-from .. import _linalg as linalg
-from .._backend import jax, jnp
-from ..cost import QR, loss_flops, parameters, residual_rows
-from ._base import AbstractMethod, choice, number
+from deeplinear.core import linalg
+from deeplinear.core.backend import jax, jnp
+from deeplinear.methods._base import AbstractMethod, choice, number
+from deeplinear.methods.cost import QR, loss_flops, parameters, residual_rows
 
 
 def gauge_residual(weights, delta) -> jax.Array:

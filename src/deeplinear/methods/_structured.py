@@ -25,13 +25,13 @@ from __future__ import annotations
 import abc
 import dataclasses
 
-from .. import _linalg as linalg
-from .._backend import jnp
-from ..cost import SOLVE, SVD, Measurements, loss_flops, parameters
-from ..diagnostics import product_singular_values
-from ..model import partial_products
-from . import _measured as measured
-from ._base import AbstractMethod, number
+from deeplinear.core import linalg
+from deeplinear.core.backend import jnp
+from deeplinear.core.model import partial_products
+from deeplinear.diagnostics.probes import product_singular_values
+from deeplinear.methods import _measured as measured
+from deeplinear.methods._base import AbstractMethod, number
+from deeplinear.methods.cost import SOLVE, SVD, Measurements, loss_flops, parameters
 
 
 def _damped(M, absolute=0.0, relative=0.0):

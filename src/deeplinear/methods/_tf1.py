@@ -18,9 +18,9 @@ from typing import NamedTuple
 import numpy as np
 import optax
 
-from .._backend import jax, jnp
-from ..errors import UsageError
-from ._optax import AbstractAdam, AbstractGD
+from deeplinear.core.backend import jax, jnp
+from deeplinear.errors import UsageError
+from deeplinear.methods._optax import AbstractAdam, AbstractGD
 
 
 def float32_rounded(value):

@@ -38,9 +38,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..floors import Floor
-from . import _continuation as continuation
-from ._classification import (
+from deeplinear.diagnostics.floors import Floor
+from deeplinear.verdict import _continuation as continuation
+from deeplinear.verdict._classification import (
     ESCAPE_PERTURBATION,
     NEAR_CRITICAL,
     PERTURBED_RUNS,
@@ -49,10 +49,23 @@ from ._classification import (
     Setting,
     classify_run,
 )
-from ._continuation import Handle
-from ._evidence import WINDOWS, ZERO_GRADIENT, Evidence, classify, steps_to, window_rates
-from ._recovery import RECOVERY_KINDS, Recovery, judge_recovery, recovery_floor, remaining
-from ._wording import mode_evidence, words
+from deeplinear.verdict._continuation import Handle
+from deeplinear.verdict._evidence import (
+    WINDOWS,
+    ZERO_GRADIENT,
+    Evidence,
+    classify,
+    steps_to,
+    window_rates,
+)
+from deeplinear.verdict._recovery import (
+    RECOVERY_KINDS,
+    Recovery,
+    judge_recovery,
+    recovery_floor,
+    remaining,
+)
+from deeplinear.verdict._wording import mode_evidence, words
 
 __all__ = [
     "ESCAPE_PERTURBATION",

@@ -27,8 +27,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..floors import Floor
-from ._evidence import Evidence, classify, steps_to, tail_rate, window_rates
+from deeplinear.diagnostics.curvature import saddle_escape_prediction
+from deeplinear.diagnostics.floors import Floor
+from deeplinear.verdict._evidence import Evidence, classify, steps_to, tail_rate, window_rates
 
 ESCAPE_PERTURBATION = 1e-6  # ‖δ‖ of the push along the Hessian's most negative direction
 NEAR_CRITICAL = 1e-3  # ‖g‖²/(2 λ_max · excess) below this: "near a critical point"
@@ -320,7 +321,6 @@ def _nearly_critical(point, excess: float) -> bool:
 def _saddle(base, evidence, facts, setting, point) -> Finding | Question:
     """Zero gradient, a negative Hessian eigenvalue: how long a push of δ along it takes to
     lose 10 % of the excess, measured and (plain GD) predicted by log(x/δ)/log(1 + η|λ_min|)."""
-    from ..curvature import saddle_escape_prediction
 
     delta = ESCAPE_PERTURBATION
     drop = 0.1 * base.excess_loss

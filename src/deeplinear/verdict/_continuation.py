@@ -15,9 +15,9 @@ from typing import Protocol
 
 import numpy as np
 
-from ..floors import Floor
-from ._classification import Question
-from ._evidence import Evidence, classify
+from deeplinear.diagnostics.floors import Floor
+from deeplinear.verdict._classification import Question
+from deeplinear.verdict._evidence import Evidence, classify
 
 
 class Handle(Protocol):

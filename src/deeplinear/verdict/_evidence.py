@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..floors import Floor
+from deeplinear.diagnostics.floors import Floor
 
 WINDOWS = (0.1, 0.25, 0.5)  # fractions of the evidence used for rate fits
 ZERO_GRADIENT = 1e-12  # relative to the problem's gradient scale: "the gradient is zero"

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..floors import Floor
-from ._evidence import Evidence, classify, steps_to, window_rates
+from deeplinear.diagnostics.floors import Floor
+from deeplinear.verdict._evidence import Evidence, classify, steps_to, window_rates
 
 RECOVERY_KINDS = (
     "recovered",

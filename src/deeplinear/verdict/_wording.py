@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._classification import Finding, Setting
+from deeplinear.verdict._classification import Finding, Setting
 
 
 def words(found: Finding, setting: Setting) -> tuple[str, list[str]]:

@@ -1,0 +1,460 @@
+"""Executing a run file: config → problem and initial weights → every method's batch → files.
+
+``deeplinear run CONFIG --out DIR`` writes into DIR: ``config.toml`` (the run file, verbatim),
+``curves.parquet`` (the results table with diagnostics columns), ``gn_spectrum.parquet`` (the
+Gauss-Newton spectrum at checkpoints), ``state/`` (each batch's final weights and optimizer state,
+so ``explain`` can continue a run) and ``experiment.json``.
+
+Random draws: the problem's from ``seed``, the initialization's from an independent stream
+``[seed, 1]``, both from NumPy's legacy ``RandomState`` or from a JAX key (``generator``). The
+``notebook`` problem draws its own initial weights first, exactly as the notebook did.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from deeplinear.core.backend import jax
+from deeplinear.core.limits import Limits, check
+from deeplinear.diagnostics import probes
+from deeplinear.diagnostics.sharpness import DEFAULT_ITERATIONS, SharpnessProbe
+from deeplinear.diagnostics.theory import whitening_constant
+from deeplinear.errors import UsageError
+from deeplinear.experiment import config as configs
+from deeplinear.experiment.budget import check_setup_memory, estimate_run
+from deeplinear.experiment.config import RunConfig
+from deeplinear.loop import runner
+from deeplinear.methods import changed_hyperparameters, make_method
+from deeplinear.problems import initialization as inits
+from deeplinear.problems.dense import (
+    NotebookDims,
+    Problem,
+    notebook_problem,
+    npz_problem,
+    read_npz,
+    singular_values,
+    spectral_problem,
+)
+from deeplinear.problems.measured import (
+    MeasuredProblem,
+    completion_problem,
+    npz_measured_problem,
+    sensing_problem,
+    target_factors,
+)
+from deeplinear.store import directories
+from deeplinear.store.results import RunInfo, batches_table, provenance, write_table
+
+MAX_PARAMETERS_FOR_SPECTRUM = 3000  # dense Gauss-Newton spectra above this are skipped
+
+
+class JaxDraws:
+    """The ``standard_normal``/``rand`` interface of NumPy's generators, driven by a JAX key."""
+
+    def __init__(self, seed):
+        seeds = np.atleast_1d(seed)
+        self.key = jax.random.key(int(seeds[0]))
+        for extra in seeds[1:]:
+            self.key = jax.random.fold_in(self.key, int(extra))
+
+    def _next(self):
+        self.key, sub = jax.random.split(self.key)
+        return sub
+
+    def standard_normal(self, size):
+        return np.asarray(jax.random.normal(self._next(), tuple(size), dtype=np.float64))
+
+    def rand(self, *size):
+        return np.asarray(jax.random.uniform(self._next(), size, dtype=np.float64))
+
+
+def _generator(kind: str, seed):
+    return np.random.RandomState(seed) if kind == "numpy" else JaxDraws(seed)
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Everything a run file's runs share."""
+
+    problem: Problem
+    objective: object
+    weights: tuple
+    widths: list[int]
+    probe: probes.Probe
+
+
+def build(config: RunConfig) -> Setup:
+    """The problem, objective, initial weights and probe a run file describes.
+
+    Refuses (one line) a problem and initial weights that would not fit in the memory limit
+    (``budget``), before drawing or reading any of them."""
+
+    check_setup_memory(config)
+    spec, hidden = config.problem, list(config.hidden)
+    rng = _generator(config.generator, config.seed)
+    drawn = None
+    if spec["kind"] == "notebook":
+        dims = NotebookDims(
+            spec.get("input", 6),
+            hidden[0],
+            spec.get("output", 10),
+            spec["samples"] if spec["samples"] != "population" else 1,
+        )
+        problem, drawn = notebook_problem(
+            config.seed, dims, config.generator, spec.get("row_scale_min", 1e-5)
+        )
+        if spec["samples"] == "population":
+            problem = Problem(problem.name + "-population", problem.A)
+    elif spec["kind"] == "spectral":
+        law = spec.get("singular_values", spec.get("law", "geometric"))
+        if law == "gaussian":  # σ of a Gaussian G with Haar U, V below: A is distributed as G
+            draw = rng.standard_normal((spec["output"], spec["input"]))
+            values = np.linalg.svd(draw, compute_uv=False)
+        else:
+            values = singular_values(
+                spec["rank"],
+                spec.get("condition_number", 1.0),
+                law,
+                spec.get("largest_singular_value", 1.0),
+            )
+        samples = None if spec["samples"] == "population" else spec["samples"]
+        problem = spectral_problem(
+            spec["input"],
+            spec["output"],
+            values,
+            rng=rng,
+            vectors=spec.get("vectors", "random"),
+            samples=samples,
+            whiten=spec.get("whiten", False),
+            noise=spec.get("noise", 0.0),
+        )
+    elif spec["kind"] in configs.MEASURED_KINDS:
+        problem = measured_problem(config, rng)
+    else:
+        problem = npz_problem(config.base_dir / spec["path"], "problem.path")
+    widths = [problem.shape[0], *hidden, problem.shape[1]]
+    weights = _initial_weights(config, problem, widths, drawn)
+    probe = problem.probe(widths)
+    objective = problem.objective()
+    if config.diagnostics.get("sharpness"):
+        iterations = config.diagnostics.get("sharpness_iterations", DEFAULT_ITERATIONS)
+        sharpness = SharpnessProbe.for_objective(objective, weights, iterations)
+        probe = probes.combine(probe, sharpness)
+    return Setup(problem, objective, weights, widths, probe)
+
+
+def measured_problem(config: RunConfig, rng) -> MeasuredProblem:
+    """The completion or sensing problem of a run file: read from ``path``, or drawn (truth,
+    then the sample, then the noise, from the problem's random stream)."""
+    spec = config.problem
+    kind = spec["kind"]
+    if "path" in spec:
+        return npz_measured_problem(config.base_dir / spec["path"], kind)
+    shape = (spec["rows"], spec["cols"])
+    if spec["target"] == "spectrum":
+        values = singular_values(
+            spec["rank"],
+            spec.get("condition_number", 1.0),
+            spec.get("law", spec.get("singular_values", "geometric")),
+            spec.get("largest_singular_value", 1.0),
+        )
+    else:
+        values = None
+    truth = target_factors(
+        rng,
+        shape,
+        values,
+        target=spec["target"],
+        vectors=spec.get("vectors", "random"),
+        rank=spec["rank"],
+        frobenius_norm=spec.get("frobenius_norm"),
+    )
+    noise = spec.get("noise", 0.0)
+    if kind == "completion":
+        return completion_problem(
+            rng,
+            shape,
+            truth,
+            probability=spec.get("probability"),
+            observations=spec.get("observations"),
+            noise=noise,
+        )
+    return sensing_problem(rng, shape, truth, measurements=spec["measurements"], noise=noise)
+
+
+def _initial_weights(config, problem, widths, drawn) -> tuple:
+    spec = config.init
+    kind = spec["kind"]
+    if kind == "notebook":
+        return tuple(drawn)
+    if kind == "npz":
+        names = [f"W{i}" for i in range(1, len(widths))]
+        shapes = dict(zip(names, inits.layer_shapes(widths)))
+        data = read_npz(config.base_dir / spec["path"], "init.path", names, shapes)
+        for name in names:
+            if name not in data:
+                raise UsageError(f"init.path has no {name}: it needs W1 … W{len(widths) - 1}")
+        return inits.check_weights([data[n] for n in names], widths, "init.path")
+    if kind == "spectral_estimate":
+        modes = problem.spectral_estimate(min(widths))
+        return inits.initial_weights("spectral", widths, None, modes=modes, strengths=modes[1])
+    rng = _generator(config.generator, [config.seed, 1])
+    weights = inits.initial_weights(
+        kind,
+        widths,
+        rng,
+        scale=spec.get("scale", 1.0),
+        modes=problem.modes() if kind == "spectral" else None,
+        strengths=spec.get("strengths"),
+    )
+    if "end_to_end" in spec:
+        weights = inits.rescale_end_to_end(weights, spec["end_to_end"])
+    return weights
+
+
+run_id = configs.run_id  # unique per run: ``config.check_unique_runs`` refuses collisions
+
+
+def run_info(method, seed: int, rate: float, hyperparameters) -> RunInfo:
+    """A run's identity in the table: its ``run_id`` (seed, method, rate and the hyperparameters
+    given) and its legend label, ``ADAM step=0.01``, with the given hyperparameters that differ
+    from their defaults, ``ScaledGD(projection=1) step=10``: two variants of a method in one
+    file never share a label."""
+
+    changed = {k: v for k, v in changed_hyperparameters(method).items() if k in hyperparameters}
+    shown = ", ".join(f"{k}={_shown(v)}" for k, v in sorted(changed.items()))
+    return RunInfo(
+        run_id=run_id(seed, method.name, rate, hyperparameters),
+        run=f"{method.label}{f'({shown})' if shown else ''} step={rate:g}",
+        method=method.name,
+        learning_rate=rate,
+        seed=seed,
+    )
+
+
+def _shown(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def experiment_identity(config: RunConfig) -> dict:
+    """What makes two runs the same experiment (``experiment.json``, beside its checksums)."""
+    return source_identity(config.source.encode())
+
+
+def source_identity(source: bytes) -> dict:
+    """``experiment_identity`` of a run file's bytes (``config.toml`` in a results directory)."""
+    return {"experiment": "run", "config_sha256": hashlib.sha256(source).hexdigest()[:16]}
+
+
+@dataclass
+class RunFileResult:
+    setup: Setup
+    table: pa.Table
+    spectra: pa.Table
+    batches: list[tuple[list[RunInfo], runner.BatchResult]]  # each method's runs and result
+
+
+def execute(
+    config: RunConfig,
+    out: str | Path | None = None,
+    *,
+    force: bool = False,
+    progress: Callable[[str], None] | None = None,
+    command: list[str] | None = None,
+    limits=None,
+) -> RunFileResult:
+    """Run every method of ``config``; write the results to ``out`` (if given).
+
+    Refuses first (one line) a run whose estimated memory or time is over the limits
+    (``limits.Limits``: by default half this machine's memory and one hour)."""
+
+    check(estimate_run(config), limits or Limits.from_env(), "this run")
+    out_dir = (
+        directories.claim(out, experiment_identity(config), force) if out is not None else None
+    )
+    setup = build(config)
+    parameters = sum(a * b for a, b in zip(setup.widths, setup.widths[1:]))
+    keep = config.checkpoints > 0 and parameters <= MAX_PARAMETERS_FOR_SPECTRUM
+    batches = run_methods(config, setup, probe=setup.probe, keep_weights=keep, progress=progress)
+    spectra = []
+    for infos, result in batches:
+        for info, curve in zip(infos, result.curves):
+            if keep:
+                spectra += _checkpoint_spectra(info.run_id, curve, setup, config.checkpoints)
+            curve.extras.pop("weights", None)
+    table = batches_table(batches)
+    spectra_table = (
+        pa.Table.from_pylist(spectra)
+        if spectra
+        else pa.table({"run_id": pa.array([], pa.string())})
+    )
+    if out_dir is not None:  # nothing is written before every run has finished
+        metadata = provenance(
+            command,
+            seed=config.seed,
+            problem=problem_summary(setup),
+            experiment=experiment_identity(config),
+            config_dir=str(config.base_dir.resolve()),  # where its .npz paths are relative to
+        )
+
+        def write(folder: Path) -> dict[str, str]:
+            sha256 = {
+                "config.toml": directories.write_atomic(
+                    folder / "config.toml", config.source.encode()
+                )
+            }
+            sha256["curves.parquet"] = write_table(table, folder / "curves.parquet", metadata)
+            buffer = io.BytesIO()
+            pq.write_table(spectra_table, buffer)
+            sha256["gn_spectrum.parquet"] = directories.write_atomic(
+                folder / "gn_spectrum.parquet", buffer.getvalue()
+            )
+            for index, (_, result) in enumerate(batches):
+                name = f"state/{index}.npz"
+                sha256[name] = _save_state(folder / name, result)
+            return sha256
+
+        # a sibling folder swapped in whole, experiment.json (with the checksums) written last
+        directories.replace(out_dir, experiment_identity(config), write)
+    return RunFileResult(setup, table, spectra_table, batches)
+
+
+def run_methods(
+    config: RunConfig,
+    setup: Setup,
+    *,
+    probe: probes.Probe | None = None,
+    keep_weights: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> list[tuple[list[RunInfo], runner.BatchResult]]:
+    """Every method of ``config`` as one batch from ``setup``'s weights: the runs' identities
+    and the batch's result (``results.batches_table`` makes them a table)."""
+    say = progress or (lambda message: None)
+    batches = []
+    for spec in config.methods:
+        method = make_method(spec.name, **spec.hyperparameters)
+        say(f"{spec.name}: {len(spec.learning_rates)} runs × {spec.steps} steps")
+        result = runner.run(
+            method,
+            setup.objective,
+            setup.weights,
+            spec.learning_rates,
+            spec.steps,
+            record_every=config.record_every,
+            probe=probe,
+            keep_weights=keep_weights,
+        )
+        say(f"  compiled in {result.compile_seconds:.2f} s, ran in {result.run_seconds:.2f} s")
+        infos = [
+            run_info(method, config.seed, rate, spec.hyperparameters)
+            for rate in spec.learning_rates
+        ]
+        batches.append((infos, result))
+    return batches
+
+
+def problem_summary(setup: Setup) -> dict:
+
+    problem = setup.problem
+    s = problem.singular_values
+    if isinstance(problem, MeasuredProblem):
+        return {
+            "name": problem.name,
+            "kind": problem.kind,
+            "widths": setup.widths,
+            "shape": list(problem.shape),
+            "measurements": problem.count,
+            "fraction": problem.fraction,
+            "noise": problem.noise,
+            "singular_values": s.tolist(),
+            "rank": problem.rank,
+            "condition_number": problem.condition_number,
+            "samples": None,
+            "irreducible_loss": float(setup.objective.floor),
+            "reachable_minimum": setup.problem.floor(setup.widths, setup.objective).as_dict(),
+        }
+    return {
+        "name": problem.name,
+        "widths": setup.widths,
+        "singular_values": s.tolist(),
+        "rank": problem.rank,
+        "condition_number": problem.condition_number,
+        "samples": None if problem.X is None else int(problem.X.shape[1]),
+        "irreducible_loss": float(setup.objective.floor),
+        "reachable_minimum": setup.problem.floor(setup.widths, setup.objective).as_dict(),
+        "whitening_constant": whitening_constant(setup.objective),
+    }
+
+
+def checkpoint_rows(n_rows: int, count: int) -> list[int]:
+    """``count`` recorded rows, log-spaced from the first to the last."""
+    if count <= 0 or n_rows == 0:
+        return []
+    rows = np.unique(np.round(np.geomspace(1, n_rows, count)).astype(int) - 1)
+    return sorted({0, *rows.tolist(), n_rows - 1})
+
+
+def _checkpoint_spectra(run_id_: str, curve, setup: Setup, count: int) -> list[dict]:
+    weights = curve.extras["weights"]
+    rows = []
+    for row in checkpoint_rows(len(curve.steps), count):
+        w = tuple(np.asarray(layer[row]) for layer in weights)
+        if not np.isfinite(curve.loss[row]) or curve.loss[row] > 1e100:
+            continue  # a diverging iterate: its spectrum overflows and says nothing
+        spectrum = probes.gauss_newton_spectrum(w, setup.objective, int(curve.steps[row]))
+        if np.all(np.isfinite(spectrum.eigenvalues)):
+            rows.append({"run_id": run_id_, **spectrum.row()})
+    return rows
+
+
+def _save_state(path: Path, result: runner.BatchResult) -> str:
+    """Write a batch's final weights and optimizer state; return the file's sha256."""
+    leaves = jax.tree_util.tree_leaves((result.final_weights, result.final_state))
+    buffer = io.BytesIO()
+    np.savez(buffer, *[np.asarray(leaf) for leaf in leaves])
+    path.parent.mkdir(exist_ok=True)
+    return directories.write_atomic(path, buffer.getvalue())
+
+
+def load_state(path: Path, method, setup: Setup, rates) -> tuple[tuple, object]:
+    """The batched final weights and optimizer state saved by ``execute``.
+
+    Every array must have the shape and dtype ``method`` gives its state for ``rates``; a file
+    that does not (another method, another size, another deeplinear) is refused in one line.
+    """
+    rates = np.asarray(rates, dtype=np.float64)
+    template = runner.start_state(method, setup.objective, setup.weights, rates)
+    expected = jax.tree_util.tree_leaves(template)
+    structure = jax.tree_util.tree_structure(template)
+    fix = "re-run 'deeplinear run CONFIG --out DIR' to write it again"
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            names = [f"arr_{i}" for i in range(len(expected))]
+            if sorted(data.files) != sorted(names):
+                raise UsageError(
+                    f"{path} holds {len(data.files)} arrays, not the {len(expected)} of "
+                    f"{type(method).__name__}'s state: {fix}"
+                )
+            leaves = [data[name] for name in names]
+    except UsageError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        reason = " ".join(str(error).split())
+        raise UsageError(f"{path} is not a readable state file ({reason}): {fix}") from None
+    for i, (leaf, want) in enumerate(zip(leaves, expected)):
+        if leaf.shape != np.shape(want) or leaf.dtype != np.asarray(want).dtype:
+            raise UsageError(
+                f"{path}: array {i} is {leaf.dtype}{list(leaf.shape)}, but "
+                f"{type(method).__name__}'s state needs {np.asarray(want).dtype}"
+                f"{list(np.shape(want))}: {fix}"
+            )
+    return jax.tree_util.tree_unflatten(structure, leaves)

@@ -1,0 +1,119 @@
+"""One way to judge a run, for run and sweep directories alike: its fit verdict
+(``verdict.judge`` on the excess over the reachable minimum, continued where a ``Continuation``
+is given), the per-mode evidence of its end, and the recovery verdict of a measured run with its
+truth, reconciled with the fit verdict."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from deeplinear.diagnostics import theory
+from deeplinear.diagnostics.floors import Floor, recovery_resolution
+from deeplinear.errors import UsageError
+from deeplinear.objectives.measurement import is_measured
+from deeplinear.verdict import Verdict, judge, judge_recovery_of, mode_evidence
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every verdict of one ``explain`` is judged against."""
+
+    target: float  # the loss target, relative to the initial loss (or excess)
+    relative_to: str  # "initial" | "excess"
+    budget_steps: int  # how far a run may be continued
+    recovery_target: float  # ‖W − M‖/‖M‖ for the recovery verdict
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run as the judge sees it: its recorded rows and what it was run with."""
+
+    run_id: str
+    data: dict  # column → recorded values (``results.run_series``)
+    method: object
+    learning_rate: float
+    setup: object  # ``execution.Setup``: problem, objective, widths, probe
+    floor: Floor
+    extend: object | None = None  # a ``Continuation`` from the run's end, or None
+    gn_rate: float | None = None  # the Gauss-Newton predicted rate at the run's end
+
+
+def judge_run(record: RunRecord, context: Context, comparison: dict) -> Verdict:
+    """The finished verdict of one run: fit, per-mode evidence and recovery."""
+    data, method, rate = record.data, record.method, record.learning_rate
+    verdict = judge(
+        record.run_id,
+        data["step"],
+        data["loss"],
+        floor=record.floor,
+        target=context.target,
+        relative_to=context.relative_to,
+        grad_norm=data.get("grad_norm"),
+        gn_rate=record.gn_rate,
+        learning_rate=rate,
+        gd_like=method.gauss_newton_rate,
+        extend=record.extend,
+        budget_steps=context.budget_steps,
+        theory_steps=theory_steps(comparison, method, rate, context.budget_steps),
+    )
+    learned = learned_modes(data, record.extend)
+    if learned is not None and verdict.kind != "diverged":
+        verdict.evidence += mode_evidence(learned, record.floor.width)
+    verdict.recovery = judge_recovery(
+        data, verdict, record.setup, record.floor, record.extend,
+        target=context.recovery_target, budget_steps=context.budget_steps,
+    )  # fmt: skip
+    return verdict
+
+
+def judge_recovery(run_data: dict, verdict, setup, floor, extend, *, target, budget_steps):
+    """The recovery verdict of one run beside its fit ``verdict`` (None without a truth):
+    judged on the recorded ``recovery_error`` and, where ``extend`` (a ``Continuation``) is
+    given, continued further until it cannot change."""
+    if "recovery_error" not in run_data or not is_measured(setup.objective):
+        return None
+    handle = None if extend is None else extend.recovery_handle
+    return judge_recovery_of(
+        run_data["step"],
+        np.asarray(run_data["recovery_error"], dtype=np.float64),
+        fit=verdict,
+        target=target,
+        resolution=recovery_resolution(setup.problem, floor),
+        grad_norm=run_data.get("grad_norm"),
+        extend=handle,
+        budget_steps=budget_steps,
+        noise=float(getattr(setup.problem, "noise", 0.0) or 0.0),
+    )
+
+
+def recovery_target_for(target: float, given: float | None) -> float:
+    """The recovery target: ``given``, checked to lie in (0, 1), or where none is given
+    √target (the loss is quadratic in the error, so a loss fallen by ``target`` is an error
+    fallen by about √target)."""
+    value = float(np.sqrt(target)) if given is None else given
+    if not 0 < value < 1:
+        raise UsageError(f"--recovery-target must be in (0, 1) (‖W − M‖/‖M‖), got {value:g}")
+    return value
+
+
+def theory_steps(comparison, method, rate: float, budget: int):
+    """goal ↦ the step the exact decoupled recursion reaches it, where the theory applies."""
+    if not comparison.get("applies") or not method.gauss_newton_rate:
+        return None
+    rate = float(method.learning_rate_used(rate))
+    s, layers, c, rest = comparison["_modes"]
+    horizon = 2 * max(budget, 1)  # the recursion is cheap: look past the budget
+    return lambda goal: theory.decoupled_gd_first_below(layers, s, rate, c, rest, goal, horizon)
+
+
+def learned_modes(data: dict, extend) -> np.ndarray | None:
+    """How much of each mode the run's end has learned: continued, else its last record."""
+    now = None if extend is None else extend.modes
+    if now is not None:
+        return now
+    learned = data.get("mode_learned")
+    if learned is None or np.ndim(learned) != 2 or not np.all(np.isfinite(learned[-1])):
+        return None
+    return learned[-1]

@@ -1,0 +1,343 @@
+"""Problems seen through measurements: matrix completion and matrix sensing.
+
+A ``MeasuredProblem`` is a shape n1 × n2, measurements (``measurement.Completion`` or
+``Sensing``, as NumPy arrays) and, when known, the truth M = U diag(s) Vᵀ (for the recovery
+error). Generators draw, in this order from one random stream: the truth's factors, the sample
+(entries or operators), the label noise.
+
+Truths (``target_factors``):
+- ``"spectrum"``: exactly the singular values given, singular vectors ``"random"`` (Haar) or
+  ``"rademacher"`` (the left singular vectors of n × r ±1 matrices, as Tong, Ma & Chi's scripts);
+- ``"gaussian_product"``: M = G Hᵀ with G, H i.i.d. N(0, 1) of width r (Arora, Cohen, Hu & Luo
+  2019); its spectrum is whatever the draw gives.
+``frobenius_norm`` rescales M to that norm.
+
+Completion samples each entry with probability p (a dense Bernoulli mask up to 2·10⁷ entries;
+beyond, exactly round(p·n1·n2) distinct entries uniformly) or exactly ``observations`` distinct
+entries, and pads to a capacity fixed by the shape and p, so problems of several seeds stack.
+Sensing draws m operators with i.i.d. N(0, 1/m) entries (E‖𝒜(E)‖² = ‖E‖²).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from deeplinear.core.backend import jnp
+from deeplinear.diagnostics.floors import Floor, measured_minimum
+from deeplinear.diagnostics.probes import RecoveryProbe
+from deeplinear.errors import UsageError
+from deeplinear.objectives.measurement import Completion, Sensing, count
+from deeplinear.problems.dense import _npz_headers, read_vectors
+
+MAX_DENSE_MASK = 20_000_000  # entries above which a Bernoulli mask is not drawn densely
+TARGETS = ("spectrum", "gaussian_product")
+VECTORS = ("random", "rademacher")
+
+
+@dataclass(frozen=True, eq=False)
+class MeasuredProblem:
+    """Measurements of an n1 × n2 matrix M, and M's factors when known."""
+
+    name: str
+    shape: tuple[int, int]
+    measurements: Completion | Sensing  # NumPy arrays
+    U: np.ndarray | None = None  # the truth M = U diag(s) Vᵀ (orthonormal U, V), if known
+    s: np.ndarray | None = None
+    V: np.ndarray | None = None
+    noise: float = 0.0
+
+    @property
+    def has_truth(self) -> bool:
+        return self.s is not None
+
+    @property
+    def kind(self) -> str:
+        return "completion" if isinstance(self.measurements, Completion) else "sensing"
+
+    @property
+    def count(self) -> int:
+        """The number of measurements m (padding excluded)."""
+        return count(self.measurements)
+
+    @property
+    def fraction(self) -> float:
+        """m / (n1 n2): the sampling rate p of a completion problem."""
+        return self.count / (self.shape[0] * self.shape[1])
+
+    @property
+    def singular_values(self) -> np.ndarray:
+        """The truth's non-zero singular values, largest first (empty when unknown)."""
+        return np.zeros(0) if self.s is None else np.asarray(self.s)
+
+    @property
+    def rank(self) -> int:
+        return int(self.singular_values.size)
+
+    @property
+    def condition_number(self) -> float:
+        s = self.singular_values
+        return float(s[0] / s[-1]) if s.size else float("nan")
+
+    def modes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(U, s, V) of the truth."""
+        if not self.has_truth:
+            raise UsageError(f"{self.name} has no truth: give 'truth' in the problem's .npz")
+        return self.U, self.s, self.V
+
+    def floor(self, widths, objective=None) -> Floor:
+        """The reachable minimum at the narrowest width (``floors.measured_minimum``)."""
+        return measured_minimum(self, int(min(widths)), objective)
+
+    def probe(self, widths) -> RecoveryProbe | None:
+        """The recovery probe (‖W − M‖/‖M‖, σ(W), per-mode progress); None without a truth."""
+        return RecoveryProbe.for_problem(self, widths) if self.has_truth else None
+
+    def objective(self) -> Completion | Sensing:
+        """The measured loss as JAX arrays."""
+
+        return type(self.measurements)(*(jnp.asarray(x) for x in self.measurements))
+
+    def back_projection(self):
+        """𝒜*(y)/p for completion (P_Ω(M)/p, as a SciPy sparse matrix), Σ_k y_k A_k for sensing
+        (dense): the matrix whose top singular subspace is the spectral estimate of M."""
+        n1, n2 = self.shape
+        obs = self.measurements
+        keep = obs.weights > 0
+        if isinstance(obs, Completion):
+            from scipy import sparse
+
+            values = obs.values[keep] / self.fraction
+            return sparse.csr_matrix((values, (obs.rows[keep], obs.cols[keep])), shape=(n1, n2))
+        return (obs.values[keep] @ obs.operators[keep]).reshape(n1, n2)
+
+    def spectral_estimate(self, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(U, s, V): the top-r singular triplets of the back-projection (dense SVD up to
+        4·10⁶ entries, else ARPACK from a fixed start vector: the same result every time)."""
+        B = self.back_projection()
+        n1, n2 = self.shape
+        r = min(r, n1, n2)
+        if n1 * n2 <= 4_000_000 or r >= min(n1, n2) - 1:
+            dense = B.toarray() if hasattr(B, "toarray") else np.asarray(B)
+            U, s, Vt = np.linalg.svd(dense, full_matrices=False)
+            return U[:, :r], s[:r], Vt[:r].T
+        from scipy.sparse.linalg import svds
+
+        start = np.ones(min(n1, n2)) / math.sqrt(min(n1, n2))
+        U, s, Vt = svds(B, k=r, v0=start)
+        order = np.argsort(s)[::-1]
+        return U[:, order], s[order], Vt[order].T
+
+    def dense_truth(self) -> np.ndarray:
+        """M itself (n1 × n2): for small problems and tests."""
+        U, s, V = self.modes()
+        return (U * s) @ V.T
+
+
+def target_factors(
+    rng, shape: tuple[int, int], values=None, *, target: str = "spectrum",
+    vectors: str = "random", rank: int | None = None, frobenius_norm: float | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """(U, s, V) of a truth M = U diag(s) Vᵀ with orthonormal U (n1 × r), V (n2 × r)."""
+    n1, n2 = shape
+    if target == "spectrum":
+        values = np.asarray(values, dtype=np.float64)
+        r = values.size
+        if r > min(n1, n2):
+            raise UsageError(f"problem.rank must be ≤ min(rows, cols) = {min(n1, n2)}, got {r}")
+        if vectors == "random":
+            U, V = (
+                _orthonormal(rng.standard_normal((n1, r))),
+                _orthonormal(rng.standard_normal((n2, r))),
+            )
+        elif vectors == "rademacher":
+            U = _orthonormal(np.sign(rng.rand(n1, r) - 0.5))
+            V = _orthonormal(np.sign(rng.rand(n2, r) - 0.5))
+        else:
+            raise UsageError(
+                f"problem.vectors must be one of {', '.join(VECTORS)}, got {vectors!r}"
+            )
+        s = values
+    elif target == "gaussian_product":
+        if rank is None or rank > min(n1, n2):
+            raise UsageError(f"problem.rank must be ≤ min(rows, cols) = {min(n1, n2)}, got {rank}")
+        G, H = rng.standard_normal((n1, rank)), rng.standard_normal((n2, rank))
+        Qg, Rg = np.linalg.qr(G)
+        Qh, Rh = np.linalg.qr(H)
+        u, s, vt = np.linalg.svd(Rg @ Rh.T)
+        U, V = Qg @ u, Qh @ vt.T
+    else:
+        raise UsageError(f"problem.target must be one of {', '.join(TARGETS)}, got {target!r}")
+    if frobenius_norm is not None:
+        s = s * (frobenius_norm / np.linalg.norm(s))
+    return U, np.asarray(s, dtype=np.float64), V
+
+
+def _orthonormal(M: np.ndarray) -> np.ndarray:
+    """The left singular vectors of M (n × r, orthonormal columns), signs fixed."""
+    U, _, _ = np.linalg.svd(M, full_matrices=False)
+    return U * np.where(U[0] < 0, -1.0, 1.0)
+
+
+def capacity(shape: tuple[int, int], probability: float) -> int:
+    """Room for a Bernoulli(p) sample of n1·n2 entries: the mean plus 7 standard deviations
+    (exceeded with probability below 1e-11), at most every entry."""
+    n = shape[0] * shape[1]
+    mean = probability * n
+    return min(n, math.ceil(mean + 7 * math.sqrt(mean * (1 - probability)) + 1))
+
+
+def sample_entries(rng, shape, *, probability=None, observations=None) -> np.ndarray:
+    """Linear indices (row-major) of the observed entries, in drawing order."""
+    n1, n2 = shape
+    n = n1 * n2
+    if observations is not None:
+        if observations > n:
+            raise UsageError(f"problem.observations must be ≤ rows·cols = {n}, got {observations}")
+        return _distinct(rng, n, observations)
+    if n <= MAX_DENSE_MASK:
+        return np.flatnonzero(rng.rand(n1, n2).reshape(-1) < probability)
+    return _distinct(rng, n, round(probability * n))
+
+
+def _distinct(rng, n: int, count: int) -> np.ndarray:
+    """``count`` distinct integers uniform in [0, n), in the order first drawn."""
+    if count > n // 2:  # dense enough: a permutation's prefix
+        return np.argsort(rng.rand(n), kind="stable")[:count]
+    drawn = np.zeros(0, dtype=np.int64)
+    while True:
+        more = np.floor(rng.rand(count - drawn.size + 16) * n).astype(np.int64)
+        drawn = np.concatenate([drawn, np.minimum(more, n - 1)])
+        _, first = np.unique(drawn, return_index=True)
+        if first.size >= count:
+            return drawn[np.sort(first)][:count]
+        drawn = drawn[np.sort(first)]
+
+
+def completion_problem(
+    rng, shape, truth, *, probability=None, observations=None, noise: float = 0.0,
+    name: str = "completion",
+) -> MeasuredProblem:  # fmt: skip
+    """Entries of M = U diag(s) Vᵀ sampled as ``sample_entries`` does, plus N(0, noise²)."""
+    U, s, V = truth
+    index = sample_entries(rng, shape, probability=probability, observations=observations)
+    if index.size == 0:
+        raise UsageError("problem.probability is too small: no entry was observed; raise it")
+    rows, cols = np.divmod(index, shape[1])
+    values = np.einsum("kr,r,kr->k", U[rows], s, V[cols])
+    if noise:
+        values = values + noise * rng.standard_normal(values.shape)
+    room = index.size if observations is not None else capacity(shape, probability)
+    pad = max(0, room - index.size)
+    measurements = Completion(
+        np.concatenate([rows, np.zeros(pad, np.int64)]).astype(np.int32),
+        np.concatenate([cols, np.zeros(pad, np.int64)]).astype(np.int32),
+        np.concatenate([values, np.zeros(pad)]),
+        np.concatenate([np.ones(index.size), np.zeros(pad)]),
+        np.float64(0.0),
+    )
+    return MeasuredProblem(name, tuple(shape), measurements, U, s, V, noise)
+
+
+def sensing_problem(
+    rng, shape, truth, *, measurements: int, noise: float = 0.0, name: str = "sensing"
+) -> MeasuredProblem:
+    """y_k = ⟨A_k, M⟩ + noise·ξ_k for m operators with i.i.d. N(0, 1/m) entries."""
+    U, s, V = truth
+    n1, n2 = shape
+    A = rng.standard_normal((measurements, n1 * n2)) / math.sqrt(measurements)
+    values = A @ ((U * s) @ V.T).reshape(-1)
+    if noise:
+        values = values + noise * rng.standard_normal(values.shape)
+    ones = np.ones(measurements)
+    return MeasuredProblem(
+        name, tuple(shape), Sensing(A, values, ones, np.float64(0.0)), U, s, V, noise
+    )
+
+
+def npz_measured_problem(path: str | Path, kind: str, field: str = "problem.path"):
+    """A completion (``rows``, ``cols``, ``values``, ``shape``) or sensing (``operators``
+    m × n1 × n2 or m × n1·n2, ``values``, ``shape``) problem from an .npz, with an optional
+    ``truth`` (n1 × n2) for the recovery error; every array checked."""
+
+    path = Path(path)
+    names = (
+        ["rows", "cols", "values", "shape", "truth"]
+        if kind == "completion"
+        else ["operators", "values", "shape", "truth"]
+    )
+    data = read_vectors(path, field, names)
+    for name in names[:-1]:
+        if name not in data:
+            raise UsageError(
+                f"{field} has no '{name}': a {kind} file needs {', '.join(names[:-1])}"
+            )
+    shape = data["shape"]
+    if shape.shape != (2,) or np.any(shape < 1) or np.any(shape != np.round(shape)):
+        raise UsageError(f"{field}: shape must be two positive integers (rows, cols), got {shape}")
+    n1, n2 = (int(x) for x in shape)
+    values = data["values"].reshape(-1)
+    truth = None
+    if "truth" in data:
+        M = data["truth"]
+        if M.shape != (n1, n2):
+            raise UsageError(f"{field}: truth has shape {M.shape}, expected {(n1, n2)}")
+        u, sv, vt = np.linalg.svd(M, full_matrices=False)
+        r = int(np.sum(sv > max(n1, n2) * np.finfo(float).eps * sv[0])) if sv[0] > 0 else 0
+        if r == 0:
+            raise UsageError(f"{field}: truth is zero: give the matrix the values measure")
+        truth = (u[:, :r], sv[:r], vt[:r].T)
+    ones = np.ones(values.size)
+    if kind == "completion":
+        rows, cols = data["rows"].reshape(-1), data["cols"].reshape(-1)
+        if not (rows.size == cols.size == values.size):
+            raise UsageError(
+                f"{field}: rows, cols and values must have the same length, got "
+                f"{rows.size}, {cols.size}, {values.size}"
+            )
+        for name, idx, n in (("rows", rows, n1), ("cols", cols, n2)):
+            if np.any(idx != np.round(idx)) or np.any(idx < 0) or np.any(idx >= n):
+                raise UsageError(f"{field}: {name} must be integers in [0, {n}): fix the indices")
+        pairs = rows.astype(np.int64) * n2 + cols.astype(np.int64)
+        if np.unique(pairs).size != pairs.size:
+            raise UsageError(f"{field}: an entry is listed twice: give each (row, col) once")
+        obs = Completion(
+            rows.astype(np.int32), cols.astype(np.int32), values, ones, np.float64(0.0)
+        )
+    else:
+        A = data["operators"].reshape(values.size, -1) if data["operators"].size else None
+        if A is None or A.shape[1] != n1 * n2:
+            raise UsageError(
+                f"{field}: operators must be m × rows × cols (or m × rows·cols) with m = "
+                f"len(values) = {values.size}"
+            )
+        obs = Sensing(A, values, ones, np.float64(0.0))
+    U, s, V = truth if truth else (None, None, None)
+    return MeasuredProblem(path.stem, (n1, n2), obs, U, s, V)
+
+
+def measured_dims(spec: dict, base_dir: Path) -> tuple[int, int, int]:
+    """(rows, cols, measurements) a run file's completion or sensing problem will have, without
+    drawing it (the measurement count of a Bernoulli sample is its padded capacity) or reading
+    more of its .npz than ``shape`` and the headers."""
+    if "path" in spec:
+        path = Path(base_dir) / spec["path"]
+        headers = _npz_headers(path, "problem.path")
+        if "shape" not in headers or "values" not in headers:
+            raise UsageError(
+                f"problem.path has no 'shape' or 'values': a {spec['kind']} file needs them"
+            )
+        shape = read_vectors(path, "problem.path", ["shape"])["shape"].reshape(-1)
+        if shape.size != 2 or np.any(shape < 1) or np.any(shape != np.round(shape)):
+            raise UsageError(f"problem.path: shape must be two positive integers, got {shape}")
+        m = int(np.prod(headers["values"][0]))
+        return int(shape[0]), int(shape[1]), m
+    shape = (spec["rows"], spec["cols"])
+    if spec["kind"] == "sensing":
+        return *shape, spec["measurements"]
+    if "observations" in spec:
+        return *shape, spec["observations"]
+    return *shape, capacity(shape, spec["probability"])
