@@ -261,3 +261,21 @@ def test_a_sweeps_recovery_targets_are_explains_default(tmp_path):
     assert verdicts(out)["recovery_target"] == pytest.approx(2e-4)  # not √1e-6
     explain(out, budget_steps=0, figures=False, recovery_target=5e-2)
     assert verdicts(out)["recovery_target"] == pytest.approx(5e-2)  # the flag wins
+
+
+def test_explain_and_the_report_default_to_one_recovery_target(tmp_path):
+    """With two loss targets and no recovery_targets, explain of the sweep judges recovery
+    against the error the report counts steps to (√ of the last target, 1e-4), not √ of the
+    first (1e-2, explain's old default)."""
+    from deeplinear.sweep.core import recovery_goals
+
+    path = tmp_path / "sweep.toml"
+    path.write_text(SWEEP.replace("targets = [1e-6]", "targets = [1e-4, 1e-8]", 1))
+    out = tmp_path / "sweep"
+    plan = sweep.load(path)
+    sweep.run(plan, out)
+    explain(out, budget_steps=0, figures=False)
+    assert recovery_goals(plan) == pytest.approx((1e-4,))
+    assert verdicts(out)["recovery_target"] == pytest.approx(recovery_goals(plan)[-1])
+    explain(out, budget_steps=0, figures=False, target=1e-6)  # an explicit loss target
+    assert verdicts(out)["recovery_target"] == pytest.approx(1e-3)  # √ of it, as for a run

@@ -13,7 +13,13 @@ from deeplinear.diagnostics import theory
 from deeplinear.diagnostics.floors import Floor, recovery_resolution
 from deeplinear.errors import UsageError
 from deeplinear.objectives.measurement import is_measured
-from deeplinear.verdict import Verdict, judge, judge_recovery_of, mode_evidence
+from deeplinear.verdict import (
+    Verdict,
+    default_recovery_target,
+    judge,
+    judge_recovery_of,
+    mode_evidence,
+)
 
 
 @dataclass(frozen=True)
@@ -89,10 +95,9 @@ def judge_recovery(run_data: dict, verdict, setup, floor, extend, *, target, bud
 
 
 def recovery_target_for(target: float, given: float | None) -> float:
-    """The recovery target: ``given``, checked to lie in (0, 1), or where none is given
-    √target (the loss is quadratic in the error, so a loss fallen by ``target`` is an error
-    fallen by about √target)."""
-    value = float(np.sqrt(target)) if given is None else given
+    """The recovery target: ``given``, checked to lie in (0, 1), or where none is given the
+    default for the loss target ``target`` (``verdict.default_recovery_target``: √target)."""
+    value = default_recovery_target([target]) if given is None else given
     if not 0 < value < 1:
         raise UsageError(f"--recovery-target must be in (0, 1) (‖W − M‖/‖M‖), got {value:g}")
     return value

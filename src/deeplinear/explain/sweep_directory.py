@@ -48,6 +48,7 @@ from deeplinear.store.groups import read_groups
 from deeplinear.store.results import run_series
 from deeplinear.sweep import core as sweep
 from deeplinear.sweep.tuning import best_settings, grid_extensions
+from deeplinear.verdict import default_recovery_target
 
 REBUILT = 1e-8  # largest relative loss difference between the rebuilt and the stored record
 MAX_SPECTRUM_PARAMETERS = execution.MAX_PARAMETERS_FOR_SPECTRUM  # as run directories' checkpoints
@@ -154,18 +155,19 @@ def explain_sweep(
 ):
     """Verdicts for every seed of each group's best configuration; writes ``verdicts.json``.
     Runs of a measured problem with a truth get a recovery verdict too (``recovery_target``,
-    default the sweep's last ``recovery_targets``, else √target: ``explain.judge_recovery``)."""
+    default the sweep's last ``recovery_targets``, else √ of its last target, as the report)."""
 
     say = progress or (lambda line: None)
     table, metadata, plan = _finished(directory)
+    if recovery_target is None:  # the report's default too (``sweep.recovery_goals``)
+        loss_targets = plan.targets if target is None else (target,)
+        recovery_target = default_recovery_target(loss_targets, plan.recovery_targets)
     target = plan.targets[0] if target is None else target
     if not 0 < target < 1:
         raise UsageError(
             f"--target must be in (0, 1) (relative to the initial loss), got {target:g}"
             + (" (the sweep's first target): give --target" if target == plan.targets[0] else "")
         )
-    if recovery_target is None and plan.recovery_targets:
-        recovery_target = plan.recovery_targets[-1]  # the sweep's own, when it declares some
     recovery_target = recovery_target_for(target, recovery_target)
     context = Context(target, relative_to, budget_steps, recovery_target)
     rates = best_rates(table, plan, metadata)

@@ -87,6 +87,7 @@ from deeplinear.store.groups import NOT_WRITTEN, checksum_file, verify_group, wr
 from deeplinear.store.results import SCHEMA, batch_table, provenance
 from deeplinear.sweep import tuning
 from deeplinear.sweep.watchdog import GroupStalledError, Worker, WorkerDiedError
+from deeplinear.verdict import default_recovery_target
 
 try:
     import fcntl
@@ -491,7 +492,7 @@ def _recovery_targets(value) -> tuple[float, ...]:
 def recovery_goals(sweep: Sweep) -> tuple[float, ...]:
     """The recovery errors a report counts steps to: the sweep's ``recovery_targets``, else
     √ of its last loss target (a loss fallen by t is an error fallen by about √t)."""
-    return sweep.recovery_targets or (math.sqrt(sweep.targets[-1]),)
+    return sweep.recovery_targets or (default_recovery_target(sweep.targets),)
 
 
 def _only_at(value, axes: dict, path: str) -> dict[str, set[str]] | None:

@@ -61,6 +61,7 @@ from deeplinear.verdict._evidence import (
 from deeplinear.verdict._recovery import (
     RECOVERY_KINDS,
     Recovery,
+    default_recovery_target,
     judge_recovery,
     recovery_floor,
     remaining,
@@ -84,6 +85,7 @@ __all__ = [
     "Verdict",
     "classify",
     "classify_run",
+    "default_recovery_target",
     "judge",
     "judge_recovery_of",
     "mode_evidence",

@@ -77,6 +77,15 @@ class Recovery:
         }
 
 
+def default_recovery_target(loss_targets, declared=()) -> float:
+    """The recovery error ‖W − M‖/‖M‖ judged and counted to when none is asked for: the last
+    declared one, else √ of the last loss target (a loss fallen by t is an error fallen by about
+    √t). Explain of a run, of a sweep and the report's step counts all take it from here."""
+    if declared:
+        return float(declared[-1])
+    return float(np.sqrt(loss_targets[-1]))
+
+
 def recovery_floor(resolution: float, width: int, rank: int) -> Floor:
     """The error's own floor for ``classify``: 0, unresolvable below ``resolution``."""
     how = "the recovery error: 0 at the truth, round-off below the resolution"
