@@ -206,3 +206,29 @@ def test_classification_of_an_unstable_crossing_takes_the_spread_of_the_perturbe
     assert found.crossing["fraction_above_after"] == pytest.approx(251 / 501)
     assert found.crossing["spread"] == [2500.0, 3600.0]
     assert found.eta_steps == (0.0, 600.0) and found.eta_method == "measured"
+
+
+def test_a_recovery_eta_is_never_shorter_than_the_fit_eta_it_needs():
+    """A plateaued fit (ETA 3e7–∞ to a loss of 1e-10) beside an error falling 1e-3 a step:
+    the error's own extrapolation (≈8e3 steps to 1e-5) cannot hold, since an error of 1e-5
+    needs the loss near 1e-4·(1e-5/0.037)² ≈ 7e-12, below the fit's target. Where the needed
+    loss is above the fit's target, the recovery keeps its own ETA."""
+    from deeplinear.verdict import Verdict, judge_recovery_of, recovery_floor
+
+    steps = np.arange(0, 1001, 10)
+    error = 0.1 * 0.999**steps
+    floor = recovery_floor(0.0, 2, 2)
+
+    def fit(target_loss):
+        return Verdict(
+            "run", "plateau", "plateau", 1000, floor=floor, excess_loss=1e-4,
+            target_loss=target_loss, eta_steps=(3e7, np.inf), eta_method="extrapolated",
+        )  # fmt: skip
+
+    alone = judge_recovery_of(steps, error, fit=fit(1e-13), target=1e-5, resolution=1e-15)
+    assert alone.eta_method == "extrapolated"
+    assert alone.eta_steps[0] == pytest.approx(np.log(1e-5 / error[-1]) / np.log(0.999), rel=0.05)
+    needs = judge_recovery_of(steps, error, fit=fit(1e-10), target=1e-5, resolution=1e-15)
+    assert needs.eta_steps[0] >= 3e7 and needs.eta_steps[1] == np.inf
+    assert "3e+07–∞ more steps" in needs.headline
+    assert any("at or below the fit's target" in line for line in needs.evidence)

@@ -63,6 +63,7 @@ from deeplinear.verdict._recovery import (
     Recovery,
     default_recovery_target,
     judge_recovery,
+    reconciled,
     recovery_floor,
     remaining,
 )
@@ -291,7 +292,8 @@ def judge_recovery_of(
             segment_steps = int(np.clip(evidence.steps[-1], 1000, 50_000))
         rule = remaining(lambda: fit_state() is not None)
         continuation.extend(evidence, extend, floor, target, budget_steps, segment_steps, rule)
-    return judge_recovery(
+    recovery = judge_recovery(
         evidence, target=target, floor=floor, fit_state=fit_state(), fit_kind=fit.kind,
         noise=noise,
     )  # fmt: skip
+    return reconciled(recovery, fit)

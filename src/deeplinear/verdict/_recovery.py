@@ -26,6 +26,7 @@ its target, or at a zero gradient).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -226,6 +227,42 @@ def _extrapolated(evidence, base, kind, shape, floor, spent) -> Recovery:
         eta_method="extrapolated",
         evidence=[f"extrapolated from the recovery error: {sources}"],
         **base,
+    )
+
+
+def reconciled(recovery: Recovery, fit) -> Recovery:
+    """``recovery`` with an extrapolated ETA never shorter than the fit ETA it needs.
+
+    Near M the loss is quadratic in the error, f ≈ f_now·(e/e_now)², so an error ``target``
+    needs a loss f_now·(target/e_now)². Where that is at or below the fit's target loss, the
+    recovery cannot come before the fit reaches its target: its ETA is at least the fit's.
+    """
+    if recovery.eta_method != "extrapolated" or recovery.eta_steps is None:
+        return recovery
+    if fit.eta_steps is None or fit.excess_loss is None or fit.target_loss is None:
+        return recovery
+    if recovery.error is None or not recovery.error > 0:
+        return recovery
+    loss = fit.excess_loss + (fit.floor.value if fit.floor is not None else 0.0)
+    needed = loss * (recovery.target / recovery.error) ** 2
+    low, high = recovery.eta_steps
+    fit_low, fit_high = (float(x) for x in fit.eta_steps)
+    if not needed <= fit.target_loss or (low >= fit_low and high >= fit_high):
+        return recovery
+    eta = (max(low, fit_low), max(high, fit_high))
+    before = _range(low, high) + " more steps"
+    after = _range(*eta) + " more steps" if np.isfinite(eta[0]) else "never at these rates"
+    note = (
+        f"the error {recovery.target:.0e} needs the loss near {needed:.1e} (quadratic in the "
+        f"error), at or below the fit's target {fit.target_loss:.1e}, which the fit reaches in "
+        f"{_range(fit_low, fit_high)} more steps: the recovery's own extrapolation "
+        f"({_range(low, high)}) is raised to it"
+    )
+    return dataclasses.replace(
+        recovery,
+        eta_steps=eta,
+        headline=recovery.headline.replace(before, after),
+        evidence=[*recovery.evidence, note],
     )
 
 
