@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deeplinear.store import groups as group_files
 from deeplinear.sweep import core as sweep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -193,7 +194,7 @@ def main(argv=None) -> int:
             f"sweep: {time.perf_counter() - start:.1f} s wall, {time.process_time() - cpu:.1f} s "
             "CPU (groups finished before are read, not rerun)\n"
         )
-    runs = final_rows(sweep.read(args.out))
+    runs = final_rows(group_files.read(args.out))
     return 0 if report(runs, list(plan.seeds), args.success, args.need) else 1
 
 

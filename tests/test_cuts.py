@@ -15,6 +15,7 @@ import pytest
 
 from deeplinear.core.progress import Progress
 from deeplinear.store import directories
+from deeplinear.store import groups as group_files
 from tiny_sweeps import spectral_sweep
 
 CLI = [sys.executable, "-m", "deeplinear.cli"]
@@ -251,7 +252,7 @@ def test_a_resumed_sweep_counts_the_runs_done_before(tmp_path, monkeypatch, caps
     last = plan.groups[-1]
     group = sweep.group_file(out, last)
     group.unlink()
-    sweep.checksum_file(group).unlink()
+    group_files.checksum_file(group).unlink()
     assert main(["sweep", str(path), "--out", str(out)]) == 0
     err = capsys.readouterr().err
     assert "resuming: 1 of 2 groups (3 of 6 runs) done before" in err

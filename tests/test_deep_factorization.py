@@ -21,6 +21,7 @@ import pytest
 from deeplinear.core.backend import jax, jnp
 from deeplinear.errors import UsageError
 from deeplinear.objectives.measurement import entries
+from deeplinear.store import groups as group_files
 from deeplinear.sweep import core as sweep
 
 SWEEP = """
@@ -65,7 +66,7 @@ def finals(tmp_path_factory):
     out = tmp_path_factory.mktemp("deep")
     plan = sweep.parse(tomllib.loads(SWEEP), source=SWEEP)
     sweep.run(plan, out)
-    table = sweep.read(out).to_pandas()
+    table = group_files.read(out).to_pandas()
     assert table["recovery_error"].notna().all() and table["effective_rank"].notna().all()
     last = table.sort_values("step").groupby("run_id").tail(1)
     last = last.assign(depth=[len(json.loads(h)) + 1 for h in last["axis:model.hidden"]])

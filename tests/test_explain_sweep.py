@@ -11,6 +11,7 @@ from deeplinear import cli
 from deeplinear.experiment import config as configs
 from deeplinear.experiment import execution
 from deeplinear.explain import explain
+from deeplinear.store import groups as group_files
 from deeplinear.store.results import run_series
 from deeplinear.sweep import core as sweep
 from deeplinear.verdict import KINDS
@@ -65,7 +66,7 @@ def first_below(loss, target):
 
 def test_one_verdict_per_seed_of_each_best_configuration(explained):
     root, plan, result, held = explained
-    series = run_series(sweep.read(root / "sweep"))
+    series = run_series(group_files.read(root / "sweep"))
     assert held["experiment"] == "sweep" and held["target"] == 1e-6  # the sweep's first target
     entries = {(json.dumps(v["axis"]), v["method"], v["seed"]): v for v in held["verdicts"]}
     assert len(entries) == len(held["verdicts"]) == 2 * 2 * 2
@@ -146,7 +147,7 @@ def test_an_unfinished_sweep_and_a_damaged_group_are_refused(tmp_path, capsys):
     message = refusal(capsys, str(tmp_path), "--no-figures")
     assert str(files[1]) in message and "checksum" in message
     files[1].unlink()
-    sweep.checksum_file(files[1]).unlink()  # as a sweep stopped before this group
+    group_files.checksum_file(files[1]).unlink()  # as a sweep stopped before this group
     message = refusal(capsys, str(tmp_path), "--no-figures")
     assert "unfinished sweep (3 of 4 groups done" in message and "deeplinear sweep" in message
     assert not (tmp_path / "verdicts.json").exists()

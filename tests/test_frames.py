@@ -1,5 +1,5 @@
 """``deeplinear.frames.load``: every results directory kind as pandas, polars and Arrow frames,
-with its provenance; the same values ``read_table``/``sweep.read`` give."""
+with its provenance; the same values ``read_table``/``group_files.read`` give."""
 
 import subprocess
 import sys
@@ -12,6 +12,7 @@ import pytest
 from deeplinear.errors import UsageError
 from deeplinear.experiment import config, execution
 from deeplinear.store import frames
+from deeplinear.store import groups as group_files
 from deeplinear.store.results import _to_numpy, read_table
 from deeplinear.sweep import core as sweep
 
@@ -119,7 +120,7 @@ def test_a_run_as_pandas_polars_and_arrow(run_dir):
 
 
 def test_a_sweep_as_pandas_polars_and_arrow(sweep_dir):
-    expected = sweep.read(sweep_dir)
+    expected = group_files.read(sweep_dir)
     assert frames.kind(sweep_dir) == "sweep"
     df = frames.load(sweep_dir)
     assert_same_values(expected, df)

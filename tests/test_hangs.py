@@ -20,6 +20,7 @@ from deeplinear.core.backend import jax
 from deeplinear.diagnostics.probes import Probe
 from deeplinear.problems.dense import notebook_problem
 from deeplinear.report.sweep_report import write_report
+from deeplinear.store import groups as group_files
 from deeplinear.store.results import _to_numpy, run_series
 from deeplinear.sweep import core as sweep
 from deeplinear.sweep import watchdog as _watchdog
@@ -318,7 +319,7 @@ def test_report_draws_a_sweep_whose_axes_change_depth_and_problem_kind(tmp_path,
     summary = page[start : page.index("</table>", start)]
     assert summary.count("<tr>") == 1 + 4 and "not judged" not in page
     depths = {}
-    for series in run_series(sweep.read(out)).values():
+    for series in run_series(group_files.read(out)).values():
         depth = 1 + len(tomllib.loads(f"h = {series['axis:model.hidden'][0]}")["h"])
         depths[series["run_id"][0]] = depth
         assert series["layer_sigma_max"].shape[1] == depth

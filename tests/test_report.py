@@ -15,6 +15,7 @@ import pytest
 from deeplinear.report import confidence
 from deeplinear.report.colours import PALETTE, method_colours
 from deeplinear.report.sweep_report import axis_order, write_report
+from deeplinear.store import groups as group_files
 from deeplinear.sweep import core as sweep
 from deeplinear.sweep import tuning
 from tiny_sweeps import spectral_sweep
@@ -79,7 +80,7 @@ def test_report_writes_summary_files_table_and_page(swept):
         "condition_number=100"
     ] * 2
     # the JSON's numbers are the report's own analysis, recomputed here from the table
-    best = {b.group: b for b in tuning.best_settings(sweep.read(swept), 1e-3)}
+    best = {b.group: b for b in tuning.best_settings(group_files.read(swept), 1e-3)}
     for row in rows:
         entry = best[row["group"]]
         assert row["learning_rate"] == entry.learning_rate and row["edge"] == entry.edge

@@ -31,6 +31,7 @@ from deeplinear.explain import explain
 from deeplinear.loop import runner
 from deeplinear.report.sweep_report import write_report
 from deeplinear.store import directories as rundir
+from deeplinear.store import groups as group_files
 from deeplinear.store.results import read_table
 from deeplinear.sweep import core as sweep
 from result_rows import assert_same_rows
@@ -501,9 +502,10 @@ def swept(tmp_path_factory, runs):
         source = files[(i + 1) % len(files)] if i % 2 else runs["root"] / "a" / "curves.parquet"
         shutil.copy(source, other / "groups" / f.name)
         shutil.copy(
-            sweep.checksum_file(files[(i + 1) % len(files)]), other / f"groups/_{f.stem}.sha256"
+            group_files.checksum_file(files[(i + 1) % len(files)]),
+            other / f"groups/_{f.stem}.sha256",
         )
-    return {"dir": root / "s", "other": other, "table": sweep.read(root / "s")}
+    return {"dir": root / "s", "other": other, "table": group_files.read(root / "s")}
 
 
 def group_of(name: str, plan) -> str | None:
@@ -540,7 +542,7 @@ def test_report_refuses_and_a_resume_runs_exactly_the_damaged_groups(swept, plan
             g.id
             for g in PLAN.groups
             if not sweep.group_file(out, g).exists()
-            and not sweep.checksum_file(sweep.group_file(out, g)).exists()
+            and not group_files.checksum_file(sweep.group_file(out, g)).exists()
         }
         must_refuse = any(
             name != "manifest.json" and group_of(name, PLAN) not in unfinished for name in changed
@@ -548,7 +550,7 @@ def test_report_refuses_and_a_resume_runs_exactly_the_damaged_groups(swept, plan
         named = set(changed) | (set(SWEEP_FILES) if changed & set(SWEEP_FILES) else set())
         named |= {n for n in GROUP_FILES if group_of(n, PLAN) in hit}  # a file or its checksum
         try:
-            table = sweep.read(out)  # what ``report`` reads first
+            table = group_files.read(out)  # what ``report`` reads first
         except UsageError as error:
             message = str(error)
             assert "\n" not in message and any(name in message for name in named), message
@@ -560,7 +562,7 @@ def test_report_refuses_and_a_resume_runs_exactly_the_damaged_groups(swept, plan
         sweep.run(PLAN, out, progress=lambda d, t, g: ran.append(g.id), notice=said.append)
         assert sorted(ran) == sorted(hit), (plan, said)
         assert len(said) == len(hit - unfinished), said
-        assert_same_rows(sweep.read(out), swept["table"])
+        assert_same_rows(group_files.read(out), swept["table"])
     finally:
         shutil.rmtree(out.parent)
 

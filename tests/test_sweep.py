@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from deeplinear.errors import UsageError
 from deeplinear.experiment.execution import build
 from deeplinear.report.sweep_report import _floors, write_report
+from deeplinear.store import groups as group_files
 from deeplinear.sweep import core as sweep
 from result_rows import assert_same_rows
 
@@ -60,7 +61,7 @@ def test_groups_and_rows(tmp_path):
     assert len(s.groups) == 4  # 2 axis points × 2 methods
     files = sweep.run(s, tmp_path)
     assert all(f.exists() for f in files)
-    table = sweep.read(tmp_path)
+    table = group_files.read(tmp_path)
     runs = set(table.column("run_id").to_pylist())
     assert len(runs) == 2 * (2 * 3 + 2 * 1)  # points × (seeds × rates), each id unique
     assert "axis:problem.condition_number" in table.column_names
@@ -79,7 +80,7 @@ def test_resume_skips_finished_groups_and_is_deterministic(tmp_path):
     sweep.run(s, tmp_path / "a")  # nothing to do
     assert first.stat().st_mtime_ns == stamp
     sweep.run(s, tmp_path / "b")
-    assert_same_rows(sweep.read(tmp_path / "a"), sweep.read(tmp_path / "b"))
+    assert_same_rows(group_files.read(tmp_path / "a"), group_files.read(tmp_path / "b"))
 
 
 def slow_sweep(tmp_path):
@@ -116,7 +117,7 @@ def test_kill_9_loses_only_the_unfinished_group(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     clean = tmp_path / "clean"
     sweep.run(sweep.load(path), clean)
-    assert_same_rows(sweep.read(out), sweep.read(clean))
+    assert_same_rows(group_files.read(out), group_files.read(clean))
     for f in done:  # the groups finished before the kill were kept, not redone
         assert pq.read_table(f).num_rows > 0
 
@@ -175,7 +176,7 @@ def test_ray_cluster_returns_the_same_rows(tmp_path):
     s = plan(SWEEP.replace("seeds = 2", "seeds = 1"))
     sweep.run(s, tmp_path / "local")
     sweep.run(s, tmp_path / "ray", ray="local")  # a real local Ray cluster, started and stopped
-    assert_same_rows(sweep.read(tmp_path / "local"), sweep.read(tmp_path / "ray"))
+    assert_same_rows(group_files.read(tmp_path / "local"), group_files.read(tmp_path / "ray"))
 
 
 def test_a_ray_address_that_does_not_answer(tmp_path):
@@ -215,7 +216,7 @@ def test_groups_read_as_one_parquet_dataset(tmp_path):
     import pyarrow.dataset as ds
 
     table = ds.dataset(tmp_path / "groups", format="parquet").to_table()
-    assert table.num_rows == sweep.read(tmp_path).num_rows
+    assert table.num_rows == group_files.read(tmp_path).num_rows
     assert "damping" in table.column_names and "mode_learned" in table.column_names
 
 
@@ -245,7 +246,7 @@ def test_a_changed_sweep_does_not_resume_the_old_groups(tmp_path):
         tmp_path, first.groups[1]
     )
     sweep.run(changed, tmp_path)  # as after --force
-    table = sweep.read(tmp_path)
+    table = group_files.read(tmp_path)
     lm_steps = [
         s
         for m, s in zip(table.column("method").to_pylist(), table.column("step").to_pylist())
@@ -371,7 +372,7 @@ def known(grid, extra=""):
 def extension(directory):
     from deeplinear.sweep import tuning
 
-    table, metadata = sweep.read_groups(directory)
+    table, metadata = group_files.read_groups(directory)
     (best,) = tuning.best_settings(table, 1e-30, "final_loss", tuning.grid_extensions(metadata))
     return best, best.extension
 
@@ -402,7 +403,7 @@ def test_extension_stops_once_the_best_rate_is_interior(tmp_path):
     # the sweep's metadata (manifest.json) holds it too
     entry = json.loads((tmp_path / "manifest.json").read_text())["groups"][0]
     assert entry["grid_extension"] == record
-    assert len(sweep.read(tmp_path).column("learning_rate").unique()) == 7
+    assert len(group_files.read(tmp_path).column("learning_rate").unique()) == 7
 
 
 def test_extension_stops_where_the_runs_diverge(tmp_path):
@@ -414,7 +415,7 @@ def test_extension_stops_where_the_runs_diverge(tmp_path):
     np.testing.assert_allclose(record["added"], [4 * eta, 16 * eta], rtol=1e-12)
     assert best.learning_rate == pytest.approx(eta) and best.edge is None
     assert best.learning_rate < 0.5 < min(record["added"])  # the stable limit between them
-    table = sweep.read(tmp_path)
+    table = group_files.read(tmp_path)
     for rate in record["added"]:
         rows = table.filter(pc.equal(table.column("learning_rate"), rate))
         assert not np.isfinite(rows.column("loss").to_numpy()[-1])
@@ -436,9 +437,9 @@ def test_a_resumed_sweep_keeps_its_extended_groups(tmp_path):
     path = sweep.group_file(tmp_path / "a", s.groups[0])
     stamp = path.stat().st_mtime_ns
     sweep.run(s, tmp_path / "a")  # finished, extended: not run again
-    assert path.stat().st_mtime_ns == stamp and sweep.verify_group(path) is None
+    assert path.stat().st_mtime_ns == stamp and group_files.verify_group(path) is None
     sweep.run(s, tmp_path / "b")
-    assert_same_rows(sweep.read(tmp_path / "a"), sweep.read(tmp_path / "b"))
+    assert_same_rows(group_files.read(tmp_path / "a"), group_files.read(tmp_path / "b"))
     assert extension(tmp_path / "a")[1] == extension(tmp_path / "b")[1]
 
 
@@ -457,7 +458,7 @@ def test_extension_changes_the_group_file_and_only_its_own():
 def test_each_group_times_one_run_alone(tmp_path):
     s = plan(SWEEP.replace("seeds = 2", "seeds = 1"))
     sweep.run(s, tmp_path)
-    table, metadata = sweep.read_groups(tmp_path)
+    table, metadata = group_files.read_groups(tmp_path)
     for group in s.groups:
         held = metadata[group.id]
         rows = table.filter(pc.equal(table.column("group"), group.id))

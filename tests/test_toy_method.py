@@ -20,6 +20,7 @@ from deeplinear.explain import explain
 from deeplinear.methods import METHODS, AbstractMethod, number, register
 from deeplinear.methods.cost import loss_flops, parameters
 from deeplinear.report.sweep_report import write_report
+from deeplinear.store import groups as group_files
 from deeplinear.store.results import run_series
 from deeplinear.sweep import core as sweep
 
@@ -166,7 +167,7 @@ def test_toy_method_runs_through_run_explain_and_the_listing(toy, tmp_path, caps
 def test_toy_method_runs_through_a_sweep_and_the_report(toy, tmp_path):
     plan = sweep.parse(tomllib.loads(SWEEP), source=SWEEP)
     sweep.run(plan, tmp_path, stall_seconds=None)  # in this process
-    table = sweep.read(tmp_path)
+    table = group_files.read(tmp_path)
     assert table.schema.field("toy_sign_changes").type == pa.float64()
     methods = np.asarray(table.column("method").to_pylist())
     changes = np.asarray(table.column("toy_sign_changes").to_pylist(), dtype=float)
