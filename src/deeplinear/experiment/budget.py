@@ -26,8 +26,7 @@ from deeplinear.core.limits import (
 )
 from deeplinear.methods import make_method
 from deeplinear.methods.cost import SVD, Measurements, step_flops
-from deeplinear.problems.dense import npz_problem_shapes
-from deeplinear.problems.measured import measured_dims
+from deeplinear.problems.kinds import problem_kind
 
 # Time model, calibrated on 2 CPU cores (float64): a step of GD at width 6 costs 4.3 µs per layer
 # (dispatch-bound); compiling a run of depth L takes 1 + 0.0007 · L^1.7 · passes s (GD: 1.9 s at
@@ -76,19 +75,11 @@ class Dims:
 def dims(config) -> Dims:
     """The dimensions a run file describes (reading only the headers of its .npz files)."""
     spec = config.problem
-    samples = None if spec["samples"] == "population" else spec["samples"]
-    if spec["kind"] == "notebook":
-        d_in, d_out = spec.get("input", 6), spec.get("output", 10)
-    elif spec["kind"] == "spectral":
-        d_in, d_out = spec["input"], spec["output"]
-    elif spec["kind"] in ("completion", "sensing"):
-        d_out, d_in, m = measured_dims(spec, config.base_dir)
-        widths = (d_out, *config.hidden, d_in)
-        return Dims(widths, None, False, m, spec["kind"] == "sensing")
-    else:
-        d_out, d_in, samples = npz_problem_shapes(config.base_dir / spec["path"], "problem.path")
-    widths = (d_out, *config.hidden, d_in)
-    return Dims(widths, samples, config.init["kind"] == "spectral")
+    size = problem_kind(spec["kind"]).dims(spec, config.base_dir)
+    widths = (size.d_out, *config.hidden, size.d_in)
+    if size.measurements is not None:
+        return Dims(widths, None, False, size.measurements, size.dense_operator)
+    return Dims(widths, size.samples, config.init["kind"] == "spectral")
 
 
 def _data_values(d: Dims) -> float:
@@ -198,7 +189,7 @@ def check_setup_memory(config, limits: Limits | None = None) -> None:
     """Refuse a problem and initial weights that alone would not fit (before building them)."""
     d = dims(config)
     need = RUNTIME_BYTES + (_data_values(d) + _init_values(d)) * BYTES_PER_VALUE
-    source = "problem.path's data" if config.problem["kind"] == "npz" else "the problem"
+    source = problem_kind(config.problem["kind"]).data_source
     check(
         Estimate(need, 0.0, "use fewer samples or smaller widths"),
         limits or Limits.from_env(),

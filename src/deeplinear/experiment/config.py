@@ -8,7 +8,7 @@ record_every = 1
 checkpoints = 4                # Gauss-Newton spectra at this many recorded steps (0: none)
 
 [problem]
-kind = "notebook"              # "notebook" | "spectral" | "npz" | "completion" | "sensing"
+kind = "notebook"              # a kind in deeplinear.problems.kinds.PROBLEM_KINDS
 input = 6
 output = 10
 samples = 1000                 # an integer, or "population"
@@ -35,15 +35,18 @@ Configs are data: parsed with ``tomllib``, never evaluated.
 
 from __future__ import annotations
 
-import math
 import os
 import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deeplinear.core.checks import check_keys as _check_keys
+from deeplinear.core.checks import require_choice, require_int, require_number
+from deeplinear.core.checks import type_name as _type_name
 from deeplinear.errors import UsageError
 from deeplinear.methods import METHODS, make_method
+from deeplinear.problems import kinds
 
 TOP_KEYS = {
     "seed",
@@ -58,27 +61,7 @@ TOP_KEYS = {
     "name",
     "diagnostics",
 }
-SPECTRUM_KEYS = {  # a drawn target's spectrum and vectors, and the label noise
-    "rank",
-    "condition_number",
-    "law",
-    "singular_values",
-    "largest_singular_value",
-    "vectors",
-    "noise",
-}
-PROBLEM_KEYS = {
-    "notebook": {"kind", "input", "output", "samples", "row_scale_min"},
-    "spectral": {"kind", "input", "output", "samples", "whiten"} | SPECTRUM_KEYS,
-    "npz": {"kind", "path"},
-    "completion": {"probability", "observations"},  # + MEASURED_KEYS
-    "sensing": {"measurements"},
-}
-# what completion and sensing problems share
-MEASURED_KEYS = {"kind", "rows", "cols", "target", "frobenius_norm", "path"} | SPECTRUM_KEYS
-for _kind in ("completion", "sensing"):
-    PROBLEM_KEYS[_kind] = PROBLEM_KEYS[_kind] | MEASURED_KEYS
-MEASURED_KINDS = ("completion", "sensing")
+PROBLEM_KEYS = kinds.PROBLEM_KEYS  # kind → the keys its [problem] table takes (live)
 INIT_KEYS = {"kind", "scale", "strengths", "path", "end_to_end"}
 INIT_KINDS = (
     "notebook",
@@ -130,45 +113,6 @@ class RunConfig:
     source: str
     name: str = ""
     diagnostics: dict = field(default_factory=dict)  # e.g. {"sharpness": True}
-
-
-def _type_name(value) -> str:
-    return type(value).__name__
-
-
-def require_int(value, path: str, minimum: int | None = None, maximum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise UsageError(f"{path} must be an integer, got {value!r} ({_type_name(value)})")
-    if minimum is not None and value < minimum:
-        raise UsageError(f"{path} must be ≥ {minimum}, got {value}")
-    if maximum is not None and value > maximum:
-        raise UsageError(f"{path} must be ≤ {maximum}, got {value}")
-    return value
-
-
-def require_number(value, path: str, minimum=None, *, strict: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise UsageError(f"{path} must be a number, got {value!r} ({_type_name(value)})")
-    if not math.isfinite(value):
-        raise UsageError(f"{path} must be finite, got {value!r}")
-    if minimum is not None and (value < minimum or (strict and value == minimum)):
-        raise UsageError(f"{path} must be {'>' if strict else '≥'} {minimum}, got {value!r}")
-    return float(value)
-
-
-def require_choice(value, path: str, choices) -> str:
-    if not isinstance(value, str) or value not in choices:
-        raise UsageError(f"{path} must be one of {', '.join(map(repr, choices))}, got {value!r}")
-    return value
-
-
-def _check_keys(table: dict, allowed: set, path: str) -> None:
-    if not isinstance(table, dict):
-        raise UsageError(f"{path} must be a table, got {table!r}")
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        where = f"{path}.{unknown[0]}" if path else unknown[0]
-        raise UsageError(f"unknown key {where} (allowed here: {', '.join(sorted(allowed))})")
 
 
 def read_text(path: str | Path, what: str = "run file", limit: int = MAX_TEXT_BYTES) -> str:
@@ -237,17 +181,14 @@ def parse(data: dict, *, base_dir: Path = Path("."), source: str = "") -> RunCon
     record_every = require_int(data.get("record_every", 1), "record_every", 1, MAX_STEPS)
     checkpoints = require_int(data.get("checkpoints", 4), "checkpoints", 0, MAX_CHECKPOINTS)
 
-    problem = data.get("problem", {"kind": "notebook"})
+    problem = data.get("problem", {"kind": kinds.DEFAULT_KIND})
     _check_keys(problem, set().union(*PROBLEM_KEYS.values()), "problem")
-    problem = dict(problem)
-    kind = require_choice(problem.get("kind", "notebook"), "problem.kind", tuple(PROBLEM_KEYS))
-    problem["kind"] = kind
-    _check_keys(problem, PROBLEM_KEYS[kind], "problem")
-    _check_problem(problem)
+    kind = kinds.problem_kind(problem.get("kind", kinds.DEFAULT_KIND))
+    problem = kind.check(problem)
 
     model = data.get("model", {})
     _check_keys(model, {"hidden"}, "model")
-    hidden = model.get("hidden", [6] if kind == "notebook" else None)
+    hidden = model.get("hidden", list(kind.hidden) if kind.hidden else None)
     if hidden is None:
         raise UsageError("model.hidden is missing: give the hidden widths, e.g. [6] (depth 2)")
     if not isinstance(hidden, list) or not hidden:
@@ -256,22 +197,22 @@ def parse(data: dict, *, base_dir: Path = Path("."), source: str = "") -> RunCon
         )
     hidden = tuple(require_int(h, f"model.hidden[{i}]", 1) for i, h in enumerate(hidden))
 
-    init = data.get("init", {"kind": "notebook" if kind == "notebook" else "gaussian"})
+    init = data.get("init", {"kind": kind.init})
     _check_keys(init, INIT_KEYS, "init")
     init = dict(init)
     init["kind"] = require_choice(init.get("kind", "gaussian"), "init.kind", INIT_KINDS)
     _check_init(init)
-    if init["kind"] == "notebook" and (kind != "notebook" or len(hidden) != 1):
+    if init["kind"] == "notebook" and (not kind.draws_initial_weights or len(hidden) != 1):
         raise UsageError("init.kind = 'notebook' needs problem.kind = 'notebook' and depth 2")
-    if init["kind"] == "spectral_estimate" and kind not in MEASURED_KINDS:
+    if init["kind"] == "spectral_estimate" and not kind.measured:
         raise UsageError(
             "init.kind = 'spectral_estimate' needs a completion or sensing problem (it is the "
             "top singular subspace of the measurements' back-projection): use 'spectral'"
         )
-    if isinstance(init.get("strengths"), list) and problem.get("path") is None:
-        d_in = problem.get("cols", problem.get("input", 6))
-        d_out = problem.get("rows", problem.get("output", 10))
-        modes = min(*hidden, d_in, d_out, problem.get("rank", min(d_in, d_out)))
+    shape = kind.shape(problem)
+    if isinstance(init.get("strengths"), list) and shape is not None:
+        rank = kind.rank(problem)
+        modes = min(*hidden, *shape, min(shape) if rank is None else rank)
         if len(init["strengths"]) not in (1, modes):
             raise UsageError(
                 f"init.strengths has {len(init['strengths'])} values: give 1, or one per mode "
@@ -355,151 +296,6 @@ def _check_init(init: dict) -> None:
         raise UsageError("init.path is missing: init.kind = 'npz' needs a file with W1 … WL")
     if "path" in init and (not isinstance(init["path"], str) or not init["path"]):
         raise UsageError(f"init.path must be the path of an .npz file, got {init['path']!r}")
-
-
-def _check_problem(problem: dict) -> None:
-    for key in ("input", "output", "rank"):
-        if key in problem:
-            require_int(problem[key], f"problem.{key}", 1)
-    if "row_scale_min" in problem:
-        value = require_number(problem["row_scale_min"], "problem.row_scale_min", 0, strict=True)
-        if value > 1:
-            raise UsageError(
-                f"problem.row_scale_min must be ≤ 1 (A's rows are scaled from 1 down to it), "
-                f"got {value!r}"
-            )
-    samples = problem.get("samples", 1000 if problem["kind"] == "notebook" else "population")
-    if samples != "population":
-        require_int(samples, "problem.samples", 1)
-    problem["samples"] = samples
-    if problem["kind"] == "spectral":
-        for key in ("input", "output"):
-            if key not in problem:
-                raise UsageError(f"problem.{key} is missing: a spectral problem needs its dims")
-        rank = problem.get("rank", min(problem["input"], problem["output"]))
-        if rank > min(problem["input"], problem["output"]):
-            raise UsageError(
-                f"problem.rank must be ≤ min(input, output) = "
-                f"{min(problem['input'], problem['output'])}, got {rank}"
-            )
-        problem["rank"] = rank
-        _check_spectrum_numbers(problem)
-        if "whiten" in problem and not isinstance(problem["whiten"], bool):
-            raise UsageError(f"problem.whiten must be true or false, got {problem['whiten']!r}")
-        if "singular_values" in problem:
-            values = problem["singular_values"]
-            if not isinstance(values, list) or len(values) != rank:
-                raise UsageError(f"problem.singular_values must be a list of rank = {rank} numbers")
-            for i, v in enumerate(values):
-                require_number(v, f"problem.singular_values[{i}]", 0, strict=True)
-        if "law" in problem:
-            require_choice(problem["law"], "problem.law", ("geometric", "linear", "gaussian"))
-        if problem.get("law") == "gaussian":  # A = G, i.i.d. N(0, 1): its spectrum is drawn
-            for key in ("singular_values", "condition_number", "largest_singular_value", "vectors"):
-                if key in problem and (key != "vectors" or problem[key] != "random"):
-                    raise UsageError(
-                        f"problem.{key} does not apply to problem.law = 'gaussian' (A has "
-                        "i.i.d. N(0, 1) entries, its spectrum is drawn): remove it"
-                    )
-            if rank != min(problem["input"], problem["output"]):
-                raise UsageError(
-                    f"problem.rank must be min(input, output) = "
-                    f"{min(problem['input'], problem['output'])} with problem.law = 'gaussian' "
-                    f"(a Gaussian A has full rank), got {rank}: remove problem.rank"
-                )
-        if "vectors" in problem:
-            require_choice(problem["vectors"], "problem.vectors", ("random", "identity"))
-        if problem.get("whiten") and samples == "population":
-            raise UsageError("problem.whiten needs problem.samples to be an integer")
-    if problem["kind"] in MEASURED_KINDS:
-        _check_measured(problem)
-    if problem["kind"] == "npz" and not isinstance(problem.get("path"), str):
-        raise UsageError("problem.path is missing: give an .npz file with A, or X and Y")
-    if problem["kind"] == "npz" and not problem["path"]:
-        raise UsageError("problem.path is empty: give an .npz file with A, or X and Y")
-
-
-def _check_spectrum_numbers(problem: dict) -> None:
-    """The numbers that set a drawn target's spectrum and noise, where given."""
-    if "condition_number" in problem:
-        require_number(problem["condition_number"], "problem.condition_number", 1)
-    if "largest_singular_value" in problem:
-        require_number(
-            problem["largest_singular_value"], "problem.largest_singular_value", 0, strict=True
-        )
-    if "frobenius_norm" in problem:
-        require_number(problem["frobenius_norm"], "problem.frobenius_norm", 0, strict=True)
-    if "noise" in problem:
-        require_number(problem["noise"], "problem.noise", 0)
-
-
-def _check_measured(problem: dict) -> None:
-    """A completion or sensing problem: drawn (shape, truth, sample) or read from ``path``."""
-    kind = problem["kind"]
-    if "path" in problem:
-        if not isinstance(problem["path"], str) or not problem["path"]:
-            raise UsageError(
-                f"problem.path must be the path of an .npz file, got {problem['path']!r}"
-            )
-        extra = sorted(set(problem) - {"kind", "path", "samples"})
-        if extra:
-            raise UsageError(
-                f"problem.{extra[0]} does not apply with problem.path (the file holds the "
-                "measurements): remove it, or remove path to draw a problem"
-            )
-        return
-    for key in ("rows", "cols"):
-        if key not in problem:
-            raise UsageError(f"problem.{key} is missing: a {kind} problem needs its shape")
-        require_int(problem[key], f"problem.{key}", 1)
-    target = require_choice(
-        problem.get("target", "spectrum"), "problem.target", ("spectrum", "gaussian_product")
-    )
-    problem["target"] = target
-    smaller = min(problem["rows"], problem["cols"])
-    rank = require_int(problem.get("rank", 1), "problem.rank", 1, smaller)
-    problem["rank"] = rank
-    spectrum_keys = ("condition_number", "law", "singular_values", "largest_singular_value")
-    if target == "gaussian_product":
-        for key in (*spectrum_keys, "vectors"):
-            if key in problem:
-                raise UsageError(
-                    f"problem.{key} does not apply to problem.target = 'gaussian_product' (its "
-                    "spectrum is drawn): remove it, or use target = 'spectrum'"
-                )
-    _check_spectrum_numbers(problem)
-    law = problem.get("law", problem.get("singular_values", "geometric"))
-    if isinstance(law, list):
-        if len(law) != rank:
-            raise UsageError(f"problem.singular_values must be a list of rank = {rank} numbers")
-        for i, v in enumerate(law):
-            require_number(v, f"problem.singular_values[{i}]", 0, strict=True)
-    else:
-        require_choice(law, "problem.singular_values", ("geometric", "linear"))
-    if "vectors" in problem:
-        require_choice(problem["vectors"], "problem.vectors", ("random", "rademacher"))
-    if kind == "completion":
-        given = [key for key in ("probability", "observations") if key in problem]
-        if len(given) != 1:
-            raise UsageError(
-                "a completion problem needs exactly one of problem.probability (each entry "
-                "observed with this probability) and problem.observations (this many entries)"
-            )
-        if given == ["probability"]:
-            p = require_number(problem["probability"], "problem.probability", 0, strict=True)
-            if p > 1:
-                raise UsageError(f"problem.probability must be in (0, 1], got {p!r}")
-        else:
-            count = require_int(problem["observations"], "problem.observations", 1)
-            if count > problem["rows"] * problem["cols"]:
-                raise UsageError(
-                    f"problem.observations must be ≤ rows·cols = "
-                    f"{problem['rows'] * problem['cols']}, got {count}"
-                )
-    else:
-        if "measurements" not in problem:
-            raise UsageError("problem.measurements is missing: how many Gaussian measurements")
-        require_int(problem["measurements"], "problem.measurements", 1)
 
 
 def _method(table, index: int, steps: int, record_every: int) -> MethodSpec:

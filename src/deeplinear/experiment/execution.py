@@ -35,22 +35,9 @@ from deeplinear.experiment.config import RunConfig
 from deeplinear.loop import runner
 from deeplinear.methods import changed_hyperparameters, make_method
 from deeplinear.problems import initialization as inits
-from deeplinear.problems.dense import (
-    NotebookDims,
-    Problem,
-    notebook_problem,
-    npz_problem,
-    read_npz,
-    singular_values,
-    spectral_problem,
-)
-from deeplinear.problems.measured import (
-    MeasuredProblem,
-    completion_problem,
-    npz_measured_problem,
-    sensing_problem,
-    target_factors,
-)
+from deeplinear.problems.dense import Problem, read_npz
+from deeplinear.problems.kinds import BuildContext, problem_kind
+from deeplinear.problems.measured import MeasuredProblem
 from deeplinear.store import directories
 from deeplinear.store.results import RunInfo, batches_table, provenance, write_table
 
@@ -101,46 +88,9 @@ def build(config: RunConfig) -> Setup:
     check_setup_memory(config)
     spec, hidden = config.problem, list(config.hidden)
     rng = _generator(config.generator, config.seed)
-    drawn = None
-    if spec["kind"] == "notebook":
-        dims = NotebookDims(
-            spec.get("input", 6),
-            hidden[0],
-            spec.get("output", 10),
-            spec["samples"] if spec["samples"] != "population" else 1,
-        )
-        problem, drawn = notebook_problem(
-            config.seed, dims, config.generator, spec.get("row_scale_min", 1e-5)
-        )
-        if spec["samples"] == "population":
-            problem = Problem(problem.name + "-population", problem.A)
-    elif spec["kind"] == "spectral":
-        law = spec.get("singular_values", spec.get("law", "geometric"))
-        if law == "gaussian":  # σ of a Gaussian G with Haar U, V below: A is distributed as G
-            draw = rng.standard_normal((spec["output"], spec["input"]))
-            values = np.linalg.svd(draw, compute_uv=False)
-        else:
-            values = singular_values(
-                spec["rank"],
-                spec.get("condition_number", 1.0),
-                law,
-                spec.get("largest_singular_value", 1.0),
-            )
-        samples = None if spec["samples"] == "population" else spec["samples"]
-        problem = spectral_problem(
-            spec["input"],
-            spec["output"],
-            values,
-            rng=rng,
-            vectors=spec.get("vectors", "random"),
-            samples=samples,
-            whiten=spec.get("whiten", False),
-            noise=spec.get("noise", 0.0),
-        )
-    elif spec["kind"] in configs.MEASURED_KINDS:
-        problem = measured_problem(config, rng)
-    else:
-        problem = npz_problem(config.base_dir / spec["path"], "problem.path")
+    kind = problem_kind(spec["kind"])
+    context = BuildContext(config.seed, config.generator, rng, config.hidden, config.base_dir)
+    problem, drawn = kind.build(spec, context)
     widths = [problem.shape[0], *hidden, problem.shape[1]]
     weights = _initial_weights(config, problem, widths, drawn)
     probe = problem.probe(widths)
@@ -150,45 +100,6 @@ def build(config: RunConfig) -> Setup:
         sharpness = SharpnessProbe.for_objective(objective, weights, iterations)
         probe = probes.combine(probe, sharpness)
     return Setup(problem, objective, weights, widths, probe)
-
-
-def measured_problem(config: RunConfig, rng) -> MeasuredProblem:
-    """The completion or sensing problem of a run file: read from ``path``, or drawn (truth,
-    then the sample, then the noise, from the problem's random stream)."""
-    spec = config.problem
-    kind = spec["kind"]
-    if "path" in spec:
-        return npz_measured_problem(config.base_dir / spec["path"], kind)
-    shape = (spec["rows"], spec["cols"])
-    if spec["target"] == "spectrum":
-        values = singular_values(
-            spec["rank"],
-            spec.get("condition_number", 1.0),
-            spec.get("law", spec.get("singular_values", "geometric")),
-            spec.get("largest_singular_value", 1.0),
-        )
-    else:
-        values = None
-    truth = target_factors(
-        rng,
-        shape,
-        values,
-        target=spec["target"],
-        vectors=spec.get("vectors", "random"),
-        rank=spec["rank"],
-        frobenius_norm=spec.get("frobenius_norm"),
-    )
-    noise = spec.get("noise", 0.0)
-    if kind == "completion":
-        return completion_problem(
-            rng,
-            shape,
-            truth,
-            probability=spec.get("probability"),
-            observations=spec.get("observations"),
-            noise=noise,
-        )
-    return sensing_problem(rng, shape, truth, measurements=spec["measurements"], noise=noise)
 
 
 def _initial_weights(config, problem, widths, drawn) -> tuple:

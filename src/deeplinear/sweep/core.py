@@ -81,6 +81,7 @@ from deeplinear.experiment import budget, execution
 from deeplinear.experiment import config as configs
 from deeplinear.loop import runner
 from deeplinear.methods import make_method, recorded_columns
+from deeplinear.problems.kinds import kind_of
 from deeplinear.store import directories
 from deeplinear.store.directories import write_atomic
 from deeplinear.store.groups import NOT_WRITTEN, checksum_file, verify_group, write_group
@@ -176,17 +177,8 @@ def sample_count(problem: dict) -> float | None:
     (``problem.samples``, default 1000; a completion's ``observations``, or its expected count
     p · rows · cols; a sensing problem's ``measurements``). None where the loss is no such sum
     (``samples = "population"``) or the count is not in the run file (an ``.npz`` problem)."""
-    kind = problem.get("kind")
-    if kind in configs.MEASURED_KINDS:
-        if "path" in problem:
-            return None
-        if kind == "sensing":
-            return problem.get("measurements")
-        if "observations" in problem:
-            return problem["observations"]
-        return problem.get("probability", 0) * problem.get("rows", 0) * problem.get("cols", 0)
-    samples = problem.get("samples", 1000)
-    return samples if isinstance(samples, int) and not isinstance(samples, bool) else None
+    kind = kind_of(problem)
+    return None if kind is None else kind.sample_count(problem)
 
 
 def _method_table(spec: configs.MethodSpec) -> dict:
@@ -441,8 +433,8 @@ def parse(data: dict, *, source: str = "", base_dir: Path = Path(".")) -> Sweep:
         labels.add(label)
         sections = {k: v for k, v in at.items() if k != "methods"}
         if any(s == "per_sample" for s in scalings) and sample_count(at.get("problem", {})) is None:
-            kind = at.get("problem", {}).get("kind")
-            if kind in configs.MEASURED_KINDS:  # the notebook's population: left unscaled
+            kind = kind_of(at.get("problem", {}))
+            if kind is not None and kind.measured:  # a population loss: left unscaled
                 raise UsageError(
                     f"at the axis point {label}: learning_rate_scaling = 'per_sample' needs the "
                     "count in the run file (problem.observations, probability or measurements); "
