@@ -16,6 +16,7 @@ built-in's, or another plugin's, is refused: one line naming the entry point and
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator, Mapping
 from importlib.metadata import EntryPoint, entry_points
 
@@ -131,8 +132,41 @@ class Registry(Mapping[str, type[AbstractMethod]]):
     def get_registered(self, name: str):
         return self._builtin.get(name) or self._registered.get(name) or self._loaded.get(name)
 
+    def registered(self) -> tuple[type[AbstractMethod], ...]:
+        """The classes given to ``register``, in order."""
+        return tuple(self._registered.values())
+
+    def portable(self, where: str) -> tuple[type[AbstractMethod], ...]:
+        """The registered classes, for another process (a sweep's worker, a Ray task) to
+        register: pickled by reference, so each must be importable there by its module and
+        qualified name. One that is not (defined in ``__main__`` or inside a function) is refused
+        in one line naming it and the fix; ``where`` names what needs them."""
+        for name, cls in self._registered.items():
+            if not _importable(cls):
+                raise UsageError(
+                    f"method {name!r} (class {cls.__qualname__} in {cls.__module__}) was given to "
+                    f"register() but {where} cannot import it: define it at the top level of an "
+                    "importable module (not in __main__ or inside a function)"
+                )
+        return self.registered()
+
     def unregister(self, name: str) -> None:
         """Remove a class given to ``register`` (tests); built-ins and plugins stay."""
         if name not in self._registered:
             raise UsageError(f"unregister: {name!r} was not registered with register()")
         del self._registered[name]
+
+
+def _importable(cls) -> bool:
+    """Whether ``cls`` is found again by its module and qualified name (what pickling a class
+    by reference relies on), in a module that another interpreter can import."""
+    module, qualname = getattr(cls, "__module__", None), getattr(cls, "__qualname__", "")
+    if not module or module == "__main__" or "<locals>" in qualname:
+        return False
+    try:
+        found = importlib.import_module(module)
+        for part in qualname.split("."):
+            found = getattr(found, part)
+    except Exception:  # any failure to find it again: not importable
+        return False
+    return found is cls

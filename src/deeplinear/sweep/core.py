@@ -80,7 +80,7 @@ from deeplinear.errors import UsageError
 from deeplinear.experiment import budget, execution
 from deeplinear.experiment import config as configs
 from deeplinear.loop import runner
-from deeplinear.methods import make_method, recorded_columns
+from deeplinear.methods import METHODS, make_method, recorded_columns, register
 from deeplinear.problems.kinds import kind_of
 from deeplinear.store import directories
 from deeplinear.store.directories import write_atomic
@@ -839,15 +839,20 @@ def conform(table: pa.Table, axes) -> pa.Table:
     return pa.table(columns)
 
 
-def _group_bytes(source: str, base_dir: str, index: int, stall_seconds: float | None) -> bytes:
-    """A Ray task: rebuild the sweep from its text (configs are data), run one group (under the
-    watchdog, in a worker of its own, unless ``stall_seconds`` is None), Parquet."""
+def _group_bytes(
+    source: str, base_dir: str, index: int, stall_seconds: float | None, methods=()
+) -> bytes:
+    """A Ray task: register the driver's registered ``methods``, rebuild the sweep from its text
+    (configs are data), run one group (under the watchdog, in a worker of its own, unless
+    ``stall_seconds`` is None), Parquet."""
 
+    for cls in methods:
+        register(cls)
     plan = parse(tomllib.loads(source), source=source, base_dir=Path(base_dir))
     if stall_seconds is None:
         table = run_group(plan, plan.groups[index])
     else:
-        with Worker(plan, stall_seconds, run_group) as worker:
+        with Worker(plan, stall_seconds, run_group, methods) as worker:
             table = worker.run(index)
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
@@ -886,10 +891,18 @@ def run(
     for that long; None runs them in this process, unwatched (so does a non-POSIX system). The
     ``deeplinear sweep`` command watches by default (``STALL_SECONDS``).
     A group whose file does not match its checksum is run again; ``notice`` (default: a line on
-    stderr) says which.
+    stderr) says which. Methods given to ``register`` go to the worker and to Ray's tasks with
+    the sweep (by reference); one that another process cannot import is refused before anything
+    runs (one line).
     """
 
     directory = Path(directory)
+    if os.name != "posix":  # the watchdog's worker needs POSIX pipes: unwatched elsewhere
+        stall_seconds = None
+    methods = ()
+    if ray is not None or stall_seconds is not None:
+        where = "a Ray task" if ray is not None else "the sweep's worker process"
+        methods = METHODS.portable(where)
     say = notice or (lambda line: print(f"deeplinear: {line}", file=sys.stderr, flush=True))
     directories.claim(directory, {"experiment": "sweep", "sweep_sha256": sweep.digest}, force=True)
     (directory / "groups").mkdir(parents=True, exist_ok=True)
@@ -933,15 +946,13 @@ def run(
         if progress:
             progress(done, len(files), sweep.groups[index])
 
-    if os.name != "posix":  # the watchdog's worker needs POSIX pipes: unwatched elsewhere
-        stall_seconds = None
     if ray is None and stall_seconds is None:
         for index in todo:
             finish(index, run_group(sweep, sweep.groups[index]))
         return _recorded(directory, sweep, manifest, files)
     if ray is None:
         if todo:
-            with Worker(sweep, stall_seconds, run_group) as worker:
+            with Worker(sweep, stall_seconds, run_group, methods) as worker:
                 for index in todo:
                     finish(index, worker.run(index))
         return _recorded(directory, sweep, manifest, files)
@@ -958,7 +969,7 @@ def run(
     try:
         task = ray_module.remote(max_retries=0)(_group_bytes)
         args = (sweep.source, str(sweep.base_dir))
-        pending = {task.remote(*args, i, stall_seconds): i for i in todo}
+        pending = {task.remote(*args, i, stall_seconds, methods): i for i in todo}
         while pending:
             ready, _ = ray_module.wait(list(pending), num_returns=1)
             index = pending.pop(ready[0])

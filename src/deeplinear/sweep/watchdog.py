@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 
 from deeplinear.core.backend import enable_compilation_cache
 from deeplinear.errors import UsageError
+from deeplinear.methods import register
 
 
 class GroupStalledError(RuntimeError):
@@ -81,10 +82,12 @@ class Worker:
     ``run_group(sweep, group, beat=...)`` (an importable function: it is sent by name) makes the
     group's table. The worker is a
     fresh interpreter running this module (not ``multiprocessing``, which would import the
-    caller's ``__main__`` again), talking over two pipes; POSIX only.
+    caller's ``__main__`` again), talking over two pipes; POSIX only. It gets this process's
+    ``sys.path`` (after its own deeplinear) and registers ``methods`` (classes given to
+    ``register`` here, sent by reference: ``METHODS.portable`` checks them) before any group.
     """
 
-    def __init__(self, sweep, stall_seconds: float, run_group):
+    def __init__(self, sweep, stall_seconds: float, run_group, methods=()):
         if not stall_seconds > 0:
             raise UsageError(f"stall_seconds must be > 0, got {stall_seconds!r}")
         self.sweep, self.stall_seconds = sweep, float(stall_seconds)
@@ -106,7 +109,8 @@ class Worker:
             os.close(from_worker[1])
         self._outbox = Connection(to_worker[1], readable=False)
         self._inbox = Connection(from_worker[0], writable=False)
-        self._send((sweep, run_group), None)
+        self._send(list(sys.path), None)  # first: the modules the next message names
+        self._send((sweep, run_group, tuple(methods)), None)
 
     def _send(self, message, group) -> None:
         try:
@@ -170,7 +174,18 @@ def _child(inbox_fd: int, outbox_fd: int, parent: int) -> None:
     inbox, outbox = Connection(inbox_fd, writable=False), Connection(outbox_fd, readable=False)
 
     enable_compilation_cache()
-    sweep, run_group = inbox.recv()
+    sys.path.extend(p for p in inbox.recv() if p not in sys.path)
+    try:
+        sweep, run_group, methods = inbox.recv()
+        for cls in methods:
+            register(cls)
+        failed = None
+    except Exception as error:  # a class that does not unpickle here: each group says so
+        failed = UsageError(
+            f"the sweep's worker could not take the registered methods ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''}): define them at the top level "
+            "of an importable module"
+        )
 
     def beat() -> None:
         outbox.send(("beat",))
@@ -178,6 +193,8 @@ def _child(inbox_fd: int, outbox_fd: int, parent: int) -> None:
     while (index := inbox.recv()) is not None:
         beat()
         try:
+            if failed is not None:
+                raise failed
             table = run_group(sweep, sweep.groups[index], beat=beat)
             buffer = io.BytesIO()
             pq.write_table(table, buffer)
