@@ -147,6 +147,12 @@ def test_the_page_shows_explain_verdicts_beside_the_best_setting(swept):
         (swept / "verdicts.json").unlink()
     assert "converging linearly: 1e-6 in ~40 more steps" in page
     assert "rate 0.7 per step" in page and "converging_linearly ×1" in page
+    # each count says its horizon: solved within the recorded steps, verdicts once continued
+    steps = row["recorded_steps"]
+    assert steps > 0 and f"/{row['seeds']} within {steps:,} steps" in page
+    assert "continued by explain: converging_linearly ×1" in page
+    unexplained = write_report(swept).read_text()
+    assert f"within {steps:,} steps: " in unexplained
 
 
 def test_the_verdict_column_counts_a_run_that_rises_back_as_not_reached():

@@ -265,8 +265,11 @@ def _profile_data(profiles) -> list[dict]:
 
 
 def _verdict_cell(row) -> str:
+    """The verdicts of a row's seeds, on the horizon they are on: the recorded steps, or the
+    runs continued by ``explain`` (an Adam that reached a target within the sweep's steps can be
+    unstable once continued: both are true, on different horizons)."""
     if not row.get("explained"):
-        return html.escape(row["verdicts"])
+        return html.escape(f"within {_horizon(row)}: {row['verdicts']}")
     kinds: dict = {}
     for v in row["explained"]:
         kinds[v.get("kind")] = kinds.get(v.get("kind"), 0) + 1
@@ -276,16 +279,23 @@ def _verdict_cell(row) -> str:
         evidence = json.dumps(evidence, indent=1, default=str)
     counts = ", ".join(f"{k} ×{n}" for k, n in kinds.items())
     return (
-        f"{html.escape(counts)}<br><b>{html.escape(str(first.get('headline', '')))}</b>"
+        f"continued by explain: {html.escape(counts)}"
+        f"<br><b>{html.escape(str(first.get('headline', '')))}</b>"
         f"<details><summary>evidence (seed {html.escape(str(first.get('seed')))})</summary>"
         f"<pre>{html.escape(evidence)}</pre></details>"
     )
 
 
+def _horizon(row) -> str:
+    steps = row.get("recorded_steps")
+    return "the recorded steps" if steps is None else f"{steps:,} steps"
+
+
 def _table(rows, targets) -> str:
     head = ["method", "axis point", "best η"]
     for t in targets:
-        head += [f"solved @{t:g}", "median steps [95% CI]", "median s [95% CI]", "median FLOPs"]
+        head += [f"solved @{t:g} within the recorded steps", "median steps [95% CI]",
+                 "median s [95% CI]", "median FLOPs"]  # fmt: skip
     head += ["final loss [95% CI]"]
     recovering = any("final_recovery" in r for r in rows)
     goals = counted_recovery_targets(rows)
@@ -304,7 +314,8 @@ def _table(rows, targets) -> str:
             rate_cell += f" <span class='ext'>({html.escape(_extension(r))})</span>"
         cells = [html.escape(r["method"]), html.escape(r["axis_point"]), rate_cell]
         for cell in r["targets"]:
-            cells += [f"{cell['solved']}/{r['seeds']}", _ci(cell["steps"]), _ci(cell["seconds"]),
+            solved = f"{cell['solved']}/{r['seeds']} within {_horizon(r)}"
+            cells += [html.escape(solved), _ci(cell["steps"]), _ci(cell["seconds"]),
                       html.escape(f"{cell['flops']['median']:.4g}")]  # fmt: skip
         cells.append(_ci(r["final_loss"]))
         if recovering:

@@ -601,6 +601,8 @@ def write_report(directory: str | Path, out=None) -> Path:
         row = by_group[group]
         row["verdicts"] = _verdicts(series, entry["runs"], floors, targets[-1])
         row["explained"] = verdicts.get((group, float(entry["learning_rate"])), [])
+        # the horizon the solved counts and the unexplained verdicts are on
+        row["recorded_steps"] = max(int(series[r["run_id"]]["step"][-1]) for r in entry["runs"])
     points = list(dict.fromkeys(r["axis_point"] for r in rows))
     quantiles = {g: curve_quantiles(series, e) for g, e in best.items()}
     recovery = {g: q for g, e in best.items() if (q := recovery_quantiles(series, e))}
