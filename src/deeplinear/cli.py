@@ -499,7 +499,14 @@ def _sweep(args) -> int:
             notice=lambda line: progress.say(f"deeplinear: {line}"),
             stall_seconds=stall,
         )
-    print(f"{len(files)} groups in {out}/groups; next: deeplinear report {out}")
+    from deeplinear.store.groups import group_runs
+
+    runs = sum(group_runs(f) for f in files)  # what groups/ holds, grid extensions included
+    planned = counter.total_runs
+    added = f", {runs - planned} of them added by grid extension" if runs > planned else ""
+    print(
+        f"{len(files)} groups, {runs} runs{added}, in {out}/groups; next: deeplinear report {out}"
+    )
     return 0
 
 
@@ -508,15 +515,18 @@ class _SweepCounter:
     finished before it (a resume), and an ETA from this invocation's pace."""
 
     def __init__(self, plan, out: Path, progress):
-        from deeplinear.sweep.core import group_file, verify_group
+        from deeplinear.store.groups import group_runs, verify_group
+        from deeplinear.sweep.core import group_file
 
         self.progress, self.start = progress, time.monotonic()
         self.size = {g.id: len(g.seeds) * len(g.method.learning_rates) for g in plan.groups}
         self.total_runs = sum(self.size.values())
+        self.runs_of = lambda group: group_runs(group_file(out, group))  # extensions included
         finished = [g for g in plan.groups if verify_group(group_file(out, g)) is None]
         self.groups_before = len(finished)
         self.runs_before = sum(self.size[g.id] for g in finished)
         self.runs_here = 0
+        self.added = 0  # runs a grid extension added past the planned grid (this invocation)
         if finished:
             progress.say(
                 f"resuming: {self.groups_before} of {len(plan.groups)} groups "
@@ -524,15 +534,18 @@ class _SweepCounter:
             )
 
     def __call__(self, done: int, total: int, group) -> None:
-        self.runs_here += self.size.get(group.id, 0)
+        planned = self.size.get(group.id, 0)
+        self.runs_here += planned
+        self.added += max(self.runs_of(group) - planned, 0)
         ran = max(done - self.groups_before, 1)
         left = (time.monotonic() - self.start) / ran * (total - done)
         before = f", {self.runs_before} before" if self.runs_before else ""
+        added = f", +{self.added} added by grid extension" if self.added else ""
         self.progress.count(
             done,
             total,
             f"[{done}/{total}] {group.name}: {self.runs_here} of {self.total_runs} runs done "
-            f"here{before}, ETA {left:.0f} s",
+            f"here{added}{before}, ETA {left:.0f} s",
         )
 
 

@@ -44,6 +44,7 @@ class RunRecord:
     floor: Floor
     extend: object | None = None  # a ``Continuation`` from the run's end, or None
     gn_rate: float | None = None  # the Gauss-Newton predicted rate at the run's end
+    notes: tuple[str, ...] = ()  # evidence about how the record was obtained (a re-run)
 
 
 def judge_run(record: RunRecord, context: Context, comparison: dict) -> Verdict:
@@ -67,6 +68,7 @@ def judge_run(record: RunRecord, context: Context, comparison: dict) -> Verdict:
     learned = learned_modes(data, record.extend)
     if learned is not None and verdict.kind != "diverged":
         verdict.evidence += mode_evidence(learned, record.floor.width)
+    verdict.evidence += list(record.notes)
     verdict.recovery = judge_recovery(
         data, verdict, record.setup, record.floor, record.extend,
         target=context.recovery_target, budget_steps=context.budget_steps,

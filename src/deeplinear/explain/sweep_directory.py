@@ -216,14 +216,15 @@ def explain_sweep(
                 gn_rate = _gn_rate(
                     method, ends, setup, data["loss"][-1], int(data["step"][-1]), rate
                 )
-            record = RunRecord(run_id, data, method, rate, setup, floor, extend, gn_rate)
-            verdict = judge_run(record, context, comparison)
+            notes_ = ()
             if drift is not None and drift > REBUILT:
-                verdict.evidence.append(
+                notes_ = (
                     f"the continuation starts from a re-run of the recorded steps whose losses "
                     f"differ from the sweep's by up to {drift:.1e} (relative): its numbers are "
-                    "those of the re-run"
+                    "those of the re-run",
                 )
+            record = RunRecord(run_id, data, method, rate, setup, floor, extend, gn_rate, notes_)
+            verdict = judge_run(record, context, comparison)
             if comparison.get("note") and comparison.get("applies"):
                 notes[run_id] = comparison["note"]
             verdicts.append(verdict)

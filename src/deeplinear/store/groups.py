@@ -12,6 +12,8 @@ import re
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from deeplinear.errors import UsageError
 from deeplinear.store import directories
@@ -47,6 +49,12 @@ def _locked(folder: Path, shared: bool = False):
     finally:
         if fd is not None:
             os.close(fd)
+
+
+def group_runs(path: Path) -> int:
+    """How many runs a group file holds (its grid extension's included)."""
+    column = pq.read_table(path, columns=["run_id"]).column("run_id")
+    return len(pc.unique(column))
 
 
 def write_group(path: Path, table: pa.Table, metadata: dict) -> None:

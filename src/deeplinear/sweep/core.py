@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import decimal
 import hashlib
 import io
 import itertools
@@ -225,6 +226,20 @@ NOT_AXES = {
 }
 
 
+def log_grid(low: float, high: float, num: int) -> list[float]:
+    """``num`` values from ``low`` to ``high`` equally spaced in log10, each 10**y correctly
+    rounded for the float64 exponents y of ``linspace(log10 low, log10 high, num)``, the ends
+    exactly ``low`` and ``high``. NumPy's ``power`` is not correctly rounded and its last bit
+    changed between releases (``geomspace(1e-3, 1e-1, 6)[2]``: …801929, now …80193): a grid,
+    and so a group's id, must not depend on the NumPy it was drawn with."""
+    exponents = np.linspace(math.log10(low), math.log10(high), num).tolist()
+    with decimal.localcontext() as context:
+        context.prec = 40  # far past float64's 17 digits: the rounding to float64 is exact
+        values = [float(decimal.Decimal(10) ** decimal.Decimal(y)) for y in exponents]
+    values[0], values[-1] = float(low), float(high)
+    return values
+
+
 def grid(value, path: str) -> list[float]:
     """A list, or ``{min, max, num, scaling = "log" | "linear"}``, as a list of numbers."""
     if isinstance(value, list):
@@ -254,7 +269,7 @@ def grid(value, path: str) -> list[float]:
     if scaling == "log":
         if low <= 0:
             raise UsageError(f"{path}.min must be > 0 for a log grid, got {low}")
-        values = np.geomspace(low, high, num).tolist()
+        values = log_grid(low, high, num)
     else:
         values = np.linspace(low, high, num).tolist()
     if len(set(values)) != len(values):
