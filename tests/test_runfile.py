@@ -127,3 +127,51 @@ def test_labels_name_the_hyperparameters_that_differ_from_the_defaults():
     )  # fmt: skip
     assert both.run == "ScaledGD(damping=0.1, projection=1.5) step=2"
     assert len({plain.run_id, projected.run_id, both.run_id}) == 3
+
+
+def test_run_reproduce_and_explain_report_one_final_loss(tmp_path, capsys):
+    """``deeplinear run``'s table, ``reproduce``'s table and ``explain`` report the converged LM
+    run's final loss as one number: the final weights' double-double loss
+    (``floors.reported_loss``), not the loop's float64 value (1.9e-27 against 7.0e-27); the
+    table's metadata stores it, and float64 ``loss`` stays in the rows."""
+    import json
+
+    from deeplinear.cli import main
+    from deeplinear.explain import explain
+    from deeplinear.notebook2017.summary import run_table
+
+    label = "LM step=0.2"
+    out = tmp_path / "run"
+    assert main(["run", "examples/seed.toml", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    (row,) = [line for line in printed if line.startswith(label + " ")]
+    reproduced = reproduce(0, write=False)
+    value, bound = reproduced.final_losses[label]
+    assert bound is not None and bound <= 1e-28  # the double-double loss, not float64
+    (expected,) = [line for line in run_table(reproduced.table, reproduced.final_losses)
+                   if line.startswith(label + " ")]  # fmt: skip
+    assert row.split()[:3] == expected.split()[:3]  # run, final loss
+    assert row.split()[3].rstrip("*") == expected.split()[3]  # best loss (* : at the floor)
+    assert float(row.split()[2]) == pytest.approx(value, rel=1e-3)
+
+    table = pq.read_table(out / "curves.parquet")
+    meta = json.loads(table.schema.metadata[b"deeplinear"])
+    run_id = table.filter(pc_equal(table, label)).column("run_id")[0].as_py()
+    stored = meta["final_loss"][run_id]
+    assert stored["how"] == "double-double"
+    assert stored["value"] == value and stored["bound"] == bound
+    float64 = table.filter(pc_equal(table, label)).column("loss").to_numpy()[-1]
+    assert float64 != value  # the rows keep the loop's own value
+
+    explain(out, budget_steps=0, figures=False)
+    verdicts = json.loads((out / "verdicts.json").read_text())["verdicts"]
+    (lm,) = [v for v in verdicts if v["run"] == run_id]
+    assert lm["kind"] == "converged"
+    assert lm["excess_loss"] + lm["floor"]["value"] == pytest.approx(value, rel=1e-12)
+    assert f"loss {value:.3g} in double-double" in lm["headline"]
+
+
+def pc_equal(table, label):
+    import pyarrow.compute as pc
+
+    return pc.equal(table.column("run"), label)

@@ -375,13 +375,19 @@ def _run(args) -> int:
         progress.say("writing the summary")
         from deeplinear.notebook2017.summary import run_table
 
-        lines = run_table(result.table)
+        setup = result.setup
+        floor = setup.problem.floor(setup.widths, setup.objective)
+        lines = run_table(result.table, result.final_losses, floor)
     problem = result.setup.problem
     print(
         f"{config.name or args.config}: {problem.name}, widths {result.setup.widths}, "
         f"true κ(A) = {problem.condition_number:.3g}"
     )
     print("\n".join(lines))
+    print(
+        "(final loss: the final weights' loss in double-double near the reachable minimum "
+        f"{floor.value:.2e}, else the loop's float64 value; * best loss within its round-off)"
+    )
     print(
         f"\nwrote {out}/curves.parquet, gn_spectrum.parquet, state/; next: deeplinear explain {out}"
     )

@@ -88,6 +88,15 @@ def loss_error_bound(weights, X, Y) -> float:
 MAX_ACCURATE_TERMS = 30_000_000  # multiply-adds above which r is computed in float64 only
 
 
+def final_loss(weights, X, Y) -> tuple[float, float] | None:
+    """The loss of ``weights`` in double-double and its error bound (X None: the population loss,
+    Y = A), or None where it would take more than ``MAX_ACCURATE_TERMS`` multiply-adds."""
+    terms = sum(np.size(w) for w in weights) * (1 if X is None else np.shape(X)[1])
+    if terms * max(np.shape(w)[1] for w in weights) > MAX_ACCURATE_TERMS:
+        return None
+    return loss(weights, X, Y), loss_error_bound(weights, X, Y)
+
+
 def numerical_rank(values: np.ndarray, shape) -> int:
     if values.size == 0 or values[0] == 0:
         return 0

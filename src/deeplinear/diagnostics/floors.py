@@ -104,6 +104,19 @@ class Floor:
         }
 
 
+def reported_loss(floor: Floor, loss: float, weights, X, Y) -> tuple[float, float | None]:
+    """A run's reported final loss from its float64 ``loss`` and its final ``weights``: near
+    convergence (the excess within ``floor.resolution``, where the float64 digits are rounding)
+    the weights' double-double loss and its error bound (``accurate.final_loss``), elsewhere, or
+    where that is unaffordable or unavailable (``X`` and ``Y`` None: a measured problem), the
+    float64 loss with bound None. Every table, summary and finding reports this value."""
+    loss = float(loss)
+    if not np.isfinite(loss) or Y is None or not bool(floor.reached(loss)):
+        return loss, None
+    exact = accurate.final_loss(tuple(np.asarray(w) for w in weights), X, Y)
+    return (loss, None) if exact is None else exact
+
+
 def widths_of(weights) -> list[int]:
     """(output, hidden…, input) of weights (W1, …, WL)."""
     return [np.shape(weights[0])[0], *(np.shape(w)[1] for w in weights)]

@@ -16,7 +16,7 @@ import hashlib
 import io
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from deeplinear.core.backend import jax
 from deeplinear.core.limits import Limits, check
 from deeplinear.diagnostics import probes
+from deeplinear.diagnostics.floors import reported_loss
 from deeplinear.diagnostics.sharpness import DEFAULT_ITERATIONS, SharpnessProbe
 from deeplinear.diagnostics.theory import whitening_constant
 from deeplinear.errors import UsageError
@@ -172,6 +173,38 @@ class RunFileResult:
     table: pa.Table
     spectra: pa.Table
     batches: list[tuple[list[RunInfo], runner.BatchResult]]  # each method's runs and result
+    # run label → (reported final loss, its bound or None): ``final_losses``
+    final_losses: dict[str, tuple[float, float | None]] = field(default_factory=dict)
+
+
+def final_losses(batches, setup: Setup) -> dict[str, tuple[float, float | None]]:
+    """Each run's reported final loss (``floors.reported_loss``: the final weights'
+    double-double loss near convergence, float64 elsewhere), by run label: the one place the
+    run table, ``reproduce``, its findings and the stored ``final_loss`` metadata take it from."""
+    problem = setup.problem
+    dense = not isinstance(problem, MeasuredProblem)
+    X = problem.X if dense else None
+    Y = (problem.Y if problem.Y is not None else problem.A) if dense else None
+    floor = problem.floor(setup.widths, setup.objective)
+    out = {}
+    for infos, result in batches:
+        for member, (info, curve) in enumerate(zip(infos, result.curves)):
+            final = tuple(np.asarray(w)[member] for w in result.final_weights)
+            out[info.run] = reported_loss(floor, curve.loss[-1], final, X, Y)
+    return out
+
+
+def final_loss_metadata(batches, losses) -> dict[str, dict]:
+    """``final_losses`` by run id, for the table's metadata (``final_loss``)."""
+    return {
+        info.run_id: {
+            "value": losses[info.run][0],
+            "bound": losses[info.run][1],
+            "how": "float64" if losses[info.run][1] is None else "double-double",
+        }
+        for infos, _ in batches
+        for info in infos
+    }
 
 
 def execute(
@@ -203,6 +236,7 @@ def execute(
                 spectra += _checkpoint_spectra(info.run_id, curve, setup, config.checkpoints)
             curve.extras.pop("weights", None)
     table = batches_table(batches)
+    losses = final_losses(batches, setup)
     spectra_table = (
         pa.Table.from_pylist(spectra)
         if spectra
@@ -215,6 +249,7 @@ def execute(
             problem=problem_summary(setup),
             experiment=experiment_identity(config),
             config_dir=str(config.base_dir.resolve()),  # where its .npz paths are relative to
+            final_loss=final_loss_metadata(batches, losses),
         )
 
         def write(folder: Path) -> dict[str, str]:
@@ -236,7 +271,7 @@ def execute(
 
         # a sibling folder swapped in whole, experiment.json (with the checksums) written last
         directories.replace(out_dir, experiment_identity(config), write)
-    return RunFileResult(setup, table, spectra_table, batches)
+    return RunFileResult(setup, table, spectra_table, batches, losses)
 
 
 def run_methods(

@@ -21,7 +21,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from deeplinear.core import accurate
-from deeplinear.core.accurate import MAX_ACCURATE_TERMS
 from deeplinear.core.backend import jax
 from deeplinear.diagnostics import theory
 from deeplinear.diagnostics.curvature import critical_point
@@ -136,11 +135,7 @@ class Continuation:
         if self.problem is None or is_measured(self.objective):
             return None
         X, Y = self.problem.X, self.problem.Y if self.problem.Y is not None else self.problem.A
-        weights = self._current()
-        terms = sum(np.size(w) for w in weights) * (1 if X is None else X.shape[1])
-        if terms * max(np.shape(w)[1] for w in weights) > MAX_ACCURATE_TERMS:
-            return None
-        return accurate.loss(weights, X, Y), accurate.loss_error_bound(weights, X, Y)
+        return accurate.final_loss(self._current(), X, Y)  # as ``floors.reported_loss``
 
     def critical_point(self):
         return critical_point(self.objective, self._current())

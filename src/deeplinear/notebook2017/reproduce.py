@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from deeplinear.core import accurate
 from deeplinear.diagnostics.floors import widths_of
 from deeplinear.experiment import config as configs
 from deeplinear.experiment import execution
@@ -59,8 +58,8 @@ class Reproduction:
     weights: tuple = ()  # the initial weights (W1, W2)
     files: list[Path] = field(default_factory=list)
     check: dict[str, float] | None = None
-    # run label → (final loss in double-double, its error bound): the losses we report
-    final_losses: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # run label → (reported final loss, its bound; None: float64), ``execution.final_losses``
+    final_losses: dict[str, tuple[float, float | None]] = field(default_factory=dict)
 
     @property
     def runs(self) -> dict[str, dict[str, np.ndarray]]:
@@ -93,15 +92,7 @@ def reproduce(
     ran = execution.run_methods(config, setup, progress=say)  # as ``deeplinear run`` runs them
     variants = {b.method: b.variant for b in batches(rcond)}
     ran = [([replace(i, variant=variants[i.method]) for i in infos], r) for infos, r in ran]
-    final_losses = {}
-    for infos, result in ran:
-        for member, (info, curve) in enumerate(zip(infos, result.curves)):
-            if np.isfinite(curve.loss[-1]):
-                final = tuple(np.asarray(w)[member] for w in result.final_weights)
-                final_losses[info.run] = (
-                    accurate.loss(final, problem.X, problem.Y),
-                    accurate.loss_error_bound(final, problem.X, problem.Y),
-                )
+    final_losses = execution.final_losses(ran, setup)  # as ``deeplinear run`` reports them
     if rcond in ("2017", "both"):
         label = make_method(LM.method).label
         for rate in LM.learning_rates:

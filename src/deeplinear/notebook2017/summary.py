@@ -23,9 +23,10 @@ def _fmt(x) -> str:
 def run_table(table, final_losses: dict | None = None, floor=None) -> list[str]:
     """Per run: final and best loss, the step it diverged at, and its batch's wall time.
 
-    ``final_losses`` (label → (value, bound)) replaces the loop's float64 final loss by its
-    double-double evaluation where given (the loop's value is off by up to ~1e-26 at the seed's
-    size; see ``floors``). With a ``floors.Floor``, a best loss within the loop's round-off of
+    ``final_losses`` (label → (value, bound), ``execution.final_losses``: the reported final
+    loss, the final weights' double-double loss near convergence) replaces the loop's float64
+    final loss where given (the loop's value is off by up to ~1e-26 at the seed's size; see
+    ``floors``). With a ``floors.Floor``, a best loss within the loop's round-off of
     the minimum is marked ``*``: its digits are rounding.
     """
     final_losses = final_losses or {}
@@ -89,12 +90,13 @@ def findings(reproduction: Reproduction) -> list[str]:
     if modern is not None:
         first = int(modern["step"][np.argmax(floor.reached(modern["loss"]))])
         label = modern["run"][0]
-        final, bound = reproduction.final_losses.get(label, (modern["loss"][-1], np.nan))
+        final, bound = reproduction.final_losses.get(label, (modern["loss"][-1], None))
+        how = "float64" if bound is None else f"double-double, ±{bound:.0e}"
         text = (
             f"- Its LM 'floor' is the 2017 lstsq cut-off: with modern lstsq, '{label}' is "
             f"within the loop's round-off ({floor.resolution:.1e}) of the exact minimum "
             f"{floor.value:.2e} (the rounding of Y = A·X) by step {first}; its final loss is "
-            f"{final:.2e} (double-double, ±{bound:.0e})"
+            f"{final:.2e} ({how})"
         )
         if legacy is not None:
             text += f"; with rcond=-1 (2017) its best is {legacy['loss'].min():.2e}."
@@ -134,7 +136,8 @@ def summary_lines(reproduction: Reproduction) -> list[str]:
         + f";  true κ(A) = {problem.condition_number:.3g}",
         "",
         *run_table(reproduction.table, reproduction.final_losses, floor),
-        "(final loss: the final weights' loss in double-double arithmetic; best loss: the loop's "
+        "(final loss: the final weights' loss in double-double arithmetic near the minimum, else "
+        "the loop's float64 value; best loss: the loop's "
         f"float64 value, * where within its round-off {floor.resolution:.1e} of the exact minimum "
         f"{floor.value:.2e}; time: wall seconds of the run's batch, compile excluded; batched "
         "runs share it)",
