@@ -35,6 +35,7 @@ says "converged to the floor" of an unknown floor unless the loss is at 0 itself
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import reduce
 
 import numpy as np
 
@@ -59,6 +60,9 @@ class Floor:
     upper: float | None = None  # a loss some iterate attains (the truth's), when known
     estimate: float | None = None  # m·σ²: what label noise leaves at the truth (not a bound)
     note: str = ""  # what is known of an unknown floor, or how a measured one was found
+    # ``rounding_sensitivity`` of the balanced factors of the best map the resolution was
+    # measured at (None: a measured problem, no gauge to compare)
+    sensitivity: float | None = None
 
     def excess(self, loss):
         """The loss above the reachable minimum."""
@@ -67,6 +71,18 @@ class Floor:
     def reached(self, loss):
         """True where the excess is within the loop's round-off."""
         return self.excess(loss) <= self.resolution
+
+    def resolution_at(self, weights, right=None) -> float:
+        """The round-off of these weights' loss: ``resolution``, measured at the balanced best
+        map, times how much worse their gauge rounds (``rounding_sensitivity`` against the best
+        map's), never less. Weights W1 G, G⁻¹W2 with a mixing, ill-conditioned G have the
+        product of the balanced ones, but rounding each factor moves it up to κ(G)² further
+        (an upper estimate: 1–150× the double-double excess of such rounded factors, measured
+        in tests/test_gauge_round_off.py)."""
+        if not self.sensitivity or weights is None:
+            return self.resolution
+        ratio = rounding_sensitivity(weights, right) / self.sensitivity
+        return self.resolution * max(1.0, float(ratio)) if np.isfinite(ratio) else self.resolution
 
     def reachable(self, goal: float) -> bool:
         """Can some iterate have a loss ≤ ``goal``? (Not when it lies within the resolution.)"""
@@ -117,6 +133,33 @@ def reported_loss(floor: Floor, loss: float, weights, X, Y) -> tuple[float, floa
     return (loss, None) if exact is None else exact
 
 
+def rounding_sensitivity(weights, right=None) -> float:
+    """E‖δ(W1 ⋯ WL R)‖_F² / u² when every entry of every layer is rounded by an independent
+    relative error of size u (first order; R = ``right``, the identity if None):
+    Σ_j Σ_ab (W_j)_ab² ‖column a of W_{<j}‖² ‖row b of W_{>j} R‖². Invariant to diagonal gauges
+    (W_j D, D⁻¹W_{j+1}: each entry's rounding is relative); it grows with a gauge that mixes."""
+    layers = [np.asarray(w, dtype=np.float64) for w in weights]
+    after = [] if right is None else [np.asarray(right, dtype=np.float64)]
+    total = 0.0
+    for j, layer in enumerate(layers):
+        left = reduce(np.matmul, layers[:j]) if j else np.eye(layer.shape[0])
+        rest = [*layers[j + 1 :], *after]
+        tail = reduce(np.matmul, rest) if rest else np.eye(layer.shape[1])
+        total += float(np.sum(left**2, axis=0) @ (layer**2) @ np.sum(tail**2, axis=1))
+    return total
+
+
+def balanced_factors(W: np.ndarray, depth: int) -> list[np.ndarray]:
+    """W = U S Vᵀ as ``depth`` balanced factors U S^{1/L}, S^{1/L}, …, S^{1/L} Vᵀ (its rank)."""
+    U, s, Vt = np.linalg.svd(np.asarray(W, dtype=np.float64), full_matrices=False)
+    r = max(accurate.numerical_rank(s, W.shape), 1)
+    root = s[:r] ** (1.0 / depth)
+    if depth == 1:
+        return [W]
+    middle = [np.diag(root) for _ in range(depth - 2)]
+    return [U[:, :r] * root, *middle, root[:, None] * Vt[:r]]
+
+
 def widths_of(weights) -> list[int]:
     """(output, hidden…, input) of weights (W1, …, WL)."""
     return [np.shape(weights[0])[0], *(np.shape(w)[1] for w in weights)]
@@ -148,7 +191,13 @@ def reachable_minimum(problem, widths, objective=None) -> Floor:
     kinds = tuple(
         name for name, part in (("noise", irreducible), ("rank", rank_part)) if part > resolution
     ) or ("round-off",)
-    return Floor(value, kinds, irreducible, rank_part, k, target_rank, resolution, how)
+    right = None if objective.factor is None else np.asarray(objective.factor).T
+    best = balanced_factors(_best_map(objective, k), len(widths) - 1)
+    sensitivity = rounding_sensitivity(best, right)
+    return Floor(
+        value, kinds, irreducible, rank_part, k, target_rank, resolution, how,
+        sensitivity=sensitivity if sensitivity > 0 else None,
+    )  # fmt: skip
 
 
 def _best_map(objective, k: int) -> np.ndarray:

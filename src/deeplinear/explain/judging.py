@@ -5,6 +5,7 @@ truth, reconciled with the fit verdict."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,11 +51,12 @@ class RunRecord:
 def judge_run(record: RunRecord, context: Context, comparison: dict) -> Verdict:
     """The finished verdict of one run: fit, per-mode evidence and recovery."""
     data, method, rate = record.data, record.method, record.learning_rate
+    floor, gauge = at_record_end(record)
     verdict = judge(
         record.run_id,
         data["step"],
         data["loss"],
-        floor=record.floor,
+        floor=floor,
         target=context.target,
         relative_to=context.relative_to,
         grad_norm=data.get("grad_norm"),
@@ -68,12 +70,31 @@ def judge_run(record: RunRecord, context: Context, comparison: dict) -> Verdict:
     learned = learned_modes(data, record.extend)
     if learned is not None and verdict.kind != "diverged":
         verdict.evidence += mode_evidence(learned, record.floor.width)
-    verdict.evidence += list(record.notes)
+    verdict.evidence += [*gauge, *record.notes]
     verdict.recovery = judge_recovery(
         data, verdict, record.setup, record.floor, record.extend,
         target=context.recovery_target, budget_steps=context.budget_steps,
     )  # fmt: skip
     return verdict
+
+
+def at_record_end(record: RunRecord) -> tuple[Floor, list[str]]:
+    """The floor the fit is judged against, its resolution that of the weights at the record's
+    end (``Floor.resolution_at``: never less than the floor's, more where their gauge rounds
+    worse than the balanced best map's), and the evidence line saying so."""
+    floor, extend = record.floor, record.extend
+    weights = None if extend is None else tuple(np.asarray(w)[0] for w in extend.weights)
+    factor = getattr(record.setup.objective, "factor", None)
+    right = None if factor is None else np.asarray(factor).T
+    resolution = floor.resolution_at(weights, right)
+    if not resolution > floor.resolution:
+        return floor, []
+    line = (
+        f"round-off of these weights: {resolution:.1e}, their gauge rounding "
+        f"{resolution / floor.resolution:.3g}× worse than the balanced best map's (where the "
+        f"resolution {floor.resolution:.1e} was measured)"
+    )
+    return dataclasses.replace(floor, resolution=resolution), [line]
 
 
 def judge_recovery(run_data: dict, verdict, setup, floor, extend, *, target, budget_steps):
