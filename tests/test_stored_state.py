@@ -559,7 +559,13 @@ def test_report_refuses_and_a_resume_runs_exactly_the_damaged_groups(swept, plan
             keep = [g not in unfinished for g in swept["table"].column("group").to_pylist()]
             assert_same_rows(table, swept["table"].filter(keep))
         ran, said = [], []
-        sweep.run(PLAN, out, progress=lambda d, t, g: ran.append(g.id), notice=said.append)
+        sweep.run(  # a damaged experiment.json: refused as the CLI refuses it, unless forced
+            PLAN,
+            out,
+            force="experiment.json" in changed,
+            progress=lambda d, t, g: ran.append(g.id),
+            notice=said.append,
+        )
         assert sorted(ran) == sorted(hit), (plan, said)
         assert len(said) == len(hit - unfinished), said
         assert_same_rows(group_files.read(out), swept["table"])

@@ -167,6 +167,54 @@ def test_cli_refuses_a_directory_of_another_sweep(tmp_path):
     assert len(list((out / "groups").glob("*.parquet"))) == 4  # nothing finished was lost
 
 
+RUN = """
+seed = 0
+[problem]
+kind = "spectral"
+input = 5
+output = 6
+rank = 3
+samples = "population"
+[model]
+hidden = [3]
+[[methods]]
+name = "gd"
+learning_rates = [0.01]
+steps = 5
+"""
+
+
+def test_python_run_refuses_a_directory_of_another_experiment(tmp_path):
+    """``sweep.run`` claims its directory as the CLI does: another sweep's is refused (force
+    replaces it), a run's is refused even with force; what they hold stays intact."""
+    from deeplinear.experiment import config, execution
+
+    first = plan(SWEEP.replace("seeds = 2", "seeds = 1"))
+    second = plan(SWEEP.replace("seeds = 2", "seeds = 1").replace("steps = 20", "steps = 10"))
+    out, run_dir = tmp_path / "out", tmp_path / "run"
+    sweep.run(first, out)
+    execution.execute(config.parse(tomllib.loads(RUN), source=RUN), run_dir)
+
+    def contents(folder):
+        return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+    before = {folder: contents(folder) for folder in (out, run_dir)}
+    for target, force, words in [
+        (out, False, "holds a different experiment"),
+        (run_dir, False, "holds a different experiment"),
+        (run_dir, True, "holds a 'run' experiment, not a sweep"),
+    ]:
+        with pytest.raises(UsageError) as error:
+            sweep.run(second, target, force=force)
+        message = str(error.value)
+        assert len(message.splitlines()) == 1 and str(target) in message, message
+        assert words in message, message
+    assert {folder: contents(folder) for folder in (out, run_dir)} == before
+    assert len(list((out / "groups").glob("*.parquet"))) == len(first.groups)
+    sweep.run(second, out, force=True)  # another sweep's directory: force replaces it
+    assert len(list((out / "groups").glob("*.parquet"))) == len(second.groups)
+
+
 def test_grid_values():
     assert np.allclose(sweep.grid({"min": 1e-3, "max": 1e-1, "num": 3}, "x"), [1e-3, 1e-2, 1e-1])
     assert sweep.grid([1, 2], "x") == [1, 2]
@@ -245,7 +293,7 @@ def test_a_changed_sweep_does_not_resume_the_old_groups(tmp_path):
     assert sweep.group_file(tmp_path, changed.groups[1]) != sweep.group_file(
         tmp_path, first.groups[1]
     )
-    sweep.run(changed, tmp_path)  # as after --force
+    sweep.run(changed, tmp_path, force=True)  # as with --force
     table = group_files.read(tmp_path)
     lm_steps = [
         s

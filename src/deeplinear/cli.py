@@ -473,7 +473,6 @@ def _methods(args) -> int:
 
 def _sweep(args) -> int:
     from deeplinear.core.limits import Limits, check
-    from deeplinear.store import directories
     from deeplinear.sweep import core as sweep
 
     _apply_limits(args)
@@ -489,7 +488,7 @@ def _sweep(args) -> int:
         sweep.check_ray_address(args.ray)  # before anything is started or written
     out = Path(args.out or Path("runs") / Path(args.sweep_file).stem)
     _writable_parts(out, ["groups"], ["manifest.json", "sweep.toml"])
-    directories.claim(out, {"experiment": "sweep", "sweep_sha256": plan.digest}, args.force)
+    sweep.claim(out, plan, args.force)
     from deeplinear.core.progress import Progress
 
     with Progress() as progress:

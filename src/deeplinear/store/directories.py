@@ -79,6 +79,12 @@ def claim(directory: str | os.PathLike, experiment: dict, force: bool = False) -
     return path
 
 
+def held(directory: str | os.PathLike) -> dict | None:
+    """The experiment ``directory``'s ``experiment.json`` names (``identity``); None if it has
+    none or it is unreadable."""
+    return identity(_read_json(Path(directory) / MANIFEST))
+
+
 def identity(held) -> dict | None:
     """What experiment an ``experiment.json`` names (without its checksums); None if unreadable."""
     if not isinstance(held, dict):

@@ -888,10 +888,28 @@ def check_ray_address(address: str) -> None:
         ) from None
 
 
+def claim(directory: str | Path, sweep: Sweep, force: bool = False) -> Path:
+    """Claim ``directory`` for ``sweep`` (``directories.claim``): a directory of another
+    experiment (another sweep, a run, a reproduction) or with files not written by deeplinear is
+    refused in one line; ``force`` replaces another sweep's directory (its groups that are not
+    this sweep's are removed) and a folder deeplinear did not write, never another kind of
+    experiment's (``deeplinear sweep --force`` alike)."""
+    experiment = {"experiment": "sweep", "sweep_sha256": sweep.digest}
+    if force and Path(directory).is_dir():
+        held = directories.held(directory)
+        if held is not None and held.get("experiment") != "sweep":
+            raise UsageError(
+                f"--out {directory} holds a {held.get('experiment')!r} experiment, not a sweep "
+                "(force replaces only another sweep): choose another --out"
+            )
+    return directories.claim(directory, experiment, force)
+
+
 def run(
     sweep: Sweep,
     directory: str | Path,
     *,
+    force: bool = False,
     ray: str | None = None,
     progress: Callable[[int, int, Group], None] | None = None,
     notice: Callable[[str], None] | None = None,
@@ -904,7 +922,9 @@ def run(
     ``stall_seconds``: run the groups in a worker process (``_watchdog``) and stop with
     ``GroupStalledError``, naming the group, when it makes no progress (no chunk of steps done)
     for that long; None runs them in this process, unwatched (so does a non-POSIX system). The
-    ``deeplinear sweep`` command watches by default (``STALL_SECONDS``).
+    ``deeplinear sweep`` command watches by default (``STALL_SECONDS``). ``directory`` is
+    claimed as ``deeplinear sweep`` claims ``--out`` (``claim``): another experiment's is refused;
+    ``force`` replaces another sweep's, never a run's or a reproduction's.
     A group whose file does not match its checksum is run again; ``notice`` (default: a line on
     stderr) says which. Methods given to ``register`` go to the worker and to Ray's tasks with
     the sweep (by reference); one that another process cannot import is refused before anything
@@ -919,7 +939,7 @@ def run(
         where = "a Ray task" if ray is not None else "the sweep's worker process"
         methods = METHODS.portable(where)
     say = notice or (lambda line: print(f"deeplinear: {line}", file=sys.stderr, flush=True))
-    directories.claim(directory, {"experiment": "sweep", "sweep_sha256": sweep.digest}, force=True)
+    claim(directory, sweep, force)
     (directory / "groups").mkdir(parents=True, exist_ok=True)
     manifest = {
         "sweep_sha256": sweep.digest,
