@@ -10,7 +10,6 @@ a verdict for every seed of each group's best configuration (``sweep_verdicts``)
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from deeplinear.methods import make_method
 from deeplinear.objectives.measurement import is_measured
 from deeplinear.report import plots
 from deeplinear.store import directories
+from deeplinear.store.jsonfiles import dumps, jsonable
 from deeplinear.store.results import read_table, run_series
 from deeplinear.verdict import Verdict
 
@@ -308,10 +308,10 @@ def explain_run(
         "relative_to": relative_to,
         "recovery_target": recovery_target if setup.probe is not None else None,
         "floor": floor.as_dict(),
-        "verdicts": [_jsonable(v.record()) for v in verdicts],
-        "theory": _jsonable(comparison),
+        "verdicts": [jsonable(v.record(), private=False) for v in verdicts],
+        "theory": jsonable(comparison, private=False),
     }
-    directories.write_atomic(directory / "verdicts.json", json.dumps(payload, indent=2).encode())
+    directories.write_atomic(directory / "verdicts.json", dumps(payload, indent=2).encode())
     return Explanation(verdicts, comparison, [directory / "verdicts.json", *files])
 
 
@@ -385,20 +385,6 @@ def _throttled(progress, run_id: str):
             progress(f"explain: continuing {run_id} — step {step:,}")
 
     return report
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items() if not k.startswith("_")}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.floating | np.integer | np.bool_):
-        return value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return str(value)
-    return value
 
 
 def _read_spectra(path: Path) -> dict:

@@ -23,7 +23,6 @@ completion or sensing problem with a truth each has its ``recovery`` verdict (nu
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,7 +36,6 @@ from deeplinear.experiment import budget, execution
 from deeplinear.explain.judging import Context, RunRecord, judge_run, recovery_target_for
 from deeplinear.explain.run_directory import (
     Explanation,
-    _jsonable,
     continue_member,
     theory_comparison,
 )
@@ -45,6 +43,7 @@ from deeplinear.loop import runner
 from deeplinear.methods import make_method
 from deeplinear.store import directories as rundir
 from deeplinear.store.groups import read_groups
+from deeplinear.store.jsonfiles import dumps, jsonable
 from deeplinear.store.results import run_series
 from deeplinear.sweep import core as sweep
 from deeplinear.sweep.tuning import best_settings, grid_extensions
@@ -246,11 +245,11 @@ def explain_sweep(
         "selected_on": plan.targets[0],  # the target the best learning rates were chosen on
         "recovery_target": recovery_target,
         "floor": None,  # one per axis point and seed: each verdict's floor_detail
-        "verdicts": [_jsonable(r) for r in records],
+        "verdicts": [jsonable(r, private=False) for r in records],
         "theory": {"notes": notes},
     }
     path = directory / "verdicts.json"
-    rundir.write_atomic(path, json.dumps(payload, indent=2, default=str).encode())
+    rundir.write_atomic(path, dumps(payload, indent=2, default=str).encode())
     theory_note = {"note": _theory_summary(notes)} if notes else {}
     return Explanation(verdicts, theory_note, [path], titles)
 

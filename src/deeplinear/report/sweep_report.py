@@ -42,6 +42,7 @@ from deeplinear.report.rows import counted_recovery_targets, point_text, shown
 from deeplinear.store.directories import write_atomic
 from deeplinear.store.frames import provenance
 from deeplinear.store.groups import read_groups
+from deeplinear.store.jsonfiles import dumps, jsonable
 from deeplinear.store.results import run_series
 from deeplinear.sweep import tuning
 from deeplinear.sweep.core import load_stored, point_label, recovery_goals
@@ -166,7 +167,7 @@ def summary_rows(best, targets, orders: dict) -> list[dict]:
         row = {
             "group": group,
             "method": entry["method"],
-            "point": {k: _jsonable(v) for k, v in entry["point"].items()},
+            "point": {k: jsonable(v) for k, v in entry["point"].items()},
             "axis_point": point_text(entry["point"]),
             "learning_rate": entry["learning_rate"],
             "grid": entry["grid"],
@@ -188,12 +189,6 @@ def summary_rows(best, targets, orders: dict) -> list[dict]:
         rows.append(row)
     rows.sort(key=lambda r: r.pop("_key"))
     return rows
-
-
-def _jsonable(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def _g(value: float) -> str:
@@ -283,17 +278,6 @@ def summary_csv(rows) -> str:
                 line += ["" if c is None else repr(c["steps"][k]) for k in ends]
         writer.writerow(line)
     return out.getvalue()
-
-
-def _finite_json(value):
-    """JSON has no infinity: unreached targets are written as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite_json(v) for v in value]
-    return _jsonable(value)
 
 
 def _save(fig, path: Path) -> None:
@@ -619,7 +603,7 @@ def write_report(directory: str | Path, out=None) -> Path:
     _curves_figure(quantiles, best, points, colours, directory / "curves")
     for axis, order in orders.items():
         _axis_figure(rows, axis, order, targets, colours, directory / f"axis-{axis}")
-    public = [_finite_json({k: v for k, v in r.items() if k != "group"} | {"group": r["group"]})
+    public = [jsonable({k: v for k, v in r.items() if k != "group"} | {"group": r["group"]})
               for r in rows]  # fmt: skip
     document = {
         "name": meta.get("name"),
@@ -631,7 +615,7 @@ def write_report(directory: str | Path, out=None) -> Path:
         | {"created": _created(meta)},
         "rows": public,
     }
-    write_atomic(directory / "summary.json", json.dumps(document, indent=1).encode())
+    write_atomic(directory / "summary.json", dumps(document, indent=1).encode())
     write_atomic(directory / "summary.csv", summary_csv(rows).encode())
     html = page.render(
         document=document,
