@@ -69,6 +69,7 @@ class WorkerDiedError(RuntimeError):
 
 
 STOPPED = (GroupStalledError, WorkerDiedError)  # ``deeplinear sweep``: one line, exit status 1
+STARTUP_SECONDS = 300.0  # a worker's start (interpreter, imports, the sweep) may take this long
 
 
 def _label(group) -> str:
@@ -111,6 +112,21 @@ class Worker:
         self._inbox = Connection(from_worker[0], writable=False)
         self._send(list(sys.path), None)  # first: the modules the next message names
         self._send((sweep, run_group, tuple(methods)), None)
+        self._ready = False  # the worker has imported the lab and taken the sweep
+
+    def _await_ready(self, group) -> None:
+        """Wait for the worker's start (an interpreter, the lab's imports, the sweep), which the
+        stall clock of its first group must not count: up to ``STARTUP_SECONDS`` (or the stall
+        limit, if longer), named as its first group's when it dies or never gets there."""
+        limit = max(STARTUP_SECONDS, self.stall_seconds)
+        if not self._inbox.poll(limit):
+            self.stop()
+            raise GroupStalledError(_label(group), limit)
+        try:
+            message = self._inbox.recv()
+        except (EOFError, OSError):
+            raise WorkerDiedError(_label(group), self._ended()) from None
+        self._ready = message == ("ready",)
 
     def _send(self, message, group) -> None:
         try:
@@ -123,6 +139,8 @@ class Worker:
         """Group ``index``'s table; else GroupStalledError, WorkerDiedError or the group's own
         error (a UsageError as it is; others with the worker's traceback as a note)."""
         group = self.sweep.groups[index]
+        if not self._ready:
+            self._await_ready(group)
         self._send(index, group)
         while True:
             if not self._inbox.poll(self.stall_seconds):
@@ -190,6 +208,7 @@ def _child(inbox_fd: int, outbox_fd: int, parent: int) -> None:
     def beat() -> None:
         outbox.send(("beat",))
 
+    outbox.send(("ready",))
     while (index := inbox.recv()) is not None:
         beat()
         try:
