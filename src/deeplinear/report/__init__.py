@@ -1,4 +1,7 @@
-"""The sweep report: summary rows, figures and profiles (``sweep_report``), the row texts
-(``rows``), the interactive page (``page``), figures from tables (``plots``), colours and
+"""The sweep report (``sweep_report.write_report``): the fair comparison of runs (``comparison``),
+the summary rows and their outputs (``summary``), the static figures (``sweep_figures``), the row
+texts (``rows``), the interactive page (``page``), figures from tables (``plots``), colours and
 bootstrap intervals.
 """
+
+from deeplinear.report.sweep_report import write_report as write_report
