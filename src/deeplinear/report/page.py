@@ -393,21 +393,9 @@ draw();
 """
 
 
-def render(
-    *, document, rows, best, quantiles, profiles, orders, colours, source, runs, recovery=None
-) -> str:
-    """The page's HTML (see the module docstring); ``recovery`` (group → ``report.
-    recovery_quantiles``) adds the recovery section."""
-    targets = document["targets"]
-    meta = document["provenance"]
-    title = meta.get("name") or "deeplinear sweep"
-    points = list(dict.fromkeys(r["axis_point"] for r in rows))
-    axis_rows, metrics = _axis_data(rows, orders, targets)
-    data = {
-        "curves": _curves_data(best, quantiles),
-        "axis": axis_rows,
-        "profile": _profile_data(profiles),
-    }
+def _chart_sections(orders, targets, metrics, points, colours, recovery) -> tuple[list, list]:
+    """The charts (specifications the page's script draws) and their sections, in page order:
+    the loss curves, one per axis, one performance profile per target, the recovery."""
     charts = [{"id": "curves", "variants": {
         f"{x}|{'log' if log else 'linear'}": curves_spec(points, colours, x, log)
         for x in X_FIELDS for log in (False, True)}}]  # fmt: skip
@@ -433,7 +421,6 @@ def render(
             f"τ times the fastest method's seconds.</p><div id='profile{i}' class='chart'></div>"
         )
     if recovery:
-        data["recovery_final"], data["rank"] = _recovery_data(rows, best, recovery)
         charts.append({"id": "recovery", "spec": recovery_spec(points, colours)})
         charts.append({"id": "rank", "spec": rank_spec(points, colours)})
         sections.append(
@@ -445,6 +432,12 @@ def render(
             "Roy &amp; Vetterli 2007, as Arora et al. 2019 plot it), median over seeds.</p>"
             "<div id='rank' class='chart'></div>"
         )
+    return charts, sections
+
+
+def _grid_warning(rows) -> str:
+    """The warning about best learning rates on their grid's edge, and the note about grids the
+    sweep extended (empty when neither)."""
     edges = [r for r in rows if r["edge"] in ("low", "high")]
     warning = ""
     if edges:
@@ -460,29 +453,20 @@ def render(
             f"<p>The sweep extended the grid of {len(extended)} configuration(s) past its edge "
             "(marked “grid extended” below).</p>"
         )
-    controls = (
+    return warning
+
+
+def _controls() -> str:
+    """The curves' x-axis choice and the log-x switch."""
+    return (
         "<div class='controls'>curves against <select id='xaxis'>"
         + "".join(f"<option value='{k}'>{html.escape(v)}</option>" for k, v in X_FIELDS.items())
         + "</select> <label><input type='checkbox' id='xlog'> log x</label></div>"
     )
-    options = f"chosen by {document['select'].replace('_', ' ')}, median over seeds"
-    body = [
-        f"<h1>{html.escape(title)}</h1><dl>{_provenance(meta)}</dl>",
-        f"<p>{runs} runs in {len(rows)} groups. Best learning rate per method and axis point "
-        f"({html.escape(options)}; targets relative to the initial loss: "
-        f"{', '.join(f'{t:g}' for t in targets)}). Medians over seeds with their "
-        f"{confidence.DESCRIPTION}; inf = not reached.</p>",
-        f"<p>{html.escape(document['time_charged'])}</p>",
-        warning,
-        _table(rows, targets),
-        controls,
-        *sections,
-        "<h2>Static figures</h2><p>For papers, beside this page: curves.png/.svg, "
-        "profile-&lt;target&gt;.png/.svg, axis-&lt;axis&gt;.png/.svg"
-        + (", recovery.png/.svg" if recovery else "")
-        + "; the summary in summary.csv and summary.json.</p>",
-        f"<h2>Sweep file</h2><pre>{html.escape(source)}</pre>",
-    ]
+
+
+def _document(title: str, body: list[str], data: dict, charts: list) -> str:
+    """The whole page: head with the inlined scripts, the body, the data and charts."""
     payload = json.dumps(data, separators=(",", ":"), allow_nan=False)
     specs = json.dumps(charts, separators=(",", ":"), allow_nan=False)
     return "\n".join(
@@ -495,6 +479,45 @@ def render(
             f"{SCRIPT}</script></body></html>",
         ]
     )
+
+
+def render(
+    *, document, rows, best, quantiles, profiles, orders, colours, source, runs, recovery=None
+) -> str:
+    """The page's HTML (see the module docstring); ``recovery`` (group → ``sweep_figures.
+    recovery_quantiles``) adds the recovery section."""
+    targets = document["targets"]
+    meta = document["provenance"]
+    title = meta.get("name") or "deeplinear sweep"
+    points = list(dict.fromkeys(r["axis_point"] for r in rows))
+    axis_rows, metrics = _axis_data(rows, orders, targets)
+    data = {
+        "curves": _curves_data(best, quantiles),
+        "axis": axis_rows,
+        "profile": _profile_data(profiles),
+    }
+    charts, sections = _chart_sections(orders, targets, metrics, points, colours, recovery)
+    if recovery:
+        data["recovery_final"], data["rank"] = _recovery_data(rows, best, recovery)
+    options = f"chosen by {document['select'].replace('_', ' ')}, median over seeds"
+    body = [
+        f"<h1>{html.escape(title)}</h1><dl>{_provenance(meta)}</dl>",
+        f"<p>{runs} runs in {len(rows)} groups. Best learning rate per method and axis point "
+        f"({html.escape(options)}; targets relative to the initial loss: "
+        f"{', '.join(f'{t:g}' for t in targets)}). Medians over seeds with their "
+        f"{confidence.DESCRIPTION}; inf = not reached.</p>",
+        f"<p>{html.escape(document['time_charged'])}</p>",
+        _grid_warning(rows),
+        _table(rows, targets),
+        _controls(),
+        *sections,
+        "<h2>Static figures</h2><p>For papers, beside this page: curves.png/.svg, "
+        "profile-&lt;target&gt;.png/.svg, axis-&lt;axis&gt;.png/.svg"
+        + (", recovery.png/.svg" if recovery else "")
+        + "; the summary in summary.csv and summary.json.</p>",
+        f"<h2>Sweep file</h2><pre>{html.escape(source)}</pre>",
+    ]
+    return _document(title, body, data, charts)
 
 
 def _script_safe(text: str) -> str:
