@@ -143,6 +143,119 @@ def _gn_rate(method, weights, setup, loss: float, step: int, rate: float):
     return theory.gn_predicted_rate(spectrum.lambda_min, rate)
 
 
+def _targets(plan: sweep.Sweep, target: float | None, recovery_target: float | None):
+    """The loss target (default the sweep's first, checked to lie in (0, 1)) and the recovery
+    target (default the sweep's last ``recovery_targets``, else √ of its last target)."""
+    if recovery_target is None:  # the report's default too (``sweep.recovery_goals``)
+        loss_targets = plan.targets if target is None else (target,)
+        recovery_target = default_recovery_target(loss_targets, plan.recovery_targets)
+    target = plan.targets[0] if target is None else target
+    if not 0 < target < 1:
+        raise UsageError(
+            f"--target must be in (0, 1) (relative to the initial loss), got {target:g}"
+            + (" (the sweep's first target): give --target" if target == plan.targets[0] else "")
+        )
+    return target, recovery_target_for(target, recovery_target)
+
+
+def _group_runs(directory: Path, plan: sweep.Sweep, group, rate: float, series: dict):
+    """A group's run files at ``rate`` (one per seed), their setups, and the runs' ids (within
+    the group and in the sweep's rows), refusing a sweep whose rows lack one."""
+    spec = group.method
+    configs_ = [_one_rate(plan.run_config(group, seed), rate) for seed in group.seeds]
+    setups = [execution.build(c) for c in configs_]
+    local = [execution.run_id(c.seed, spec.name, rate, spec.hyperparameters) for c in configs_]
+    ids = [f"{group.label}/{run_id}" for run_id in local]
+    for run_id in ids:
+        if run_id not in series:
+            raise UsageError(
+                f"{directory}: the sweep's rows have no run {run_id}: re-run it with "
+                f"'deeplinear sweep SWEEP --out {directory} --force'"
+            )
+    return configs_, setups, local, ids
+
+
+def _judge_member(method, rate, rebuilt, member, run, data, context, progress):
+    """The verdict of one seed (``run``: its run file, setup, id in the sweep and in the group)
+    and its theory comparison; continued from the rebuilt batch's ``member`` when ``rebuilt``."""
+    config, setup, run_id, short = run
+    floor = setup.problem.floor(setup.widths, setup.objective)
+    comparison = theory_comparison(config, setup, {short: data})
+    extend, gn_rate, drift = None, None, None
+    if rebuilt is not None:
+        drift = _drift(rebuilt[2][member].loss, data["loss"], floor.resolution)
+        extend = continue_member(
+            method, setup, rebuilt, member, rate, data["step"][-1], progress, run_id
+        )
+        ends = tuple(np.asarray(w)[member] for w in rebuilt[0])
+        gn_rate = _gn_rate(method, ends, setup, data["loss"][-1], int(data["step"][-1]), rate)
+    notes_ = ()
+    if drift is not None and drift > REBUILT:
+        notes_ = (
+            f"the continuation starts from a re-run of the recorded steps whose losses "
+            f"differ from the sweep's by up to {drift:.1e} (relative): its numbers are "
+            "those of the re-run",
+        )
+    record = RunRecord(run_id, data, method, rate, setup, floor, extend, gn_rate, notes_)
+    return judge_run(record, context, comparison), comparison
+
+
+def _explain_group(directory, plan, group, rate, series, context, progress):
+    """The verdicts of every seed of a group's best configuration, rebuilt at ``rate`` and
+    continued: (verdicts, their records for ``verdicts.json``, theory notes by run id)."""
+    say = progress or (lambda line: None)
+    spec = group.method
+    method = make_method(spec.name, **spec.hyperparameters)
+    configs_, setups, local, ids = _group_runs(directory, plan, group, rate, series)
+    finite = [bool(np.isfinite(series[i]["loss"][-1])) for i in ids]
+    rebuilt = None
+    if method.in_loop and any(finite) and context.budget_steps > 0:
+        steps = configs_[0].methods[0].steps
+        say(f"explain: rebuilding {group.name} at η = {rate:g} ({len(ids)} × {steps:,} steps)")
+        rebuilt = _rebuild(method, setups, configs_[0], rate)
+    verdicts, records, notes = [], [], {}
+    for member, run in enumerate(zip(configs_, setups, ids, local)):
+        config, run_id = run[0], run[2]
+        data = series[run_id]
+        continued = rebuilt if finite[member] else None
+        verdict, comparison = _judge_member(
+            method, rate, continued, member, run, data, context, progress
+        )
+        if comparison.get("note") and comparison.get("applies"):
+            notes[run_id] = comparison["note"]
+        verdicts.append(verdict)
+        records.append(
+            {
+                **verdict.record(),
+                "group": group.id,
+                "axis": dict(group.point),
+                "method": spec.name,
+                "learning_rate": rate,
+                "seed": config.seed,
+            }
+        )
+    return verdicts, records, notes
+
+
+def _write_verdicts(directory: Path, plan: sweep.Sweep, context: Context, records, notes) -> Path:
+    """``verdicts.json``: the verdict records and the theory notes, with what they were judged
+    against."""
+    payload = {
+        "experiment": "sweep",
+        "target": context.target,
+        "relative_to": context.relative_to,
+        "select": plan.select,
+        "selected_on": plan.targets[0],  # the target the best learning rates were chosen on
+        "recovery_target": context.recovery_target,
+        "floor": None,  # one per axis point and seed: each verdict's floor_detail
+        "verdicts": [jsonable(r, private=False) for r in records],
+        "theory": {"notes": notes},
+    }
+    path = directory / "verdicts.json"
+    rundir.write_atomic(path, dumps(payload, indent=2, default=str).encode())
+    return path
+
+
 def explain_sweep(
     directory: Path,
     *,
@@ -158,16 +271,7 @@ def explain_sweep(
 
     say = progress or (lambda line: None)
     table, metadata, plan = _finished(directory)
-    if recovery_target is None:  # the report's default too (``sweep.recovery_goals``)
-        loss_targets = plan.targets if target is None else (target,)
-        recovery_target = default_recovery_target(loss_targets, plan.recovery_targets)
-    target = plan.targets[0] if target is None else target
-    if not 0 < target < 1:
-        raise UsageError(
-            f"--target must be in (0, 1) (relative to the initial loss), got {target:g}"
-            + (" (the sweep's first target): give --target" if target == plan.targets[0] else "")
-        )
-    recovery_target = recovery_target_for(target, recovery_target)
+    target, recovery_target = _targets(plan, target, recovery_target)
     context = Context(target, relative_to, budget_steps, recovery_target)
     rates = best_rates(table, plan, metadata)
     check_budget(plan, rates, budget_steps)
@@ -179,77 +283,15 @@ def explain_sweep(
     verdicts, records, titles, notes = [], [], {}, {}
     for group in plan.groups:
         rate = rates[group.id]
-        spec = group.method
-        method = make_method(spec.name, **spec.hyperparameters)
-        configs_ = [_one_rate(plan.run_config(group, seed), rate) for seed in group.seeds]
-        setups = [execution.build(c) for c in configs_]
-        local = [execution.run_id(c.seed, spec.name, rate, spec.hyperparameters) for c in configs_]
-        ids = [f"{group.label}/{run_id}" for run_id in local]
-        for run_id in ids:
-            if run_id not in series:
-                raise UsageError(
-                    f"{directory}: the sweep's rows have no run {run_id}: re-run it with "
-                    f"'deeplinear sweep SWEEP --out {directory} --force'"
-                )
+        found = _explain_group(directory, plan, group, rate, series, context, progress)
         titles[len(verdicts)] = (
             f"{group.name}: best η = {rate:g} by {plan.select.replace('_', ' ')} "
             f"({plan.targets[0]:g}), {len(group.seeds)} seed{'s' * (len(group.seeds) > 1)}"
         )
-        finite = [bool(np.isfinite(series[i]["loss"][-1])) for i in ids]
-        rebuilt = None
-        if method.in_loop and any(finite) and budget_steps > 0:
-            steps = configs_[0].methods[0].steps
-            say(f"explain: rebuilding {group.name} at η = {rate:g} ({len(ids)} × {steps:,} steps)")
-            rebuilt = _rebuild(method, setups, configs_[0], rate)
-        for member, (config, setup, run_id, short) in enumerate(zip(configs_, setups, ids, local)):
-            data = series[run_id]
-            floor = setup.problem.floor(setup.widths, setup.objective)
-            comparison = theory_comparison(config, setup, {short: data})
-            extend, gn_rate, drift = None, None, None
-            if rebuilt is not None and finite[member]:
-                drift = _drift(rebuilt[2][member].loss, data["loss"], floor.resolution)
-                extend = continue_member(
-                    method, setup, rebuilt, member, rate, data["step"][-1], progress, run_id
-                )
-                ends = tuple(np.asarray(w)[member] for w in rebuilt[0])
-                gn_rate = _gn_rate(
-                    method, ends, setup, data["loss"][-1], int(data["step"][-1]), rate
-                )
-            notes_ = ()
-            if drift is not None and drift > REBUILT:
-                notes_ = (
-                    f"the continuation starts from a re-run of the recorded steps whose losses "
-                    f"differ from the sweep's by up to {drift:.1e} (relative): its numbers are "
-                    "those of the re-run",
-                )
-            record = RunRecord(run_id, data, method, rate, setup, floor, extend, gn_rate, notes_)
-            verdict = judge_run(record, context, comparison)
-            if comparison.get("note") and comparison.get("applies"):
-                notes[run_id] = comparison["note"]
-            verdicts.append(verdict)
-            records.append(
-                {
-                    **verdict.record(),
-                    "group": group.id,
-                    "axis": dict(group.point),
-                    "method": spec.name,
-                    "learning_rate": rate,
-                    "seed": config.seed,
-                }
-            )
-    payload = {
-        "experiment": "sweep",
-        "target": target,
-        "relative_to": relative_to,
-        "select": plan.select,
-        "selected_on": plan.targets[0],  # the target the best learning rates were chosen on
-        "recovery_target": recovery_target,
-        "floor": None,  # one per axis point and seed: each verdict's floor_detail
-        "verdicts": [jsonable(r, private=False) for r in records],
-        "theory": {"notes": notes},
-    }
-    path = directory / "verdicts.json"
-    rundir.write_atomic(path, dumps(payload, indent=2, default=str).encode())
+        verdicts += found[0]
+        records += found[1]
+        notes |= found[2]
+    path = _write_verdicts(directory, plan, context, records, notes)
     theory_note = {"note": _theory_summary(notes)} if notes else {}
     return Explanation(verdicts, theory_note, [path], titles)
 
