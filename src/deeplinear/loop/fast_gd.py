@@ -135,6 +135,69 @@ PALLAS_DEFAULTS = {
 }
 
 
+def _store(ref, values, cols) -> None:
+    """``ref[i, cols] = values[i]`` for each entry, in order."""
+    for i, value in enumerate(values):
+        ref[i, cols] = value
+
+
+def _columns_of_m(m, cols, d_in: int):
+    """The columns of M = LᵀL, each a list of ``d_in`` entries (loaded from the ref ``m``)."""
+    return [[m[a * d_in + b, cols] for a in range(d_in)] for b in range(d_in)]
+
+
+def _pallas_row(i, row, K, W2, delta, refs, cols, rate, shape, k_registers, registers):
+    """Row ``i`` of W1 updated (g = 2 (w1 K − c)) while ΔW2 = W1ᵀ G accumulates in ``delta``: the
+    row's new entries with ``registers``, else stored in the output ref (and none returned)."""
+    c, k, o1 = refs
+    _, h, d_in = shape
+    g = []
+    for b in range(d_in):
+        column = [K[j][b] if k_registers else k[j * d_in + b, cols] for j in range(h)]
+        g.append(2 * (_dot(row, column) - c[i * d_in + b, cols]))
+    new_row = []
+    for j in range(h):
+        updated = row[j] - rate * _dot(g, W2[j])
+        if registers:
+            new_row.append(updated)
+        else:
+            o1[i * h + j, cols] = updated
+        for b in range(d_in):
+            term = row[j] * g[b]
+            delta[j][b] = term if i == 0 else delta[j][b] + term
+    return new_row
+
+
+def _pallas_step(carry, refs, cols, rate, hoisted, shape, k_registers, registers):
+    """One GD step of ``_pallas_kernel``'s block: the new carry (the weights with ``registers``,
+    else the weights are updated in the output refs and ``carry`` is returned)."""
+    m, c, o1, o2, k = refs
+    d_out, h, d_in = shape
+    if registers:
+        W2 = [list(carry[d_out * h + j * d_in : d_out * h + (j + 1) * d_in]) for j in range(h)]
+    else:
+        W2 = [[o2[j * d_in + b, cols] for b in range(d_in)] for j in range(h)]
+    M = _columns_of_m(m, cols, d_in) if hoisted is None else hoisted
+    K = [[_dot(W2[j], M[b]) for b in range(d_in)] for j in range(h)]
+    if not k_registers:  # through the scratch ref, reloaded where used
+        _store(k, [K[j][b] for j in range(h) for b in range(d_in)], cols)
+    delta = [[None] * d_in for _ in range(h)]
+    new_w1 = []
+    for i in range(d_out):
+        if registers:
+            row = list(carry[i * h : (i + 1) * h])
+        else:
+            row = [o1[i * h + j, cols] for j in range(h)]
+        new_w1 += _pallas_row(
+            i, row, K, W2, delta, (c, k, o1), cols, rate, shape, k_registers, registers
+        )
+    new_w2 = [W2[j][b] - rate * delta[j][b] for j in range(h) for b in range(d_in)]
+    if registers:
+        return tuple(new_w1 + new_w2)
+    _store(o2, new_w2, cols)
+    return carry
+
+
 def _pallas_kernel(
     w1, w2, m, c, lr, o1, o2, k, *, shape, steps, block, hoist_m, k_registers, registers
 ):
@@ -150,60 +213,18 @@ def _pallas_kernel(
     rate = lr[0, cols]
     start = [w1[i, cols] for i in range(d_out * h)] + [w2[i, cols] for i in range(h * d_in)]
     if not registers:
-        for i in range(d_out * h):
-            o1[i, cols] = start[i]
-        for i in range(h * d_in):
-            o2[i, cols] = start[d_out * h + i]
-
-    def columns_of_m():
-        return [[m[a * d_in + b, cols] for a in range(d_in)] for b in range(d_in)]
-
-    hoisted = columns_of_m() if hoist_m else None
+        _store(o1, start[: d_out * h], cols)
+        _store(o2, start[d_out * h :], cols)
+    hoisted = _columns_of_m(m, cols, d_in) if hoist_m else None
+    refs = (m, c, o1, o2, k)
 
     def body(_, carry):
-        if registers:
-            W2 = [list(carry[d_out * h + j * d_in : d_out * h + (j + 1) * d_in]) for j in range(h)]
-        else:
-            W2 = [[o2[j * d_in + b, cols] for b in range(d_in)] for j in range(h)]
-        M = hoisted if hoist_m else columns_of_m()
-        K = [[_dot(W2[j], M[b]) for b in range(d_in)] for j in range(h)]
-        if not k_registers:  # through the scratch ref, reloaded where used
-            for j in range(h):
-                for b in range(d_in):
-                    k[j * d_in + b, cols] = K[j][b]
-        delta = [[None] * d_in for _ in range(h)]
-        new_w1 = []
-        for i in range(d_out):
-            if registers:
-                row = list(carry[i * h : (i + 1) * h])
-            else:
-                row = [o1[i * h + j, cols] for j in range(h)]
-            g = []
-            for b in range(d_in):
-                column = [K[j][b] if k_registers else k[j * d_in + b, cols] for j in range(h)]
-                g.append(2 * (_dot(row, column) - c[i * d_in + b, cols]))
-            for j in range(h):
-                updated = row[j] - rate * _dot(g, W2[j])
-                if registers:
-                    new_w1.append(updated)
-                else:
-                    o1[i * h + j, cols] = updated
-                for b in range(d_in):
-                    term = row[j] * g[b]
-                    delta[j][b] = term if i == 0 else delta[j][b] + term
-        new_w2 = [W2[j][b] - rate * delta[j][b] for j in range(h) for b in range(d_in)]
-        if registers:
-            return tuple(new_w1 + new_w2)
-        for i, value in enumerate(new_w2):
-            o2[i, cols] = value
-        return carry
+        return _pallas_step(carry, refs, cols, rate, hoisted, shape, k_registers, registers)
 
     end = jax.lax.fori_loop(0, steps, body, tuple(start) if registers else 0)
     if registers:
-        for i in range(d_out * h):
-            o1[i, cols] = end[i]
-        for i in range(h * d_in):
-            o2[i, cols] = end[d_out * h + i]
+        _store(o1, end[: d_out * h], cols)
+        _store(o2, end[d_out * h :], cols)
 
 
 def _pallas_lanes(
