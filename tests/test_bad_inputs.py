@@ -22,6 +22,7 @@ import time
 import tomllib
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -560,78 +561,83 @@ def as_dtype(array, dtype):
     return array.astype(dtype)
 
 
-@st.composite
-def bad_npz(draw):
-    """(problem file bytes, init file bytes or None, words): refused by ``execution.build``."""
-    d_out, d_in, n = draw(st.integers(1, 5)), draw(st.integers(1, 5)), draw(st.integers(1, 12))
-    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
-    A = rng.standard_normal((d_out, d_in))
-    X, Y = rng.standard_normal((d_in, n)), rng.standard_normal((d_out, n))
-    good = npz_bytes(A=A)
-    how = draw(
-        st.sampled_from(
-            ["dtype", "shape", "values", "truncated", "junk", "forged", "missing", "init"]
-        )
-    )
-    if how == "dtype":
-        which = draw(st.sampled_from(["A", "X", "Y"]))
-        dtype = draw(st.sampled_from(BAD_DTYPES))
-        arrays = {"A": A} if which == "A" else {"X": X, "Y": Y}
-        arrays[which] = as_dtype(arrays[which], dtype)
-        return npz_bytes(**arrays), None, [which, "dtype"]
-    if how == "shape":
-        case = draw(st.sampled_from(["A0", "A1d", "A3d", "samples0", "mismatch", "scalar"]))
-        if case == "A0":
-            shape = draw(st.sampled_from([(0, d_in), (d_out, 0), (0, 0)]))
-            return npz_bytes(A=np.zeros(shape)), None, ["A", "empty"]
-        if case == "A1d":
-            return npz_bytes(A=A.ravel()), None, ["A", "2-d"]
-        if case == "A3d":
-            return npz_bytes(A=A[None]), None, ["A", "2-d"]
-        if case == "scalar":
-            return npz_bytes(A=np.float64(1.0)), None, ["A", "2-d"]
-        if case == "samples0":
-            return npz_bytes(X=X[:, :0], Y=Y[:, :0]), None, ["X", "empty"]
-        return npz_bytes(X=X, Y=Y[:, : n - 1] if n > 1 else Y[:, :0]), None, ["problem.path"]
-    if how == "values":
-        which = draw(st.sampled_from(["A", "X", "Y", "X=0"]))
-        if which == "X=0":
-            return npz_bytes(X=np.zeros_like(X), Y=Y), None, ["X", "zero"]
-        arrays = {"A": A} if which == "A" else {"X": X, "Y": Y}
-        target = arrays[which]
-        index = tuple(draw(st.integers(0, s - 1)) for s in target.shape)
-        target[index] = draw(non_finite)
-        return npz_bytes(**arrays), None, [which, "non-finite"]
-    if how == "truncated":
-        cut = draw(st.integers(0, len(good) - 1))
-        return good[:cut], None, ["problem.path"]
-    if how == "junk":
-        data = draw(st.binary(max_size=200))
-        if draw(st.booleans()):  # a single .npy array, not an archive
-            buffer = io.BytesIO()
-            np.save(buffer, A)
-            data = buffer.getvalue()
-        return data, None, ["problem.path"]
-    if how == "forged":
-        case = draw(st.sampled_from(["bomb", "short", "garbage", "descr"]))
-        if case == "bomb":  # a huge declared size, a few bytes of data
-            shape = (draw(st.integers(10**5, 10**9)), draw(st.integers(10**5, 10**9)))
-            return forged("A", shape, data=b"\0" * 64), None, ["limit"]
-        if case == "short":  # fewer bytes than the header declares
-            data = b"\0" * draw(st.integers(0, 8 * d_out * d_in - 1))
-            return forged("A", (d_out, d_in), data=data), None, ["problem.path"]
-        if case == "descr":
-            descr = draw(st.sampled_from(["<c16", "|b1", "<m8[s]", "<M8[D]", "|O", "<U4"]))
-            return forged("A", (d_out, d_in), descr=descr), None, ["A"]
+def _bad_dtype(draw, data):
+    which = draw(st.sampled_from(["A", "X", "Y"]))
+    dtype = draw(st.sampled_from(BAD_DTYPES))
+    arrays = {"A": data.A} if which == "A" else {"X": data.X, "Y": data.Y}
+    arrays[which] = as_dtype(arrays[which], dtype)
+    return npz_bytes(**arrays), None, [which, "dtype"]
+
+
+def _bad_shape(draw, data):
+    d_out, d_in, n, A, X, Y = data.d_out, data.d_in, data.n, data.A, data.X, data.Y
+    case = draw(st.sampled_from(["A0", "A1d", "A3d", "samples0", "mismatch", "scalar"]))
+    if case == "A0":
+        shape = draw(st.sampled_from([(0, d_in), (d_out, 0), (0, 0)]))
+        return npz_bytes(A=np.zeros(shape)), None, ["A", "empty"]
+    if case == "A1d":
+        return npz_bytes(A=A.ravel()), None, ["A", "2-d"]
+    if case == "A3d":
+        return npz_bytes(A=A[None]), None, ["A", "2-d"]
+    if case == "scalar":
+        return npz_bytes(A=np.float64(1.0)), None, ["A", "2-d"]
+    if case == "samples0":
+        return npz_bytes(X=X[:, :0], Y=Y[:, :0]), None, ["X", "empty"]
+    return npz_bytes(X=X, Y=Y[:, : n - 1] if n > 1 else Y[:, :0]), None, ["problem.path"]
+
+
+def _bad_values(draw, data):
+    which = draw(st.sampled_from(["A", "X", "Y", "X=0"]))
+    if which == "X=0":
+        return npz_bytes(X=np.zeros_like(data.X), Y=data.Y), None, ["X", "zero"]
+    arrays = {"A": data.A} if which == "A" else {"X": data.X, "Y": data.Y}
+    target = arrays[which]
+    index = tuple(draw(st.integers(0, s - 1)) for s in target.shape)
+    target[index] = draw(non_finite)
+    return npz_bytes(**arrays), None, [which, "non-finite"]
+
+
+def _truncated(draw, data):
+    cut = draw(st.integers(0, len(data.good) - 1))
+    return data.good[:cut], None, ["problem.path"]
+
+
+def _junk(draw, data):
+    junk = draw(st.binary(max_size=200))
+    if draw(st.booleans()):  # a single .npy array, not an archive
         buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w") as archive:
-            archive.writestr("A.npy", b"\x93NUMPY" + draw(st.binary(max_size=40)))
-        return buffer.getvalue(), None, ["problem.path"]
-    if how == "missing":
-        name = draw(st.sampled_from(["B", "a", "X", "Y", "W1"]))
-        return npz_bytes(**{name: A}), None, ["problem.path"]
-    # the initial weights (hidden width 3): wrong shape, missing layer, bad values or dtype
-    W1, W2 = rng.standard_normal((d_out, 3)), rng.standard_normal((3, d_in))
+        np.save(buffer, data.A)
+        junk = buffer.getvalue()
+    return junk, None, ["problem.path"]
+
+
+def _forged(draw, data):
+    d_out, d_in = data.d_out, data.d_in
+    case = draw(st.sampled_from(["bomb", "short", "garbage", "descr"]))
+    if case == "bomb":  # a huge declared size, a few bytes of data
+        shape = (draw(st.integers(10**5, 10**9)), draw(st.integers(10**5, 10**9)))
+        return forged("A", shape, data=b"\0" * 64), None, ["limit"]
+    if case == "short":  # fewer bytes than the header declares
+        short = b"\0" * draw(st.integers(0, 8 * d_out * d_in - 1))
+        return forged("A", (d_out, d_in), data=short), None, ["problem.path"]
+    if case == "descr":
+        descr = draw(st.sampled_from(["<c16", "|b1", "<m8[s]", "<M8[D]", "|O", "<U4"]))
+        return forged("A", (d_out, d_in), descr=descr), None, ["A"]
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("A.npy", b"\x93NUMPY" + draw(st.binary(max_size=40)))
+    return buffer.getvalue(), None, ["problem.path"]
+
+
+def _missing(draw, data):
+    name = draw(st.sampled_from(["B", "a", "X", "Y", "W1"]))
+    return npz_bytes(**{name: data.A}), None, ["problem.path"]
+
+
+def _bad_init(draw, data):
+    """The initial weights (hidden width 3): wrong shape, missing layer, bad values or dtype."""
+    good, d_in = data.good, data.d_in
+    W1, W2 = data.rng.standard_normal((data.d_out, 3)), data.rng.standard_normal((3, d_in))
     case = draw(st.sampled_from(["shape", "missing", "values", "dtype"]))
     if case == "shape":
         return good, npz_bytes(W1=W1[:, :2], W2=W2), ["init.path", "W1"]
@@ -642,6 +648,31 @@ def bad_npz(draw):
         return good, npz_bytes(W1=W1, W2=W2), ["init.path", "W2"]
     dtype = draw(st.sampled_from(BAD_DTYPES))
     return good, npz_bytes(W1=as_dtype(W1, dtype), W2=W2), ["init.path", "W1"]
+
+
+BAD_NPZ = {
+    "dtype": _bad_dtype,
+    "shape": _bad_shape,
+    "values": _bad_values,
+    "truncated": _truncated,
+    "junk": _junk,
+    "forged": _forged,
+    "missing": _missing,
+    "init": _bad_init,
+}
+
+
+@st.composite
+def bad_npz(draw):
+    """(problem file bytes, init file bytes or None, words): refused by ``execution.build``."""
+    d_out, d_in, n = draw(st.integers(1, 5)), draw(st.integers(1, 5)), draw(st.integers(1, 12))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    A = rng.standard_normal((d_out, d_in))
+    X, Y = rng.standard_normal((d_in, n)), rng.standard_normal((d_out, n))
+    good = npz_bytes(A=A)
+    how = draw(st.sampled_from(list(BAD_NPZ)))
+    data = SimpleNamespace(d_out=d_out, d_in=d_in, n=n, rng=rng, A=A, X=X, Y=Y, good=good)
+    return BAD_NPZ[how](draw, data)
 
 
 def npz_config(folder: Path, problem: bytes, init: bytes | None):
