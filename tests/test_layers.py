@@ -87,3 +87,61 @@ def test_deferred_imports_are_found(tmp_path):
     path = tmp_path / "late.py"
     path.write_text("import numpy\n\n\ndef f():\n    from deeplinear.errors import UsageError\n")
     assert deferred_imports(path, tmp_path) == ["late.py:5"]
+
+
+MAX_FILE_LINES, MAX_FUNCTION_LINES = 600, 80
+# Over the limits, being split elsewhere: this list only shrinks (an entry within the limits
+# fails the test below: remove it). Files by their path in the package, functions by module and
+# qualified name.
+OVER_THE_LIMITS = {
+    "cli.py",  # the CLI: its parser and commands
+    "cli._parser",
+    "sweep/core.py",  # sweep files, groups, grid extension, running
+    "sweep.core.parse",
+    "sweep.core.run",
+}
+
+
+def over_the_limits(root: Path = PACKAGE) -> set[str]:
+    """Modules over ``MAX_FILE_LINES`` lines and functions (methods and nested functions too)
+    over ``MAX_FUNCTION_LINES`` (from ``def`` to their last line) under ``root``."""
+    found = set()
+    for path in sorted(root.rglob("*.py")):
+        text = path.read_text()
+        name = path.relative_to(root).as_posix()
+        if len(text.splitlines()) > MAX_FILE_LINES:
+            found.add(name)
+        module = name.removesuffix(".py").replace("/", ".")
+
+        def visit(node, prefix):
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                    qualified = f"{prefix}.{child.name}"
+                    lines = child.end_lineno - child.lineno + 1
+                    if not isinstance(child, ast.ClassDef) and lines > MAX_FUNCTION_LINES:
+                        found.add(qualified)
+                    visit(child, qualified)
+                else:
+                    visit(child, prefix)
+
+        visit(ast.parse(text), module)
+    return found
+
+
+def test_no_file_over_600_lines_and_no_function_over_80():
+    found = over_the_limits()
+    assert sorted(found - OVER_THE_LIMITS) == [], "split these"
+    assert sorted(OVER_THE_LIMITS - found) == [], "within the limits now: remove from the list"
+
+
+def test_over_the_limits_finds_long_files_and_functions(tmp_path):
+    def function(name: str, lines: int, indent: str = "") -> str:
+        body = "".join(f"{indent}    x = {i}\n" for i in range(lines - 1))
+        return f"{indent}def {name}():\n{body}"
+
+    limit = MAX_FUNCTION_LINES
+    methods = function("fits", limit, "    ") + function("long", limit + 1, "    ")
+    (tmp_path / "code.py").write_text(function("fits", limit) + "\n\nclass A:\n" + methods)
+    (tmp_path / "fits.py").write_text("x = 1\n" * MAX_FILE_LINES)
+    (tmp_path / "long.py").write_text("x = 1\n" * (MAX_FILE_LINES + 1))
+    assert over_the_limits(tmp_path) == {"code.A.long", "long.py"}
