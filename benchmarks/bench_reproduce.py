@@ -2,7 +2,8 @@
 
 Prints:
 1. wall time of ``deeplinear reproduce`` in a fresh process, cold (empty XLA cache) and warm;
-2. wall time of the plain-NumPy port of the notebook (``deeplinear.notebook``) on the same runs;
+2. wall time of the plain-NumPy port of the notebook (``deeplinear.notebook2017.notebook``) on
+   the same runs;
 3. the LM step: the notebook's Kronecker + lstsq step against the structured step, per step, and
    the structured step's cost as n grows (it should not).
 

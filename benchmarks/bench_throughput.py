@@ -1,11 +1,11 @@
-"""Seed-size GD throughput: ``deeplinear.batched.gd`` (XLA, batch-last) and ``gd_pallas`` (one
+"""Seed-size GD throughput: ``deeplinear.loop.fast_gd.gd`` (XLA, batch-last) and ``gd_pallas`` (one
 Pallas kernel, GPU) against a plain ``jax.vmap`` of the same sufficient-statistics
 (reduced-residual) update, same batch size, same steps, same machine.
 
 Prints run-steps per second (runs × steps / wall seconds, compile excluded and printed apart)
 at each batch size, and checks that every variant gives the baseline's weights. Two baselines:
 the plain ``vmap`` as anyone would write it (one device, the ratio the targets name) and, where
-there are several local devices (on a CPU, one per core: see ``deeplinear._backend``), the same
+there are several local devices (on a CPU, one per core: see ``deeplinear.core.backend``), the same
 ``vmap`` with the runs split across them, so the gain from the kernel and the gain from using
 every core can be told apart.
 Usage: ``python benchmarks/bench_throughput.py [--steps 100] [--runs 1000,10000,100000]

@@ -1,5 +1,5 @@
-"""``deeplinear.frames.load``: every results directory kind as pandas, polars and Arrow frames,
-with its provenance; the same values ``read_table``/``group_files.read`` give."""
+"""``deeplinear.load`` (``store/frames.py``): every results directory kind as pandas, polars and
+Arrow frames, with its provenance; the same values ``read_table``/``group_files.read`` give."""
 
 import subprocess
 import sys
@@ -170,7 +170,7 @@ def test_a_damaged_run_table_is_refused(run_dir, tmp_path):
 
 def test_a_missing_frame_library_says_how_to_install_it(tmp_path):
     code = (
-        "import sys; sys.modules['polars'] = None; from deeplinear.frames import load\n"
+        "import sys; sys.modules['polars'] = None; from deeplinear.store.frames import load\n"
         "try:\n"
         f"    load({str(tmp_path)!r}, frame='polars')\n"
         "except Exception as error:\n"
@@ -184,7 +184,7 @@ def test_a_missing_frame_library_says_how_to_install_it(tmp_path):
 
 def test_loading_does_not_import_jax(run_dir, sweep_dir):
     code = (
-        "import sys; from deeplinear.frames import load\n"
+        "import sys; from deeplinear.store.frames import load\n"
         f"assert len(load({str(run_dir)!r}, frame='arrow')) > 0\n"
         f"assert len(load({str(sweep_dir)!r}, frame='polars')) > 0\n"
         "assert 'jax' not in sys.modules, sorted(m for m in sys.modules if 'jax' in m)"

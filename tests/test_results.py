@@ -76,7 +76,7 @@ def test_reading_results_does_not_import_jax(tmp_path):
     path = tmp_path / "c.parquet"
     write_table(curves_table([(info, curve(3))]), path, {"seed": 0})
     code = (
-        "import sys, deeplinear.results as r, deeplinear.frames, deeplinear.sweep\n"
+        "import sys, deeplinear.store.results as r, deeplinear.store.frames, deeplinear.sweep\n"
         f"table, metadata = r.read_table({str(path)!r})\n"
         "assert table.num_rows == 3 and metadata == {'seed': 0}\n"
         "assert list(r.run_series(table)['a']['step']) == [0, 1, 2]\n"

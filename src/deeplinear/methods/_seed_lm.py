@@ -11,7 +11,7 @@ The Jacobian is rank deficient by the gauge (W1 G, G⁻¹ W2). The default solve
 gauge-orthogonality equations and solves the resulting full-rank problem by QR (exact, ~4× faster
 than an SVD here); the ``svd`` solver drops singular values below ``rcond · σ_max`` (NumPy ≥ 2's
 default cut-off, ``eps · max(shape)``, when ``rcond`` is None) and handles any null space. The
-notebook's 2017 setting (``rcond=-1``) lives in ``deeplinear.notebook``.
+notebook's 2017 setting (``rcond=-1``) lives in ``deeplinear.notebook2017.notebook``.
 """
 
 from __future__ import annotations
