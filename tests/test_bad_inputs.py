@@ -989,7 +989,7 @@ def test_unwritable_parts_of_out_are_refused_before_anything_runs(tmp_path, caps
 
 
 def test_ray_missing_is_refused_before_out_is_claimed(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(cli, "_ray_installed", lambda: False)
+    monkeypatch.setattr(cli.sweeps, "ray_installed", lambda: False)
     sweep_file = write(tmp_path, "s.toml", toml_text(SWEEP))
     out = tmp_path / "o"
     message = run_cli(capsys, "sweep", str(sweep_file), "--ray", "local", "--out", str(out))

@@ -124,9 +124,9 @@ def test_version_names_the_package_and_its_revision():
 
 
 def test_help_describes_report_and_the_cache():
-    from deeplinear.cli import _parser
+    from deeplinear.cli.parser import build_parser
 
-    parser = _parser()
+    parser = build_parser()
     text = parser.format_help()
     assert "~/.cache/deeplinear/jax" in text and "--no-cache" in text
     report = parser._subparsers._group_actions[0].choices["report"]

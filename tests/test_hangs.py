@@ -247,7 +247,7 @@ def test_a_command_stuck_in_native_code_still_ends_on_ctrl_c():
             libc.pthread_mutex_lock(mutex)
             print("blocked", file=sys.stderr, flush=True)
             libc.pthread_mutex_lock(mutex)  # never returns, deaf to signals
-        cli._methods = blocked
+        cli.listing.methods_command = blocked
         sys.argv = ["deeplinear", "methods"]
         sys.exit(cli.main())
         """

@@ -1,0 +1,21 @@
+"""``deeplinear methods``: every method with its hyperparameters, from their declarations."""
+
+from __future__ import annotations
+
+
+def methods_command(args) -> int:
+    from deeplinear.methods import METHODS, declarations
+
+    pad = " " * 11
+    for name, cls in METHODS.items():
+        print(f"{name:<10} {cls.description}")
+        print(f"{pad}learning_rates: a list of finite numbers > 0")
+        for field, (default, spec) in declarations(cls).items():
+            print(f"{pad}{field} = {default!r}: {spec.describe()}")
+        columns = ", ".join(f"{column} ({kind})" for column, kind in cls.columns.items())
+        print(f"{pad}records: {columns or 'no columns of its own'}")
+        loop = "yes" if cls.in_loop else "no (from Python, one run after another)"
+        print(f"{pad}in the compiled loop: {loop}")
+        print(f"{pad}Gauss-Newton rate predicts it: {'yes' if cls.gauss_newton_rate else 'no'}")
+        print(f"{pad}reference: {cls.reference}")
+    return 0

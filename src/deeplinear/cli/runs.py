@@ -1,0 +1,86 @@
+"""``deeplinear run`` (a run file) and ``deeplinear reproduce`` (the 2017 notebook)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from deeplinear.cli.checks import apply_limits, use_cache, writable_parts
+
+
+def run_command(args) -> int:
+    from deeplinear.core.limits import Limits, check
+    from deeplinear.core.progress import Progress
+    from deeplinear.experiment.budget import estimate_run
+    from deeplinear.experiment.config import load
+    from deeplinear.experiment.execution import execute, experiment_identity
+    from deeplinear.store.directories import claim
+
+    apply_limits(args)
+    config = load(args.config)
+    out = args.out or str(Path("runs") / Path(args.config).stem)
+    estimate = estimate_run(config)
+    check(estimate, Limits.from_env(), f"run {args.config}")  # before --out is touched
+    files = ["config.toml", "curves.parquet", "gn_spectrum.parquet"]
+    files += [f"state/{index}.npz" for index in range(len(config.methods))]
+    writable_parts(out, ["state"], files)
+    claim(out, experiment_identity(config), args.force)
+    with Progress() as progress:
+        progress.say(f"estimated {estimate.describe()}")
+        use_cache(args, progress.say)
+        result = execute(
+            config,
+            out,
+            force=True,
+            progress=progress.say,
+            command=["deeplinear", *sys.argv[1:]],
+        )
+        progress.say("writing the summary")
+        from deeplinear.notebook2017.summary import run_table
+
+        setup = result.setup
+        floor = setup.problem.floor(setup.widths, setup.objective)
+        lines = run_table(result.table, result.final_losses, floor)
+    problem = result.setup.problem
+    print(
+        f"{config.name or args.config}: {problem.name}, widths {result.setup.widths}, "
+        f"true κ(A) = {problem.condition_number:.3g}"
+    )
+    print("\n".join(lines))
+    print(
+        "(final loss: the final weights' loss in double-double near the reachable minimum "
+        f"{floor.value:.2e}, else the loop's float64 value; * best loss within its round-off)"
+    )
+    print(
+        f"\nwrote {out}/curves.parquet, gn_spectrum.parquet, state/; next: deeplinear explain {out}"
+    )
+    return 0
+
+
+def reproduce_command(args) -> int:
+    from deeplinear.notebook2017.experiment import default_out, experiment_identity
+    from deeplinear.store import directories
+
+    out = args.out or str(default_out(args.seed))
+    # Claim the directory before the heavy imports: a bad --out fails fast.
+    directories.claim(out, experiment_identity(args.seed, args.rcond), args.force)
+
+    from deeplinear.core.progress import Progress
+    from deeplinear.notebook2017.reproduce import reproduce
+    from deeplinear.notebook2017.summary import summary_lines
+
+    with Progress() as progress:
+        use_cache(args, progress.say)
+        result = reproduce(
+            args.seed,
+            out,
+            rcond=args.rcond,
+            force=True,  # claimed above
+            check=args.check,
+            progress=progress.say,
+            command=["deeplinear", *sys.argv[1:]],
+        )
+        progress.say("writing the summary")
+        lines = summary_lines(result)
+    print("\n".join(lines))
+    return 0
