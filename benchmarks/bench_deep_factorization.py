@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from deeplinear import sweep
 from deeplinear.store import groups as group_files
-from deeplinear.sweep import core as sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "deep_factorization.toml"

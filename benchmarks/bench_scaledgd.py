@@ -39,11 +39,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import scaledgd_reference as ref
+from deeplinear import sweep
 from deeplinear.core.backend import jax
 from deeplinear.experiment import execution
 from deeplinear.loop import runner
 from deeplinear.methods import make_method
-from deeplinear.sweep import core as sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 PORT_NAMES = {"scaled-gd": "scaledgd", "gd": "gd"}

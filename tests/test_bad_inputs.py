@@ -29,12 +29,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from deeplinear import cli
+from deeplinear import cli, sweep
 from deeplinear.core import limits
 from deeplinear.errors import UsageError
 from deeplinear.experiment import budget, config, execution
 from deeplinear.methods import METHODS, declarations, make_method
-from deeplinear.sweep import core as sweep
 
 FUZZ = os.environ.get("DEEPLINEAR_FUZZ") == "1"
 FUZZ_TARGET = 500  # distinct bad inputs the full corpus must reach

@@ -156,7 +156,7 @@ def test_missing_npz_file(tmp_path):
 def test_every_example_parses(path):
     text = path.read_text()
     if "seeds" in tomllib.loads(text):  # a sweep file
-        from deeplinear.sweep import core as sweep
+        from deeplinear import sweep
 
         assert sweep.load(path).groups
     else:

@@ -241,8 +241,8 @@ SWEEP = spectral_sweep(seeds=1, targets="1e-6", steps=100, lm=False)
 def test_a_resumed_sweep_counts_the_runs_done_before(tmp_path, monkeypatch, capsys):
     import tomllib
 
+    from deeplinear import sweep
     from deeplinear.cli import main
-    from deeplinear.sweep import core as sweep
 
     monkeypatch.setenv("DEEPLINEAR_JAX_CACHE", "off")  # in this process: leave the cache alone
     path, out = tmp_path / "s.toml", tmp_path / "out"

@@ -18,11 +18,11 @@ import tomllib
 import numpy as np
 import pytest
 
+from deeplinear import sweep
 from deeplinear.core.backend import jax, jnp
 from deeplinear.errors import UsageError
 from deeplinear.objectives.measurement import entries
 from deeplinear.store import groups as group_files
-from deeplinear.sweep import core as sweep
 
 SWEEP = """
 seeds = 3

@@ -7,13 +7,12 @@ import tomllib
 import numpy as np
 import pytest
 
-from deeplinear import cli
+from deeplinear import cli, sweep
 from deeplinear.experiment import config as configs
 from deeplinear.experiment import execution
 from deeplinear.explain import explain
 from deeplinear.store import groups as group_files
 from deeplinear.store.results import run_series
-from deeplinear.sweep import core as sweep
 from deeplinear.verdict import KINDS
 from tiny_sweeps import spectral_sweep
 

@@ -9,12 +9,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from deeplinear import sweep
 from deeplinear.errors import UsageError
 from deeplinear.experiment import config, execution
 from deeplinear.store import frames
 from deeplinear.store import groups as group_files
 from deeplinear.store.results import _to_numpy, read_table
-from deeplinear.sweep import core as sweep
 
 pd = pytest.importorskip("pandas")
 pl = pytest.importorskip("polars")

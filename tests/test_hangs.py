@@ -15,14 +15,13 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from deeplinear import cli
+from deeplinear import cli, sweep
 from deeplinear.core.backend import jax
 from deeplinear.diagnostics.probes import Probe
 from deeplinear.problems.dense import notebook_problem
 from deeplinear.report.sweep_report import write_report
 from deeplinear.store import groups as group_files
 from deeplinear.store.results import _to_numpy, run_series
-from deeplinear.sweep import core as sweep
 from deeplinear.sweep import watchdog as _watchdog
 from deeplinear.sweep.watchdog import GroupStalledError, WorkerDiedError
 

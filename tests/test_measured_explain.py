@@ -11,12 +11,12 @@ import json
 import numpy as np
 import pytest
 
+from deeplinear import sweep
 from deeplinear.experiment import config as configs
 from deeplinear.experiment import execution
 from deeplinear.explain import explain
 from deeplinear.problems.measured import capacity
 from deeplinear.report.sweep_report import write_report
-from deeplinear.sweep import core as sweep
 from deeplinear.verdict import RECOVERY_KINDS
 
 SHAPE, RANK, P = (30, 20), 2, 0.6  # every run here has these shapes: one compile each
@@ -267,7 +267,7 @@ def test_explain_and_the_report_default_to_one_recovery_target(tmp_path):
     """With two loss targets and no recovery_targets, explain of the sweep judges recovery
     against the error the report counts steps to (√ of the last target, 1e-4), not √ of the
     first (1e-2, explain's old default)."""
-    from deeplinear.sweep.core import recovery_goals
+    from deeplinear.sweep.sweep_file import recovery_goals
 
     path = tmp_path / "sweep.toml"
     path.write_text(SWEEP.replace("targets = [1e-6]", "targets = [1e-4, 1e-8]", 1))

@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from deeplinear import sweep
 from deeplinear.errors import UsageError
 from deeplinear.experiment import budget, config, execution
 from deeplinear.problems import kinds
@@ -21,7 +22,6 @@ from deeplinear.problems.kinds import (
     ProblemDims,
 )
 from deeplinear.problems.kinds._base import declare, integer, number
-from deeplinear.sweep import core as sweep
 
 
 @final

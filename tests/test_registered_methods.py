@@ -10,10 +10,10 @@ import tomllib
 import numpy as np
 import pytest
 
+from deeplinear import sweep
 from deeplinear.errors import UsageError
 from deeplinear.methods import METHODS, AbstractMethod, register
 from deeplinear.store.groups import read
-from deeplinear.sweep import core as sweep
 from tiny_sweeps import spectral_sweep
 
 MODULE = '''

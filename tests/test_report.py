@@ -12,12 +12,12 @@ import tomllib
 import numpy as np
 import pytest
 
+from deeplinear import sweep
 from deeplinear.report import confidence
 from deeplinear.report.colours import PALETTE, method_colours
 from deeplinear.report.summary import axis_order
 from deeplinear.report.sweep_report import write_report
 from deeplinear.store import groups as group_files
-from deeplinear.sweep import core as sweep
 from deeplinear.sweep import tuning
 from tiny_sweeps import spectral_sweep
 

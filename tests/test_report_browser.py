@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from deeplinear import sweep
 from deeplinear.report.sweep_report import write_report
-from deeplinear.sweep import core as sweep
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SHRINK = [  # (pattern, replacement): fewer seeds, steps and grid points, the same axes and methods

@@ -15,11 +15,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import bench_scaledgd as bench
 import scaledgd_reference as ref
+from deeplinear import sweep
 from deeplinear.experiment import execution
 from deeplinear.loop import runner
 from deeplinear.methods import make_method
 from deeplinear.report.sweep_report import write_report
-from deeplinear.sweep import core as sweep
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 N, R, P, TOL, SEED = 200, 5, 0.3, 1e-12, 0

@@ -25,6 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from deeplinear import sweep
 from deeplinear.errors import UsageError
 from deeplinear.experiment import config, execution
 from deeplinear.explain import explain
@@ -33,7 +34,6 @@ from deeplinear.report.sweep_report import write_report
 from deeplinear.store import directories as rundir
 from deeplinear.store import groups as group_files
 from deeplinear.store.results import read_table
-from deeplinear.sweep import core as sweep
 from result_rows import assert_same_rows
 
 FUZZ = os.environ.get("DEEPLINEAR_FUZZ") == "1"

@@ -18,11 +18,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from deeplinear import sweep
 from deeplinear.errors import UsageError
 from deeplinear.experiment.execution import build
 from deeplinear.report.sweep_report import _floors, write_report
 from deeplinear.store import groups as group_files
-from deeplinear.sweep import core as sweep
+from deeplinear.sweep import grid_extension
 from result_rows import assert_same_rows
 
 SWEEP = """
@@ -595,10 +596,11 @@ def test_extension_stops_where_a_rate_beyond_diverged_on_one_seed(monkeypatch):
                 columns["batch_size"] += [1] * len(steps)
         return pa.table(columns)
 
-    monkeypatch.setattr(sweep, "_rates_table", runs)
+    monkeypatch.setattr(grid_extension, "rates_table", runs)  # where extend looks it up
     s = known("[0.1, 0.2, 0.4]")  # select = "final_loss"
     group = s.groups[0]
-    table, record = sweep._extend(s, group, None, runs(s, group, None, [0.1, 0.2, 0.4], None), None)
+    first = runs(s, group, None, [0.1, 0.2, 0.4], None)
+    table, record = grid_extension.extend(s, group, None, first, None)
     assert record["added"] == pytest.approx([0.8, 1.6]) and record["extensions"] == 1
     assert record["stopped"] == "diverged" and record["side"] == "high"
     assert record["best_learning_rate"] == 0.4 and record["edge"] is None
@@ -667,7 +669,7 @@ def test_a_log_grid_is_correctly_rounded_whatever_the_numpy():
     which changed group ids (the digests above)."""
     from decimal import Decimal, localcontext
 
-    from deeplinear.sweep.core import log_grid
+    from deeplinear.sweep.grids import log_grid
 
     values = log_grid(1e-3, 1e-1, 6)
     assert values[2] == 0.00630957344480193 and values[0] == 1e-3 and values[-1] == 1e-1

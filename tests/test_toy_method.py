@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from deeplinear import cli
+from deeplinear import cli, sweep
 from deeplinear.core.backend import jax, jnp
 from deeplinear.experiment import config, execution
 from deeplinear.explain import explain
@@ -22,7 +22,6 @@ from deeplinear.methods.cost import loss_flops, parameters
 from deeplinear.report.sweep_report import write_report
 from deeplinear.store import groups as group_files
 from deeplinear.store.results import run_series
-from deeplinear.sweep import core as sweep
 
 STEPS = 30
 RATE = 1e-3

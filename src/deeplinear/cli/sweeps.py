@@ -22,7 +22,7 @@ def ray_installed() -> bool:
 
 def sweep_command(args) -> int:
     from deeplinear.core.limits import Limits, check
-    from deeplinear.sweep import core as sweep
+    from deeplinear import sweep
 
     apply_limits(args)
     plan = sweep.load(args.sweep_file)  # and the memory of its largest group
@@ -70,7 +70,7 @@ class _SweepCounter:
 
     def __init__(self, plan, out: Path, progress):
         from deeplinear.store.groups import group_runs, verify_group
-        from deeplinear.sweep.core import group_file
+        from deeplinear.sweep.sweep_file import group_file
 
         self.progress, self.start = progress, time.monotonic()
         self.size = {g.id: len(g.seeds) * len(g.method.learning_rates) for g in plan.groups}

@@ -45,7 +45,7 @@ from deeplinear.store import directories as rundir
 from deeplinear.store.groups import read_groups
 from deeplinear.store.jsonfiles import dumps, jsonable
 from deeplinear.store.results import run_series
-from deeplinear.sweep import core as sweep
+from deeplinear.sweep.sweep_file import Sweep, load_stored
 from deeplinear.sweep.tuning import best_settings, grid_extensions
 from deeplinear.verdict import default_recovery_target
 
@@ -60,7 +60,7 @@ def is_sweep(directory: Path) -> bool:
     return any((directory / name).exists() for name in ("sweep.toml", "manifest.json", "groups"))
 
 
-def best_rates(table, plan: sweep.Sweep, metadata: dict) -> dict[str, float]:
+def best_rates(table, plan: Sweep, metadata: dict) -> dict[str, float]:
     """Group id → its best learning rate by the sweep's ``select`` on its first target
     (``tuning.best_settings``: the report's choice, over the grid as extended)."""
 
@@ -72,7 +72,7 @@ def _finished(directory: Path):
     """The sweep's table, group metadata and plan, refusing (one line) a sweep with a group not
     yet finished."""
     table, metadata = read_groups(directory)  # checksums, manifest, sweep file
-    plan = sweep.load_stored(directory)
+    plan = load_stored(directory)
     missing = [g for g in plan.groups if g.id not in metadata]
     if missing:
         raise UsageError(
@@ -89,7 +89,7 @@ def _one_rate(config, rate: float):
     return dataclasses.replace(config, methods=(spec,))
 
 
-def check_budget(plan: sweep.Sweep, rates: dict[str, float], budget_steps: int) -> None:
+def check_budget(plan: Sweep, rates: dict[str, float], budget_steps: int) -> None:
     """Refuse, before any work, a rebuild and continuation over the memory or time limits
     (``limits.Limits``): per group, the recorded steps and the budget for every seed."""
     peak, seconds = 0.0, 0.0
@@ -143,7 +143,7 @@ def _gn_rate(method, weights, setup, loss: float, step: int, rate: float):
     return theory.gn_predicted_rate(spectrum.lambda_min, rate)
 
 
-def _targets(plan: sweep.Sweep, target: float | None, recovery_target: float | None):
+def _targets(plan: Sweep, target: float | None, recovery_target: float | None):
     """The loss target (default the sweep's first, checked to lie in (0, 1)) and the recovery
     target (default the sweep's last ``recovery_targets``, else √ of its last target)."""
     if recovery_target is None:  # the report's default too (``sweep.recovery_goals``)
@@ -158,7 +158,7 @@ def _targets(plan: sweep.Sweep, target: float | None, recovery_target: float | N
     return target, recovery_target_for(target, recovery_target)
 
 
-def _group_runs(directory: Path, plan: sweep.Sweep, group, rate: float, series: dict):
+def _group_runs(directory: Path, plan: Sweep, group, rate: float, series: dict):
     """A group's run files at ``rate`` (one per seed), their setups, and the runs' ids (within
     the group and in the sweep's rows), refusing a sweep whose rows lack one."""
     spec = group.method
@@ -237,7 +237,7 @@ def _explain_group(directory, plan, group, rate, series, context, progress):
     return verdicts, records, notes
 
 
-def _write_verdicts(directory: Path, plan: sweep.Sweep, context: Context, records, notes) -> Path:
+def _write_verdicts(directory: Path, plan: Sweep, context: Context, records, notes) -> Path:
     """``verdicts.json``: the verdict records and the theory notes, with what they were judged
     against."""
     payload = {

@@ -16,7 +16,7 @@ import numpy as np
 from deeplinear.report import confidence
 from deeplinear.report.rows import counted_recovery_targets, point_text
 from deeplinear.store.jsonfiles import jsonable
-from deeplinear.sweep.core import point_label
+from deeplinear.sweep.axes import point_label
 
 MEASURES = ("steps", "seconds", "flops")
 

@@ -46,7 +46,7 @@ from deeplinear.store.groups import read_groups
 from deeplinear.store.jsonfiles import dumps, jsonable
 from deeplinear.store.results import run_series
 from deeplinear.sweep import tuning
-from deeplinear.sweep.core import load_stored, recovery_goals
+from deeplinear.sweep.sweep_file import load_stored, recovery_goals
 from deeplinear.verdict import classify
 
 
