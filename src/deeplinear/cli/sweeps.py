@@ -21,8 +21,8 @@ def ray_installed() -> bool:
 
 
 def sweep_command(args) -> int:
-    from deeplinear.core.limits import Limits, check
     from deeplinear import sweep
+    from deeplinear.core.limits import Limits, check
 
     apply_limits(args)
     plan = sweep.load(args.sweep_file)  # and the memory of its largest group
