@@ -40,6 +40,7 @@ from functools import reduce
 import numpy as np
 
 from deeplinear.core import accurate
+from deeplinear.objectives.measurement import Completion
 
 KINDS = ("round-off", "noise", "rank", "interpolation", "unknown")
 
@@ -288,7 +289,7 @@ def _interpolant(problem, k: int, y, keep, statistical) -> Floor | None:
     operator's least-squares residual is the floor (sensing, k ≥ min(n1, n2)); else None."""
     n1, n2 = problem.shape
     obs = problem.measurements
-    if problem.kind == "completion":
+    if isinstance(obs, Completion):  # observed entries
         rows = np.asarray(obs.rows)[keep]
         cols = np.asarray(obs.cols)[keep]
         bound = min(np.unique(rows).size, np.unique(cols).size)
