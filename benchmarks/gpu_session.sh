@@ -6,7 +6,7 @@
 # cold build time).
 # Parts: tests (tests/test_batched.py on the GPU: the Pallas variants built by Triton),
 # pallas (gd_pallas variants against the plain vmap at 1e5 runs, measured in the same process),
-# fastpath (runner.run's plain loop against batched.recorded_gd), throughput (batched.gd at
+# fastpath (runner.run's plain loop against fast_gd.recorded_gd), throughput (fast_gd.gd at
 # 1e3-1e5 runs), zoo, sweep, completion (issue #10's 1e5 × 1e5 completion, alone: ~9 min). Default: tests pallas fastpath. Logs land in $OUT (or /tmp/gpu_out).
 #
 # Building one gd_pallas variant takes 1-2 minutes of one CPU core (Triton), so the variants are
