@@ -136,3 +136,52 @@ def test_every_built_in_kind_is_final_and_declares_its_keys():
             assert spec.describe(), (name, key)
     assert kinds.problem_kind("completion").measured and kinds.problem_kind("sensing").measured
     assert not kinds.problem_kind("spectral").measured
+
+
+SWEEP_FILE = """
+seeds = 2
+targets = [1e-2]
+steps = 200
+record_every = 50
+[problem]
+kind = "diagonal"
+size = 4
+[axes]
+"problem.scale" = [1.0, 2.0]
+[[methods]]
+name = "gd"
+learning_rates = [0.05, 0.1]
+"""
+
+
+def test_a_kind_registered_in_a_test_runs_through_explain_a_sweep_and_the_report(
+    diagonal, tmp_path
+):
+    """The toy kind everywhere a built-in goes: explain of its run (the rank-3 net cannot fit
+    the fourth mode: the floor is (scale/4)², a rank floor), a sweep over its own key, explain of
+    the sweep and the report."""
+    import tomllib
+
+    from deeplinear.explain import explain
+    from deeplinear.report.sweep_report import write_report
+    from deeplinear.store import groups as group_files
+
+    path = tmp_path / "run.toml"
+    path.write_text(RUN_FILE)
+    execution.execute(config.load(path), tmp_path / "run")
+    verdicts = explain(tmp_path / "run", budget_steps=0, figures=False).verdicts
+    assert len(verdicts) == 2
+    for verdict in verdicts:
+        assert verdict.floor.value == pytest.approx((2.0 / 4) ** 2, rel=1e-9)
+        assert "rank" in verdict.floor.kinds
+
+    plan = sweep.parse(tomllib.loads(SWEEP_FILE), source=SWEEP_FILE, base_dir=tmp_path)
+    sweep.run(plan, tmp_path / "sweep", stall_seconds=None)  # in this process
+    table = group_files.read(tmp_path / "sweep")
+    assert sorted(set(table.column("axis:problem.scale").to_pylist())) == ["1", "2"]
+    explained = explain(tmp_path / "sweep", budget_steps=0)
+    assert len(explained.verdicts) == 2 * 2  # 2 axis points × 2 seeds of the best rate
+    floors = sorted({round(v.floor.value, 12) for v in explained.verdicts})
+    assert floors == pytest.approx([(1.0 / 4) ** 2, (2.0 / 4) ** 2], rel=1e-9)
+    page = write_report(tmp_path / "sweep").read_text()
+    assert "<td>gd</td>" in page and "<td>scale=1</td>" in page and "<td>scale=2</td>" in page
