@@ -178,3 +178,20 @@ def test_the_verdict_column_counts_a_run_that_rises_back_as_not_reached():
     assert [np.isfinite(r["steps@1e-06"]) for r in summaries] == [True, False]
     text = _verdicts(run_series(table), summaries, {}, 1e-6)
     assert "reached 1e-06 ×1" in text and "not judged" in text  # the second: no floor given
+
+
+def test_the_extension_note_names_the_rate_that_diverged():
+    """'stopped: diverged' said the added rates diverged where a rate of the sweep file's grid
+    had: the note names the neighbour that bounds the best and where it came from."""
+    from deeplinear.report.page import _extension
+
+    record = {"added": [0.05, 0.025], "side": "low", "stopped": "diverged"}
+    row = {"learning_rate": 0.4, "grid": [0.025, 0.05, 0.1, 0.2, 0.4, 0.8], "excluded": [0.8]}
+    note = _extension(row | {"extension": record})
+    assert "stopped: stability limit: η = 0.8 (in the grid) diverges" in note
+    assert "+0.05, 0.025" in note
+    added_high = {"added": [0.8, 1.6], "side": "high", "stopped": "diverged"}
+    row = {"learning_rate": 0.4, "grid": [0.1, 0.2, 0.4, 0.8, 1.6], "excluded": [0.8, 1.6]}
+    assert "η = 0.8 (added) diverges" in _extension(row | {"extension": added_high})
+    interior = {"added": [0.8], "side": "high", "stopped": "interior"}
+    assert _extension(row | {"extension": interior}).endswith("stopped: interior")

@@ -73,6 +73,7 @@ def best_configs(table, summaries, target, select, extensions) -> dict:
             "edge": b.edge,
             "extended": b.extended,
             "extension": b.extension,
+            "excluded": list(b.excluded),  # rates that diverged on some seed
         }
     return best
 

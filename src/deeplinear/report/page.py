@@ -336,7 +336,22 @@ def _extension(row) -> str:
     added = ", ".join(f"{a:.3g}" for a in record.get("added") or [])
     side = f" on the {record['side']} side" if record.get("side") else ""
     stopped = f"; stopped: {record['stopped']}" if record.get("stopped") else ""
+    if record.get("stopped") == "diverged":
+        stopped = "; stopped: " + _diverged(row, record.get("added") or [])
     return f"grid extended{side}: +{added}{stopped}" if added else "grid extended"
+
+
+def _diverged(row, added) -> str:
+    """Which rate bounds the best: the neighbour that diverged, and whether the extension added
+    it or the sweep file's grid had it (the added rates need not be the ones that diverged)."""
+    grid, best = sorted(row.get("grid") or []), row["learning_rate"]
+    excluded = set(row.get("excluded") or [])
+    i = grid.index(best) if best in grid else None
+    near = [] if i is None else [r for r in grid[max(i - 1, 0) : i + 2] if r in excluded]
+    if not near:
+        return "diverged"
+    words = [f"η = {r:.3g} ({'added' if r in added else 'in the grid'}) diverges" for r in near]
+    return "stability limit: " + ", ".join(words)
 
 
 def _ci(cell) -> str:

@@ -65,6 +65,7 @@ def summary_rows(best, targets, orders: dict) -> list[dict]:
             "edge": entry["edge"],
             "extended": entry["extended"],
             "extension": entry.get("extension"),
+            "excluded": entry.get("excluded", []),
             "seeds": len(runs),
             "targets": [],
         }
