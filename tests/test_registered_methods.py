@@ -128,3 +128,93 @@ def test_a_registered_method_the_worker_cannot_import_is_refused_up_front(tmp_pa
     assert len(message.splitlines()) == 1
     assert "'test-unimportable'" in message and "top level of an importable module" in message
     assert not (tmp_path / "out").exists()  # before anything was claimed or run
+
+
+KIND_MODULE = '''
+from typing import final
+
+import numpy as np
+
+from deeplinear.problems.dense import Problem
+from deeplinear.problems.kinds import REQUIRED, AbstractProblemKind, ProblemDims
+from deeplinear.problems.kinds._base import declare, integer
+
+
+@final
+class Diagonal(AbstractProblemKind):
+    """A = diag(1, 1/2, ..., 1/size), population loss (a test's kind)."""
+
+    name = "test-worker-diagonal"
+    description = "a diagonal target (a test's kind)"
+    keys = declare({"size": integer(REQUIRED)})
+    hidden = (2,)
+
+    @classmethod
+    def _check(cls, problem):
+        cls._check_given(problem, "size")
+
+    @classmethod
+    def shape(cls, problem):
+        return problem["size"], problem["size"]
+
+    @classmethod
+    def dims(cls, problem, base_dir):
+        return ProblemDims(*cls.shape(problem))
+
+    @classmethod
+    def build(cls, problem, context):
+        n = problem["size"]
+        s = 1.0 / np.arange(1.0, n + 1)
+        eye = np.eye(n)
+        return Problem(f"diagonal{n}", np.diag(s), U=eye, V=eye, s=s), None
+'''
+
+KIND_SWEEP = """
+seeds = 1
+targets = [0.5]
+steps = 20
+record_every = 10
+[problem]
+kind = "test-worker-diagonal"
+size = 3
+[axes]
+"model.hidden" = [[2], [3]]
+[[methods]]
+name = "gd"
+learning_rates = [0.1]
+"""
+
+
+def test_a_registered_problem_kind_reaches_the_worker(tmp_path, monkeypatch):
+    """A kind registered in this process only (``kinds.register``) runs in the watchdog's worker;
+    the rank-2 net leaves the third mode (σ = 1/3) unfitted at every seed."""
+    from deeplinear.problems import kinds
+
+    folder = tmp_path / "plugin"
+    folder.mkdir()
+    (folder / "worker_diagonal.py").write_text(textwrap.dedent(KIND_MODULE))
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.delitem(sys.modules, "worker_diagonal", raising=False)
+    import worker_diagonal
+
+    monkeypatch.setitem(
+        kinds.PROBLEM_KINDS, worker_diagonal.Diagonal.name, worker_diagonal.Diagonal
+    )
+    plan = sweep.parse(tomllib.loads(KIND_SWEEP), source=KIND_SWEEP)
+    sweep.run(plan, tmp_path / "out", stall_seconds=120)  # in the worker process
+    table = read(tmp_path / "out")
+    assert len(set(table.column("run_id").to_pylist())) == 2
+    loss = table.column("loss").to_numpy()
+    narrow = np.asarray(table.column("axis:model.hidden").to_pylist()) == "[2]"
+    assert np.all(np.isfinite(loss)) and narrow.any()
+    assert loss[narrow].min() >= (1 / 3) ** 2 * (1 - 1e-9)  # the rank-2 net misses σ₃ = 1/3
+
+    class Local(worker_diagonal.Diagonal):  # defined here: no other process can import it
+        name = "test-local-diagonal"
+
+    monkeypatch.setitem(kinds.PROBLEM_KINDS, Local.name, Local)
+    with pytest.raises(UsageError) as caught:
+        sweep.run(plan, tmp_path / "other", stall_seconds=120)
+    message = str(caught.value)
+    assert "'test-local-diagonal'" in message and "top level of an importable module" in message
+    assert not (tmp_path / "other").exists()  # refused before anything was written

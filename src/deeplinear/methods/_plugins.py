@@ -16,10 +16,10 @@ built-in's, or another plugin's, is refused: one line naming the entry point and
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator, Mapping
 from importlib.metadata import EntryPoint, entry_points
 
+from deeplinear.core.importable import importable
 from deeplinear.errors import UsageError
 from deeplinear.methods._base import AbstractMethod
 from deeplinear.methods._foreign import method_class
@@ -142,7 +142,7 @@ class Registry(Mapping[str, type[AbstractMethod]]):
         qualified name. One that is not (defined in ``__main__`` or inside a function) is refused
         in one line naming it and the fix; ``where`` names what needs them."""
         for name, cls in self._registered.items():
-            if not _importable(cls):
+            if not importable(cls):
                 raise UsageError(
                     f"method {name!r} (class {cls.__qualname__} in {cls.__module__}) was given to "
                     f"register() but {where} cannot import it: define it at the top level of an "
@@ -155,18 +155,3 @@ class Registry(Mapping[str, type[AbstractMethod]]):
         if name not in self._registered:
             raise UsageError(f"unregister: {name!r} was not registered with register()")
         del self._registered[name]
-
-
-def _importable(cls) -> bool:
-    """Whether ``cls`` is found again by its module and qualified name (what pickling a class
-    by reference relies on), in a module that another interpreter can import."""
-    module, qualname = getattr(cls, "__module__", None), getattr(cls, "__qualname__", "")
-    if not module or module == "__main__" or "<locals>" in qualname:
-        return False
-    try:
-        found = importlib.import_module(module)
-        for part in qualname.split("."):
-            found = getattr(found, part)
-    except Exception:  # any failure to find it again: not importable
-        return False
-    return found is cls

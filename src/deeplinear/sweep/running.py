@@ -27,14 +27,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from deeplinear.errors import UsageError
-from deeplinear.methods import METHODS, register
 from deeplinear.store import directories
 from deeplinear.store.directories import write_atomic
 from deeplinear.store.groups import NOT_WRITTEN, checksum_file, verify_group, write_group
 from deeplinear.store.results import provenance
 from deeplinear.sweep.group_run import GROUP_KEY, run_group
 from deeplinear.sweep.sweep_file import Group, Sweep, group_file, parse
-from deeplinear.sweep.watchdog import GroupStalledError, Worker, WorkerDiedError
+from deeplinear.sweep.watchdog import (
+    GroupStalledError,
+    Worker,
+    WorkerDiedError,
+    portable_extensions,
+    register_extensions,
+)
 
 METADATA = b"deeplinear"  # results.METADATA_KEY: a file's provenance (JSON)
 STALL_SECONDS = 600.0  # ``deeplinear sweep``: a group silent this long is stopped (--stall-seconds)
@@ -47,8 +52,7 @@ def _group_bytes(
     (configs are data), run one group (under the watchdog, in a worker of its own, unless
     ``stall_seconds`` is None), Parquet."""
 
-    for cls in methods:
-        register(cls)
+    register_extensions(methods)
     plan = parse(tomllib.loads(source), source=source, base_dir=Path(base_dir))
     if stall_seconds is None:
         table = run_group(plan, plan.groups[index])
@@ -123,7 +127,7 @@ def run(
     methods = ()
     if ray is not None or stall_seconds is not None:
         where = "a Ray task" if ray is not None else "the sweep's worker process"
-        methods = METHODS.portable(where)
+        methods = portable_extensions(where)  # methods and problem kinds
     say = notice or (lambda line: print(f"deeplinear: {line}", file=sys.stderr, flush=True))
     claim(directory, sweep, force)
     manifest = _start(directory, sweep)

@@ -31,7 +31,9 @@ import pyarrow.parquet as pq
 
 from deeplinear.core.backend import enable_compilation_cache
 from deeplinear.errors import UsageError
-from deeplinear.methods import register
+from deeplinear.methods import METHODS
+from deeplinear.methods import register as register_method
+from deeplinear.problems import kinds
 
 
 class GroupStalledError(RuntimeError):
@@ -74,6 +76,22 @@ STARTUP_SECONDS = 300.0  # a worker's start (interpreter, imports, the sweep) ma
 
 def _label(group) -> str:
     return group.name
+
+
+def portable_extensions(where: str) -> tuple[type, ...]:
+    """The methods and problem kinds given to ``register`` in this process, for another (the
+    worker, a Ray task) to register before any group: each importable there by reference, else
+    a one-line refusal before anything runs (``where`` names who needs them)."""
+    return (*METHODS.portable(where), *kinds.portable(where))
+
+
+def register_extensions(classes) -> None:
+    """Register here what ``portable_extensions`` sent: methods and problem kinds alike."""
+    for cls in classes:
+        if isinstance(cls, type) and issubclass(cls, kinds.AbstractProblemKind):
+            kinds.register(cls)
+        else:
+            register_method(cls)
 
 
 class Worker:
@@ -195,8 +213,7 @@ def _child(inbox_fd: int, outbox_fd: int, parent: int) -> None:
     sys.path.extend(p for p in inbox.recv() if p not in sys.path)
     try:
         sweep, run_group, methods = inbox.recv()
-        for cls in methods:
-            register(cls)
+        register_extensions(methods)
         failed = None
     except Exception as error:  # a class that does not unpickle here: each group says so
         failed = UsageError(

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 
 from deeplinear.core.checks import require_choice
+from deeplinear.core.importable import importable
+from deeplinear.errors import UsageError
 from deeplinear.problems.kinds._base import (
     REQUIRED,
     AbstractProblemKind,
@@ -24,9 +26,8 @@ from deeplinear.problems.kinds.notebook import Notebook
 from deeplinear.problems.kinds.npz import Npz
 from deeplinear.problems.kinds.spectral import Spectral
 
-PROBLEM_KINDS: dict[str, type[AbstractProblemKind]] = {
-    cls.name: cls for cls in (Notebook, Spectral, Npz, Completion, Sensing)
-}
+BUILT_IN = (Notebook, Spectral, Npz, Completion, Sensing)
+PROBLEM_KINDS: dict[str, type[AbstractProblemKind]] = {cls.name: cls for cls in BUILT_IN}
 DEFAULT_KIND = Notebook.name  # a run file without [problem], or without problem.kind
 
 
@@ -46,6 +47,25 @@ def register(cls: type[AbstractProblemKind]) -> type[AbstractProblemKind]:
         raise TypeError(f"{cls!r} is not a subclass of AbstractProblemKind")
     PROBLEM_KINDS[cls.name] = cls
     return cls
+
+
+def registered() -> tuple[type[AbstractProblemKind], ...]:
+    """The kinds added beyond the built-in ones (``register``)."""
+    return tuple(cls for cls in PROBLEM_KINDS.values() if cls not in BUILT_IN)
+
+
+def portable(where: str) -> tuple[type[AbstractProblemKind], ...]:
+    """The registered kinds, for another process (a sweep's worker, a Ray task) to register:
+    each must be importable there by its module and qualified name, else a one-line refusal
+    naming it and the fix; ``where`` names what needs them."""
+    for cls in registered():
+        if not importable(cls):
+            raise UsageError(
+                f"problem kind {cls.name!r} (class {cls.__qualname__} in {cls.__module__}) was "
+                f"registered but {where} cannot import it: define it at the top level of an "
+                "importable module (not in __main__ or inside a function)"
+            )
+    return registered()
 
 
 class _KeysByKind(Mapping):
