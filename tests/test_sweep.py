@@ -683,3 +683,26 @@ def test_a_log_grid_is_correctly_rounded_whatever_the_numpy():
                 exact = Decimal(10) ** Decimal(float(y))
                 assert abs(Decimal(value) - exact) <= abs(Decimal(np.spacing(value))) / 2
         assert values[0] == low and values[-1] == high
+
+
+def test_a_sweep_reports_the_final_loss_deeplinear_run_prints(tmp_path):
+    """One record of a run's final loss: near the minimum the final weights' double-double loss
+    (``execution.reported_final``), stored as column ``final_loss``, is what the selection, the
+    report's summary and ``deeplinear.load`` read; far from it the float64 loss, unchanged."""
+    from deeplinear.store.frames import load
+    from tiny_sweeps import spectral_sweep
+
+    text = spectral_sweep(seeds=2, targets="1e-6", steps=60, conditions="10.0")
+    s = sweep.parse(tomllib.loads(text), source=text)
+    sweep.run(s, tmp_path)
+    frame = load(tmp_path)
+    last = frame.sort_values("step").groupby("run_id").tail(1).set_index("run_id")
+    lm = last[last["method"] == "lm"]
+    gd = last[last["method"] == "gd"]
+    assert len(lm) == 2 and len(gd) == 6
+    assert np.all(gd["final_loss"] == gd["loss"])  # far from the minimum: the float64 loss
+    assert np.all(lm["final_loss"] != lm["loss"])  # at it: the double-double value
+    assert np.all(np.abs(lm["final_loss"] - lm["loss"]) < 1e-20 * frame["loss"].max())
+    rows = json.loads((write_report(tmp_path).parent / "summary.json").read_text())["rows"]
+    (row,) = [r for r in rows if r["method"] == "lm"]
+    assert row["final_loss"]["median"] == pytest.approx(np.median(lm["final_loss"]), rel=1e-12)

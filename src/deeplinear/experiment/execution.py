@@ -178,20 +178,27 @@ class RunFileResult:
 
 
 def final_losses(batches, setup: Setup) -> dict[str, tuple[float, float | None]]:
-    """Each run's reported final loss (``floors.reported_loss``: the final weights'
-    double-double loss near convergence, float64 elsewhere), by run label: the one place the
+    """Each run's reported final loss (``reported_final``), by run label: the one place the
     run table, ``reproduce``, its findings and the stored ``final_loss`` metadata take it from."""
-    problem = setup.problem
-    dense = not isinstance(problem, MeasuredProblem)
-    X = problem.X if dense else None
-    Y = (problem.Y if problem.Y is not None else problem.A) if dense else None
-    floor = problem.floor(setup.widths, setup.objective)
+    floor = setup.problem.floor(setup.widths, setup.objective)
     out = {}
     for infos, result in batches:
         for member, (info, curve) in enumerate(zip(infos, result.curves)):
             final = tuple(np.asarray(w)[member] for w in result.final_weights)
-            out[info.run] = reported_loss(floor, curve.loss[-1], final, X, Y)
+            out[info.run] = reported_final(setup, curve.loss[-1], final, floor)
     return out
+
+
+def reported_final(setup: Setup, loss: float, weights, floor=None) -> tuple[float, float | None]:
+    """One run's reported final loss and its bound (``floors.reported_loss``: the final
+    weights' double-double loss near the reachable minimum, float64 elsewhere and for measured
+    problems, whose losses are sums over measurements). ``floor``: the problem's, if known."""
+    problem = setup.problem
+    if isinstance(problem, MeasuredProblem) or not np.isfinite(loss):
+        return float(loss), None
+    floor = problem.floor(setup.widths, setup.objective) if floor is None else floor
+    Y = problem.Y if problem.Y is not None else problem.A
+    return reported_loss(floor, loss, weights, problem.X, Y)
 
 
 def final_loss_metadata(batches, losses) -> dict[str, dict]:

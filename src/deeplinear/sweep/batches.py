@@ -20,6 +20,7 @@ from deeplinear.diagnostics.sharpness import SharpnessProbe
 from deeplinear.experiment import execution
 from deeplinear.loop import runner
 from deeplinear.methods import recorded_columns
+from deeplinear.problems.measured import MeasuredProblem
 from deeplinear.store.results import SCHEMA, batch_table
 from deeplinear.sweep.axes import value_text
 
@@ -36,7 +37,12 @@ def rates_table(sweep: Sweep, group: Group, method, rates, beat, seeds=None) -> 
     if not method.in_loop:
         tables = []
         for c in configs_:
-            tables.append(execution.execute(c).table)
+            done = execution.execute(c)
+            labels = dict(
+                zip(done.table.column("run").to_pylist(), done.table.column("run_id").to_pylist())
+            )
+            finals = {labels[run]: value for run, (value, _) in done.final_losses.items()}
+            tables.append(with_final_loss(done.table, finals))
             beat()
         table = pa.concat_tables(tables)
     else:
@@ -76,7 +82,24 @@ def _batched_table(method, configs_, beat: Callable[[], None]) -> pa.Table:
     infos = [
         execution.run_info(method, seed, rate, spec.hyperparameters) for _, seed, rate in members
     ]
-    return batch_table(infos, result)
+    table = batch_table(infos, result)
+    finals = {}  # run id → its reported final loss, one per seed's problem
+    floors: dict = {}
+    for member, (info, (setup, seed, _)) in enumerate(zip(infos, members)):
+        if seed not in floors and not isinstance(setup.problem, MeasuredProblem):
+            floors[seed] = setup.problem.floor(setup.widths, setup.objective)
+        weights = tuple(np.asarray(w)[member] for w in result.final_weights)
+        loss = result.curves[member].loss[-1]
+        finals[info.run_id] = execution.reported_final(setup, loss, weights, floors.get(seed))[0]
+    return with_final_loss(table, finals)
+
+
+def with_final_loss(table: pa.Table, finals: dict[str, float]) -> pa.Table:
+    """``table`` with column ``final_loss``: each run's reported final loss on its every row
+    (``execution.reported_final``), so the report, the selection by final loss and
+    ``deeplinear.load`` read the one value ``deeplinear run`` prints."""
+    values = [finals.get(run_id) for run_id in table.column("run_id").to_pylist()]
+    return table.append_column("final_loss", pa.array(values, pa.float64()))
 
 
 def group_columns() -> dict[str, pa.DataType]:
@@ -93,6 +116,7 @@ def group_columns() -> dict[str, pa.DataType]:
         **SharpnessProbe.columns,
         **runner.LOOP_COLUMNS,
         **recorded_columns(),
+        "final_loss": pa.float64(),  # each run's reported final loss (``with_final_loss``)
     }
 
 

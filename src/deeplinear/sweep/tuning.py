@@ -48,6 +48,15 @@ def _stays(mask) -> np.ndarray:
     return np.logical_and.accumulate(mask[::-1])[::-1]
 
 
+def _final(series: dict) -> float:
+    """The run's reported final loss (column ``final_loss``, the final weights' double-double
+    loss near convergence), else its last float64 loss (a table without the column)."""
+    stored = series.get("final_loss")
+    if stored is not None and stored[-1] is not None and not np.isnan(stored[-1]):
+        return float(stored[-1])
+    return float(series["loss"][-1])
+
+
 def _area(loss) -> float:
     """Mean log10 of the loss relative to its start (inf if the run diverged)."""
     if not np.all(np.isfinite(loss)):
@@ -68,7 +77,7 @@ def run_summaries(table, targets) -> list[dict]:
             "method": series["method"][0],
             "learning_rate": float(series["learning_rate"][0]),
             "seed": int(series["seed"][0]),
-            "final": float(loss[-1]),
+            "final": _final(series),
             "point": {k[5:]: series[k][0] for k in series if k.startswith("axis:")},
             "auc": _area(loss),
             "diverged": bool(not np.all(np.isfinite(loss))),
