@@ -87,3 +87,22 @@ def test_verdicts_json_with_an_infinite_eta_and_a_nan_is_strict(tmp_path, monkey
     (verdict,) = held["verdicts"]
     assert verdict["eta_steps"] == [3.0, None] and verdict["excess_loss"] is None
     assert not any(isinstance(v, str) and v in ("inf", "-inf", "nan") for v in leaves(held))
+
+
+def test_a_diverged_runs_files_are_strict_json_too(tmp_path):
+    """A run that diverges has a non-finite final loss: curves.parquet's metadata (its
+    ``final_loss``) and experiment.json are strict JSON, the loss as null."""
+    import pyarrow.parquet as pq
+
+    from deeplinear.store.results import METADATA_KEY
+
+    text = RUN.replace("learning_rates = [1e-4]", "learning_rates = [1e-4, 1e3]").replace(
+        "steps = 5", "steps = 40"
+    )
+    out = tmp_path / "run"
+    execution.execute(config.parse(tomllib.loads(text), source=text), out)
+    raw = pq.read_schema(out / "curves.parquet").metadata[METADATA_KEY].decode()
+    finals = strict(raw)["final_loss"]
+    values = [entry["value"] for entry in finals.values()]
+    assert None in values and any(isinstance(v, float) and v > 0 for v in values)
+    strict((out / "experiment.json").read_text())

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from jax.flatten_util import ravel_pytree
-from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
 from deeplinear.core.backend import jax, jnp
 from deeplinear.core.model import gradient_norm
@@ -247,6 +246,8 @@ def _lanczos(objective, weights, tol, max_iterations):
         nonlocal count
         count += 1
         return np.asarray(product(jnp.asarray(v.ravel())))
+
+    from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh  # used here only
 
     v0 = np.random.default_rng(_START_SEED).standard_normal(p)
     if not np.any(hvp(v0)):  # H v0 = 0 for a random v0: H = 0

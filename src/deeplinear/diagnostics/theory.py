@@ -22,7 +22,6 @@ non-gauge direction.
 from __future__ import annotations
 
 import numpy as np
-from scipy.integrate import solve_ivp
 
 from deeplinear.core.backend import jax, jnp
 from deeplinear.objectives.measurement import is_measured
@@ -65,6 +64,8 @@ def decoupled_flow(a0: np.ndarray, s: np.ndarray, depth: int, times: np.ndarray,
         with np.errstate(divide="ignore"):  # a mode that starts at 0 stays there (a saddle)
             return np.where(a0 == 0, 0.0, s / (1 + (s / a0 - 1) * growth))
     out = np.empty((times.size, a0.size))
+    from scipy.integrate import solve_ivp  # 0.5 s to import: only where a flow is integrated
+
     for i, (start, target) in enumerate(zip(a0, s)):
 
         def rhs(_t, a, target=target):

@@ -189,16 +189,24 @@ def final_losses(batches, setup: Setup) -> dict[str, tuple[float, float | None]]
     return out
 
 
-def reported_final(setup: Setup, loss: float, weights, floor=None) -> tuple[float, float | None]:
+def reported_final(setup: Setup, loss: float, weights, floor=None, initial=None):
     """One run's reported final loss and its bound (``floors.reported_loss``: the final
     weights' double-double loss near the reachable minimum, float64 elsewhere and for measured
-    problems, whose losses are sums over measurements). ``floor``: the problem's, if known."""
+    problems, whose losses are sums over measurements). ``floor``: the problem's, if known (a
+    callable is asked only when needed); ``initial``: the run's first loss — from 1e-8 of it up,
+    float64 already prints the loss to 8 digits and no floor is computed."""
     problem = setup.problem
     if isinstance(problem, MeasuredProblem) or not np.isfinite(loss):
         return float(loss), None
+    if initial is not None and loss >= NEAR_CONVERGENCE * initial:
+        return float(loss), None
+    floor = floor() if callable(floor) else floor
     floor = problem.floor(setup.widths, setup.objective) if floor is None else floor
     Y = problem.Y if problem.Y is not None else problem.A
     return reported_loss(floor, loss, weights, problem.X, Y)
+
+
+NEAR_CONVERGENCE = 1e-8  # below this fraction of its first loss a run's loss is worth checking
 
 
 def final_loss_metadata(batches, losses) -> dict[str, dict]:

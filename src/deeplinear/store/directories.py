@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from deeplinear.errors import UsageError
+from deeplinear.store.jsonfiles import dumps
 
 MANIFEST = "experiment.json"
 FILES = "files"  # experiment.json's key: relative path → sha256 of every file of the experiment
@@ -101,7 +102,7 @@ def _read_json(path: Path):
 
 def _write_manifest(folder: Path, experiment: dict, files: dict | None = None) -> None:
     held = dict(experiment) if files is None else {**experiment, FILES: dict(sorted(files.items()))}
-    write_atomic(folder / MANIFEST, (json.dumps(held, indent=2, sort_keys=True) + "\n").encode())
+    write_atomic(folder / MANIFEST, (dumps(held, indent=2, sort_keys=True) + "\n").encode())
 
 
 def replace(

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 
 from deeplinear.errors import UsageError
 from deeplinear.store.directories import write_atomic
+from deeplinear.store.jsonfiles import dumps
 
 if TYPE_CHECKING:
     from deeplinear.loop.runner import BatchResult
@@ -221,7 +222,7 @@ def write_table(table: pa.Table, path, metadata: dict) -> str:
 
     Returns the file's sha256 (hex), for the manifest written after it.
     """
-    table = table.replace_schema_metadata({METADATA_KEY: json.dumps(metadata).encode()})
+    table = table.replace_schema_metadata({METADATA_KEY: dumps(metadata).encode()})
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
     return write_atomic(path, buffer.getvalue())

@@ -8,6 +8,7 @@ columns added, and every table conformed to the sweep's one schema (``group_colu
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -20,7 +21,6 @@ from deeplinear.diagnostics.sharpness import SharpnessProbe
 from deeplinear.experiment import execution
 from deeplinear.loop import runner
 from deeplinear.methods import recorded_columns
-from deeplinear.problems.measured import MeasuredProblem
 from deeplinear.store.results import SCHEMA, batch_table
 from deeplinear.sweep.axes import value_text
 
@@ -83,15 +83,33 @@ def _batched_table(method, configs_, beat: Callable[[], None]) -> pa.Table:
         execution.run_info(method, seed, rate, spec.hyperparameters) for _, seed, rate in members
     ]
     table = batch_table(infos, result)
-    finals = {}  # run id → its reported final loss, one per seed's problem
-    floors: dict = {}
+    finals = {}  # run id → its reported final loss, the floor of its problem asked if needed
+    by_seed = {c.seed: c for c in configs_}
     for member, (info, (setup, seed, _)) in enumerate(zip(infos, members)):
-        if seed not in floors and not isinstance(setup.problem, MeasuredProblem):
-            floors[seed] = setup.problem.floor(setup.widths, setup.objective)
+
+        def floor(setup=setup, config=by_seed[seed]):
+            return _floor_of(config, setup)
+
         weights = tuple(np.asarray(w)[member] for w in result.final_weights)
-        loss = result.curves[member].loss[-1]
-        finals[info.run_id] = execution.reported_final(setup, loss, weights, floors.get(seed))[0]
+        curve = result.curves[member]
+        reported = execution.reported_final(setup, curve.loss[-1], weights, floor, curve.loss[0])
+        finals[info.run_id] = reported[0]
     return with_final_loss(table, finals)
+
+
+_FLOORS: dict = {}  # a process's reachable minima, by problem: the groups of a sweep share them
+
+
+def _floor_of(config, setup):
+    """The reachable minimum of ``setup``'s problem, computed once per problem and widths in this
+    process (every method of an axis point shares its seeds' problems)."""
+    key = (
+        json.dumps(config.problem, sort_keys=True, default=str),
+        config.hidden, config.seed, config.generator, str(config.base_dir),
+    )  # fmt: skip
+    if key not in _FLOORS:
+        _FLOORS[key] = setup.problem.floor(setup.widths, setup.objective)
+    return _FLOORS[key]
 
 
 def with_final_loss(table: pa.Table, finals: dict[str, float]) -> pa.Table:

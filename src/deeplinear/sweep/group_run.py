@@ -9,7 +9,6 @@ many runs shared its batch. Out-of-loop methods run alone already: their own ``s
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -18,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from deeplinear.methods import make_method
+from deeplinear.store.jsonfiles import dumps
 from deeplinear.sweep.axes import with_point
 from deeplinear.sweep.batches import rates_table
 from deeplinear.sweep.grid_extension import best_setting, extend
@@ -50,7 +50,7 @@ def run_group(sweep: Sweep, group: Group, beat: Callable[[], None] | None = None
     table, extra["seconds_per_step_alone"], extra["alone"] = _time_alone(
         sweep, group, method, table, rates, beat
     )
-    metadata = {GROUP_KEY: json.dumps(extra).encode()}
+    metadata = {GROUP_KEY: dumps(extra).encode()}
     return table.replace_schema_metadata(metadata)
 
 

@@ -30,6 +30,7 @@ from deeplinear.errors import UsageError
 from deeplinear.store import directories
 from deeplinear.store.directories import write_atomic
 from deeplinear.store.groups import NOT_WRITTEN, checksum_file, verify_group, write_group
+from deeplinear.store.jsonfiles import dumps
 from deeplinear.store.results import provenance
 from deeplinear.sweep.group_run import GROUP_KEY, run_group
 from deeplinear.sweep.sweep_file import Group, Sweep, group_file, parse
@@ -165,7 +166,7 @@ def _start(directory: Path, sweep: Sweep) -> dict:
             for g in sweep.groups
         ],
     }
-    write_atomic(directory / "manifest.json", json.dumps(manifest, indent=2, default=str).encode())
+    write_atomic(directory / "manifest.json", dumps(manifest, indent=2, default=str).encode())
     write_atomic(directory / "sweep.toml", sweep.source.encode())
     return manifest
 
@@ -253,5 +254,5 @@ def _recorded(directory: Path, sweep: Sweep, manifest: dict, files: list[Path]) 
             held = json.loads((pq.read_schema(path).metadata or {}).get(METADATA, b"{}"))
             if isinstance(held.get("grid_extension"), dict):
                 entry["grid_extension"] = held["grid_extension"]
-    write_atomic(directory / "manifest.json", json.dumps(manifest, indent=2, default=str).encode())
+    write_atomic(directory / "manifest.json", dumps(manifest, indent=2, default=str).encode())
     return files
