@@ -228,7 +228,7 @@ def test_label_noise_is_a_floor_and_never_converged_early(tmp_path, noise, sampl
     from deeplinear.store.results import read_table, run_series
     from deeplinear.verdict import classify
 
-    floor = setup.problem.floor(setup.widths, setup.objective)
+    floor = setup.floor
     data = next(iter(run_series(read_table(tmp_path / "out" / "curves.parquet")[0]).values()))
     initial_excess = data["loss"][0] - residual
     for end in np.linspace(5, len(data["step"]), 40).astype(int):

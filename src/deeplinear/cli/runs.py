@@ -39,7 +39,7 @@ def run_command(args) -> int:
         from deeplinear.notebook2017.summary import run_table
 
         setup = result.setup
-        floor = setup.problem.floor(setup.widths, setup.objective)
+        floor = setup.floor
         lines = run_table(result.table, result.final_losses, floor)
     problem = result.setup.problem
     print(

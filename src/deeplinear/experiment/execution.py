@@ -12,6 +12,7 @@ Random draws: the problem's from ``seed``, the initialization's from an independ
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import zipfile
@@ -78,6 +79,12 @@ class Setup:
     weights: tuple
     widths: list[int]
     probe: probes.Probe
+
+    @functools.cached_property
+    def floor(self):
+        """The problem's reachable minimum at these widths (``problem.floor``), computed once:
+        the run table, the final losses, the metadata, explain and the report share it."""
+        return self.problem.floor(self.widths, self.objective)
 
 
 def build(config: RunConfig) -> Setup:
@@ -180,7 +187,7 @@ class RunFileResult:
 def final_losses(batches, setup: Setup) -> dict[str, tuple[float, float | None]]:
     """Each run's reported final loss (``reported_final``), by run label: the one place the
     run table, ``reproduce``, its findings and the stored ``final_loss`` metadata take it from."""
-    floor = setup.problem.floor(setup.widths, setup.objective)
+    floor = setup.floor
     out = {}
     for infos, result in batches:
         for member, (info, curve) in enumerate(zip(infos, result.curves)):
@@ -201,7 +208,7 @@ def reported_final(setup: Setup, loss: float, weights, floor=None, initial=None)
     if initial is not None and loss >= NEAR_CONVERGENCE * initial:
         return float(loss), None
     floor = floor() if callable(floor) else floor
-    floor = problem.floor(setup.widths, setup.objective) if floor is None else floor
+    floor = setup.floor if floor is None else floor
     Y = problem.Y if problem.Y is not None else problem.A
     return reported_loss(floor, loss, weights, problem.X, Y)
 
@@ -341,7 +348,7 @@ def problem_summary(setup: Setup) -> dict:
             "condition_number": problem.condition_number,
             "samples": None,
             "irreducible_loss": float(setup.objective.floor),
-            "reachable_minimum": setup.problem.floor(setup.widths, setup.objective).as_dict(),
+            "reachable_minimum": setup.floor.as_dict(),
         }
     return {
         "name": problem.name,
@@ -351,7 +358,7 @@ def problem_summary(setup: Setup) -> dict:
         "condition_number": problem.condition_number,
         "samples": None if problem.X is None else int(problem.X.shape[1]),
         "irreducible_loss": float(setup.objective.floor),
-        "reachable_minimum": setup.problem.floor(setup.widths, setup.objective).as_dict(),
+        "reachable_minimum": setup.floor.as_dict(),
         "whitening_constant": whitening_constant(setup.objective),
     }
 

@@ -259,7 +259,7 @@ def explain_run(
     held, table, metadata, spectra = _verified(directory)
     config = configs.load(directory / "config.toml", metadata.get("config_dir"))
     setup = execution.build(config)
-    floor = setup.problem.floor(setup.widths, setup.objective)
+    floor = setup.floor
     series = run_series(table)
     if progress is not None:  # after the checks: a refused directory gets its one line only
         progress(

@@ -179,7 +179,7 @@ def _judge_member(method, rate, rebuilt, member, run, data, context, progress):
     """The verdict of one seed (``run``: its run file, setup, id in the sweep and in the group)
     and its theory comparison; continued from the rebuilt batch's ``member`` when ``rebuilt``."""
     config, setup, run_id, short = run
-    floor = setup.problem.floor(setup.widths, setup.objective)
+    floor = setup.floor
     comparison = theory_comparison(config, setup, {short: data})
     extend, gn_rate, drift = None, None, None
     if rebuilt is not None:

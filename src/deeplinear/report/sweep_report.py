@@ -63,7 +63,7 @@ def _floors(plan, needed=None) -> dict:
                 setup = build(plan.run_config(group, seed))
             except UsageError:  # e.g. its .npz data moved since the sweep: not judged
                 continue
-            out[group.id, seed] = setup.problem.floor(setup.widths, setup.objective)
+            out[group.id, seed] = setup.floor
     return out
 
 

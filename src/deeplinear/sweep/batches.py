@@ -108,7 +108,7 @@ def _floor_of(config, setup):
         config.hidden, config.seed, config.generator, str(config.base_dir),
     )  # fmt: skip
     if key not in _FLOORS:
-        _FLOORS[key] = setup.problem.floor(setup.widths, setup.objective)
+        _FLOORS[key] = setup.floor
     return _FLOORS[key]
 
 
