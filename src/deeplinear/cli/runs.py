@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from deeplinear.cli.checks import apply_limits, use_cache, writable_parts
+from deeplinear.store.locks import writing
 
 
 def run_command(args) -> int:
@@ -24,23 +25,28 @@ def run_command(args) -> int:
     files = ["config.toml", "curves.parquet", "gn_spectrum.parquet"]
     files += [f"state/{index}.npz" for index in range(len(config.methods))]
     writable_parts(out, ["state"], files)
-    claim(out, experiment_identity(config), args.force)
-    with Progress() as progress:
-        progress.say(f"estimated {estimate.describe()}")
-        use_cache(args, progress.say)
-        result = execute(
-            config,
-            out,
-            force=True,
-            progress=progress.say,
-            command=["deeplinear", *sys.argv[1:]],
-        )
-        progress.say("writing the summary")
-        from deeplinear.notebook2017.summary import run_table
+    with writing(out):  # one writer, from the claim to the last file
+        claim(out, experiment_identity(config), args.force)
+        with Progress() as progress:
+            progress.say(f"estimated {estimate.describe()}")
+            use_cache(args, progress.say)
+            try:
+                result = execute(
+                    config,
+                    out,
+                    force=True,
+                    progress=progress.say,
+                    command=["deeplinear", *sys.argv[1:]],
+                )
+            except KeyboardInterrupt:  # SIGINT, SIGTERM: say where the work is kept
+                _say_kept(out)
+                raise
+            progress.say("writing the summary")
+            from deeplinear.notebook2017.summary import run_table
 
-        setup = result.setup
-        floor = setup.floor
-        lines = run_table(result.table, result.final_losses, floor)
+            setup = result.setup
+            floor = setup.floor
+            lines = run_table(result.table, result.final_losses, floor)
     problem = result.setup.problem
     print(
         f"{config.name or args.config}: {problem.name}, widths {result.setup.widths}, "
@@ -57,14 +63,29 @@ def run_command(args) -> int:
     return 0
 
 
+def _say_kept(out: str) -> None:
+    kept = Path(out) / "partial"
+    if kept.is_dir() and any(kept.rglob("*.npz")):
+        print(
+            f"deeplinear: the finished batches and the last checkpoint are kept in {kept}: run "
+            "the same command again to continue from them",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def reproduce_command(args) -> int:
     from deeplinear.notebook2017.experiment import default_out, experiment_identity
     from deeplinear.store import directories
 
     out = args.out or str(default_out(args.seed))
-    # Claim the directory before the heavy imports: a bad --out fails fast.
-    directories.claim(out, experiment_identity(args.seed, args.rcond), args.force)
+    with writing(out):  # one writer, from the claim to the last file
+        # Claim the directory before the heavy imports: a bad --out fails fast.
+        directories.claim(out, experiment_identity(args.seed, args.rcond), args.force)
+        return _reproduce(args, out)
 
+
+def _reproduce(args, out: str) -> int:
     from deeplinear.core.progress import Progress
     from deeplinear.notebook2017.reproduce import reproduce
     from deeplinear.notebook2017.summary import summary_lines

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from deeplinear.cli.checks import apply_limits, use_cache, writable_directory, writable_parts
 from deeplinear.errors import UsageError
+from deeplinear.store.locks import writing
 
 
 def ray_installed() -> bool:
@@ -37,7 +38,13 @@ def sweep_command(args) -> int:
         sweep.check_ray_address(args.ray)  # before anything is started or written
     out = Path(args.out or Path("runs") / Path(args.sweep_file).stem)
     writable_parts(out, ["groups"], ["manifest.json", "sweep.toml"])
-    sweep.claim(out, plan, args.force)
+    with writing(out):  # one writer, from the claim to the last group
+        sweep.claim(out, plan, args.force)
+        return _sweep(args, plan, cost, out)
+
+
+def _sweep(args, plan, cost, out: Path) -> int:
+    from deeplinear import sweep
     from deeplinear.core.progress import Progress
 
     with Progress() as progress:

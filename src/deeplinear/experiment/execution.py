@@ -32,6 +32,7 @@ from deeplinear.diagnostics.sharpness import DEFAULT_ITERATIONS, SharpnessProbe
 from deeplinear.diagnostics.theory import whitening_constant
 from deeplinear.errors import UsageError
 from deeplinear.experiment import config as configs
+from deeplinear.experiment import partial
 from deeplinear.experiment.budget import check_setup_memory, estimate_run
 from deeplinear.experiment.config import RunConfig
 from deeplinear.loop import runner
@@ -40,7 +41,7 @@ from deeplinear.problems import initialization as inits
 from deeplinear.problems.dense import Problem, read_npz
 from deeplinear.problems.kinds import BuildContext, problem_kind
 from deeplinear.problems.measured import MeasuredProblem
-from deeplinear.store import directories
+from deeplinear.store import directories, locks
 from deeplinear.store.results import RunInfo, batches_table, provenance, write_table
 
 MAX_PARAMETERS_FOR_SPECTRUM = 3000  # dense Gauss-Newton spectra above this are skipped
@@ -244,19 +245,25 @@ def execute(
     (``limits.Limits``: by default half this machine's memory and one hour)."""
 
     check(estimate_run(config), limits or Limits.from_env(), "this run")
-    out_dir = (
-        directories.claim(out, experiment_identity(config), force) if out is not None else None
-    )
+    if out is None:
+        return _execute(config, None, progress, command)
+    with locks.writing(out):  # one writer for the life of the run
+        return _execute(config, directories.claim(out, experiment_identity(config), force),
+                        progress, command)  # fmt: skip
+
+
+def _execute(config: RunConfig, out_dir: Path | None, progress, command) -> RunFileResult:
     setup = build(config)
     parameters = sum(a * b for a, b in zip(setup.widths, setup.widths[1:]))
     keep = config.checkpoints > 0 and parameters <= MAX_PARAMETERS_FOR_SPECTRUM
-    batches = run_methods(config, setup, probe=setup.probe, keep_weights=keep, progress=progress)
-    spectra = []
-    for infos, result in batches:
-        for info, curve in zip(infos, result.curves):
-            if keep:
-                spectra += _checkpoint_spectra(info.run_id, curve, setup, config.checkpoints)
-            curve.extras.pop("weights", None)
+    kept = None
+    if out_dir is not None:  # each finished batch kept: an interrupted run resumes
+        kept = partial.Kept(out_dir, experiment_identity(config)["config_sha256"])
+    spectra: list[dict] = []
+    batches = run_methods(
+        config, setup, probe=setup.probe, keep_weights=keep, progress=progress, kept=kept,
+        spectra=spectra,
+    )  # fmt: skip
     table = batches_table(batches)
     losses = final_losses(batches, setup)
     spectra_table = (
@@ -293,6 +300,7 @@ def execute(
 
         # a sibling folder swapped in whole, experiment.json (with the checksums) written last
         directories.replace(out_dir, experiment_identity(config), write)
+        directories.remove(out_dir / partial.FOLDER)  # (written in place: not swapped away)
     return RunFileResult(setup, table, spectra_table, batches, losses)
 
 
@@ -303,31 +311,54 @@ def run_methods(
     probe: probes.Probe | None = None,
     keep_weights: bool = False,
     progress: Callable[[str], None] | None = None,
+    kept: partial.Kept | None = None,
+    spectra: list[dict] | None = None,
 ) -> list[tuple[list[RunInfo], runner.BatchResult]]:
     """Every method of ``config`` as one batch from ``setup``'s weights: the runs' identities
-    and the batch's result (``results.batches_table`` makes them a table)."""
+    and the batch's result (``results.batches_table`` makes them a table). With
+    ``keep_weights`` each run's Gauss-Newton spectra at ``config.checkpoints`` rows go into
+    ``spectra`` (and the recorded weights are dropped); ``kept`` (``partial.Kept``) takes the
+    batches an interrupted run finished, continues its checkpoint and keeps each new batch."""
     say = progress or (lambda message: None)
     batches = []
-    for spec in config.methods:
+    for index, spec in enumerate(config.methods):
         method = make_method(spec.name, **spec.hyperparameters)
-        say(f"{spec.name}: {len(spec.learning_rates)} runs × {spec.steps} steps")
-        result = runner.run(
-            method,
-            setup.objective,
-            setup.weights,
-            spec.learning_rates,
-            spec.steps,
-            record_every=config.record_every,
-            probe=probe,
-            keep_weights=keep_weights,
-        )
-        say(f"  compiled in {result.compile_seconds:.2f} s, ran in {result.run_seconds:.2f} s")
         infos = [
             run_info(method, config.seed, rate, spec.hyperparameters)
             for rate in spec.learning_rates
         ]
+        head = f"{spec.name}: {len(spec.learning_rates)} runs × {spec.steps} steps"
+        found = kept.batch(index, method, setup, spec.learning_rates) if kept else None
+        if found is not None:
+            say(f"{head} — finished by an interrupted run, kept ({kept.folder})")
+            result, rows = found
+        else:
+            checkpoints = kept.checkpoints(index) if kept else None
+            resumed = checkpoints is not None and checkpoints.saved is not None
+            say(head + (" — continued from an interrupted run's checkpoint" if resumed else ""))
+            result = runner.run(
+                method, setup.objective, setup.weights, spec.learning_rates, spec.steps,
+                record_every=config.record_every, probe=probe, keep_weights=keep_weights,
+                checkpoints=checkpoints,
+            )  # fmt: skip
+            say(f"  compiled in {result.compile_seconds:.2f} s, ran in {result.run_seconds:.2f} s")
+            rows = _batch_spectra(infos, result, setup, config.checkpoints, keep_weights)
+            if kept is not None:
+                kept.keep(index, result, rows)
+        if spectra is not None:
+            spectra += rows
         batches.append((infos, result))
     return batches
+
+
+def _batch_spectra(infos, result, setup: Setup, count: int, keep_weights: bool) -> list[dict]:
+    """The spectra rows of a batch whose weights were recorded; the weights then dropped."""
+    rows = []
+    for info, curve in zip(infos, result.curves):
+        if keep_weights:
+            rows += _checkpoint_spectra(info.run_id, curve, setup, count)
+        curve.extras.pop("weights", None)
+    return rows
 
 
 def problem_summary(setup: Setup) -> dict:

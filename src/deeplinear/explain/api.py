@@ -9,6 +9,7 @@ from pathlib import Path
 from deeplinear.errors import UsageError
 from deeplinear.explain.run_directory import Explanation, explain_run
 from deeplinear.explain.sweep_directory import explain_sweep, is_sweep
+from deeplinear.store import locks
 
 
 def explain(
@@ -37,21 +38,22 @@ def explain(
     if budget_steps < 0:
         raise UsageError(f"--budget must be ≥ 0 steps, got {budget_steps}")
 
-    if is_sweep(directory):
-        return explain_sweep(
+    with locks.writing(directory, None):  # verdicts.json and figures: one writer
+        if is_sweep(directory):
+            return explain_sweep(
+                directory,
+                target=target,
+                relative_to=relative_to,
+                budget_steps=budget_steps,
+                progress=progress,
+                recovery_target=recovery_target,
+            )
+        return explain_run(
             directory,
             target=target,
             relative_to=relative_to,
             budget_steps=budget_steps,
+            figures=figures,
             progress=progress,
             recovery_target=recovery_target,
         )
-    return explain_run(
-        directory,
-        target=target,
-        relative_to=relative_to,
-        budget_steps=budget_steps,
-        figures=figures,
-        progress=progress,
-        recovery_target=recovery_target,
-    )

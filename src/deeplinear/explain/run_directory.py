@@ -298,21 +298,32 @@ def explain_run(
             record = RunRecord(run_id, data, method, rate, setup, floor, extend, gn_rate)
             verdict = judge_run(record, context, comparison)
             verdicts.append(verdict)
+        if index < len(config.methods) - 1:  # an interrupted explain keeps what it finished
+            _write_verdicts(directory, context, setup, verdicts, comparison, complete=False)
     files = []
     if figures:
         files = plots.explain_figures(
             series, spectra, continuations, verdicts, comparison, directory, floor
         )
+    path = _write_verdicts(directory, context, setup, verdicts, comparison)
+    return Explanation(verdicts, comparison, [path, *files])
+
+
+def _write_verdicts(directory, context, setup, verdicts, comparison, complete=True) -> Path:
+    """``verdicts.json``: the verdicts, what they were judged against and the theory; written
+    after every method too (``complete`` false until the last)."""
     payload = {
-        "target": target,
-        "relative_to": relative_to,
-        "recovery_target": recovery_target if setup.probe is not None else None,
-        "floor": floor.as_dict(),
+        "complete": complete,
+        "target": context.target,
+        "relative_to": context.relative_to,
+        "recovery_target": context.recovery_target if setup.probe is not None else None,
+        "floor": setup.floor.as_dict(),
         "verdicts": [jsonable(v.record(), private=False) for v in verdicts],
         "theory": jsonable(comparison, private=False),
     }
-    directories.write_atomic(directory / "verdicts.json", dumps(payload, indent=2).encode())
-    return Explanation(verdicts, comparison, [directory / "verdicts.json", *files])
+    path = directory / "verdicts.json"
+    directories.write_atomic(path, dumps(payload, indent=2).encode())
+    return path
 
 
 def _verified(directory: Path) -> tuple[dict, object, dict, dict]:
@@ -342,11 +353,16 @@ def _verified(directory: Path) -> tuple[dict, object, dict, dict]:
             f"restore it, or run the changed file: 'deeplinear run CONFIG --out {directory} "
             "--force'"
         )
-    for name, digest in held[directories.FILES].items():
-        directories.check_file(directory / name, digest, fix)
-    table, metadata = read_table(directory / "curves.parquet", fix)
+    held = directories.verified(directory, "run", fix)  # every file, before any is parsed
+    files = held[directories.FILES]
+    curves = directory / "curves.parquet"
+    data = directories.verified_bytes(curves, files["curves.parquet"], fix)
+    table, metadata = read_table(curves, fix, data)
+    if not isinstance(metadata.get("config_dir", ""), str):
+        raise UsageError(f"{curves}'s metadata names no folder as config_dir: {fix}")
     try:
-        spectra = _read_spectra(directory / "gn_spectrum.parquet")
+        path = directory / "gn_spectrum.parquet"
+        spectra = _read_spectra(directories.verified_bytes(path, files[path.name], fix))
     except (OSError, ValueError, KeyError, pa.ArrowException) as error:
         reason = " ".join(str(error).split())[:200]
         path = directory / "gn_spectrum.parquet"
@@ -387,10 +403,8 @@ def _throttled(progress, run_id: str):
     return report
 
 
-def _read_spectra(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    table = pq.read_table(path)
+def _read_spectra(data: bytes) -> dict:
+    table = pq.read_table(pa.BufferReader(data))
     if table.num_rows == 0:
         return {}
     rows: dict = {}

@@ -237,11 +237,15 @@ def _explain_group(directory, plan, group, rate, series, context, progress):
     return verdicts, records, notes
 
 
-def _write_verdicts(directory: Path, plan: Sweep, context: Context, records, notes) -> Path:
+def _write_verdicts(
+    directory: Path, plan: Sweep, context: Context, records, notes, complete: bool = True
+) -> Path:
     """``verdicts.json``: the verdict records and the theory notes, with what they were judged
-    against."""
+    against; written after every group (``complete`` false until the last), so an interrupted
+    explain keeps the verdicts it finished."""
     payload = {
         "experiment": "sweep",
+        "complete": complete,
         "target": context.target,
         "relative_to": context.relative_to,
         "select": plan.select,
@@ -291,6 +295,8 @@ def explain_sweep(
         verdicts += found[0]
         records += found[1]
         notes |= found[2]
+        if group is not plan.groups[-1]:
+            _write_verdicts(directory, plan, context, records, notes, complete=False)
     path = _write_verdicts(directory, plan, context, records, notes)
     theory_note = {"note": _theory_summary(notes)} if notes else {}
     return Explanation(verdicts, theory_note, [path], titles)

@@ -19,7 +19,15 @@ import time
 import numpy as np
 
 from deeplinear.core.backend import jax, jnp
-from deeplinear.loop.programs import BatchResult, compiled, curves_of, drive, record, start_state
+from deeplinear.loop.programs import (
+    BatchResult,
+    Checkpoints,
+    compiled,
+    curves_of,
+    drive,
+    record,
+    start_state,
+)
 from deeplinear.methods import AbstractGD
 
 
@@ -496,6 +504,7 @@ def recorded_gd(
     shared: bool = True,
     progress=None,
     kernel: str | None = None,
+    checkpoints: Checkpoints | None = None,
 ):
     """``runner.run`` for constant-step GD at depth 2 through the throughput kernels: the same
     rows (to rounding), timings, FLOPs, probe extras and batched final weights and states; None
@@ -534,7 +543,10 @@ def recorded_gd(
         program = compiled(_make_chunk, method, args, *options)
         return lambda: program(*args)
 
-    driven = drive(make, current, steps, record_every, chunk_steps, progress)
+    resume = checkpoints.resume("fast", current) if checkpoints else None
+    on_chunk = checkpoints.saver("fast") if checkpoints else None
+    driven = drive(make, current, steps, record_every, chunk_steps, progress,
+                   resume=resume, on_chunk=on_chunk)  # fmt: skip
     curves = curves_of(driven, 0, record_every, method, weights, objective)
     final_state = _advanced(state, driven.records_done * record_every)
     seconds = compile_seconds + driven.compile_seconds

@@ -105,13 +105,32 @@ class Drive:
     records_done: int
 
 
-def drive(make, carry, steps: int, record_every: int, chunk_steps: int, progress=None) -> Drive:
+def drive(
+    make,
+    carry,
+    steps: int,
+    record_every: int,
+    chunk_steps: int,
+    progress=None,
+    *,
+    resume: Drive | None = None,
+    on_chunk: Callable[[Drive], None] | None = None,
+) -> Drive:
     """Advance ``carry`` chunk by chunk. ``make(carry, records)`` returns the chunk's program as
     a thunk (its compile timed apart); the thunk returns ``(carry, records, end)``. Stops after
-    the chunk in which every member's loss became non-finite."""
+    the chunk in which every member's loss became non-finite.
+
+    ``on_chunk(drive)`` sees the drive after every chunk (a checkpoint: ``resumed`` continues
+    it); ``resume``, such a drive, continues with the chunks not yet done — the same chunks,
+    the same compiled programs, so the same rows as a drive never interrupted."""
     sizes = chunk_sizes(steps, record_every, chunk_steps)
     pieces, times, done, end, compile_seconds = [], [0.0], 0, None, 0.0
-    for size in sizes:
+    if resume is not None:
+        carry, pieces, times = resume.carry, list(resume.pieces), list(resume.times)
+        done, compile_seconds = resume.records_done, resume.compile_seconds
+    for index, size in enumerate(sizes):
+        if sum(sizes[:index]) < done:
+            continue  # done before the interruption
         start = time.perf_counter()
         go = make(carry, size)
         compile_seconds += time.perf_counter() - start
@@ -126,9 +145,44 @@ def drive(make, carry, steps: int, record_every: int, chunk_steps: int, progress
             progress(done * record_every, steps)
         if np.all(np.any(~np.isfinite(records[0][:, :, 0]), axis=1)) or done == sum(sizes):
             break
-    if done == sum(sizes):  # the record after the last update
+        if on_chunk is not None:
+            on_chunk(Drive(carry, pieces, times, sizes, compile_seconds, done))
+    if done == sum(sizes) and end is not None:  # the record after the last update
         pieces.append(jax.tree_util.tree_map(lambda x: np.asarray(x)[:, None], end))
     return Drive(carry, pieces, times, sizes, compile_seconds, done)
+
+
+@dataclass
+class Checkpoints:
+    """A batch's checkpoints: ``saved``, the drive an interrupted process left (its carry as a
+    list of arrays) with the path that drove it (``"loop"``, ``"fast"``), and ``save(path,
+    drive)``, called after every chunk (it decides how often to write)."""
+
+    saved: tuple[str, Drive] | None
+    save: Callable[[str, Drive], None]
+
+    def resume(self, path: str, carry) -> Drive | None:
+        """The saved drive, if ``path`` left it and it fits ``carry``; else None (start over)."""
+        if self.saved is None or self.saved[0] != path:
+            return None
+        return resumed(self.saved[1], carry)
+
+    def saver(self, path: str) -> Callable[[Drive], None]:
+        return lambda driven: self.save(path, driven)
+
+
+def resumed(saved: Drive, carry) -> Drive | None:
+    """``saved`` (a checkpoint whose carry is a list of arrays) with its carry in the structure
+    of ``carry``, the drive's start; None where the shapes or dtypes differ (another problem)."""
+    leaves, tree = jax.tree_util.tree_flatten(carry)
+    if len(leaves) != len(saved.carry) or any(
+        np.shape(a) != np.shape(b) or np.asarray(a).dtype != np.asarray(b).dtype
+        for a, b in zip(saved.carry, leaves)
+    ):
+        return None
+    carry = jax.tree_util.tree_unflatten(tree, [jnp.asarray(x) for x in saved.carry])
+    return Drive(carry, saved.pieces, saved.times, saved.sizes, saved.compile_seconds,
+                 saved.records_done)  # fmt: skip
 
 
 def curves_of(

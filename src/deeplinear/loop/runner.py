@@ -21,6 +21,7 @@ from deeplinear.loop import fast_gd
 from deeplinear.loop.programs import (
     LOOP_COLUMNS,
     BatchResult,
+    Checkpoints,
     compiled,
     curves_of,
     drive,
@@ -75,6 +76,7 @@ def run(
     shared: bool = True,
     progress: Callable[[int, int], None] | None = None,
     fast: bool = True,
+    checkpoints: Checkpoints | None = None,
 ) -> BatchResult:
     """Run ``method`` from ``weights`` once per learning rate for ``steps`` updates.
 
@@ -85,7 +87,8 @@ def run(
     ``objective`` and ``probe`` then carry a leading batch axis, one entry per learning rate
     (e.g. several seeds × a grid), all in one compiled program. Constant-step GD at depth 2
     goes through ``fast_gd.recorded_gd`` (the same rows) where that is measured faster;
-    ``fast=False`` forces this loop.
+    ``fast=False`` forces this loop. ``checkpoints`` (``programs.Checkpoints``) sees the batch
+    after every chunk and resumes one an interrupted process left.
     """
     if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1:
         raise UsageError(f"steps must be a positive integer, got {steps!r}")
@@ -108,7 +111,7 @@ def run(
         fast = fast_gd.recorded_gd(
             method, objective, weights, rates, steps, record_every=record_every,
             chunk_steps=chunk_steps, probe=probe, keep_weights=keep_weights, shared=shared,
-            progress=progress,
+            progress=progress, checkpoints=checkpoints,
         )  # fmt: skip
         if fast is not None:
             return fast
@@ -131,7 +134,10 @@ def run(
 
         return go
 
-    driven = drive(make, (current, state), steps, record_every, chunk_steps, progress)
+    resume = checkpoints.resume("loop", (current, state)) if checkpoints else None
+    on_chunk = checkpoints.saver("loop") if checkpoints else None
+    driven = drive(make, (current, state), steps, record_every, chunk_steps, progress,
+                   resume=resume, on_chunk=on_chunk)  # fmt: skip
     curves = curves_of(driven, first_step, record_every, method, weights, objective)
     current, state = driven.carry
     return BatchResult(

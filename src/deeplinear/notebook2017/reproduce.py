@@ -36,7 +36,7 @@ from deeplinear.notebook2017.experiment import (
 )
 from deeplinear.problems.dense import Problem
 from deeplinear.report import plots
-from deeplinear.store import directories
+from deeplinear.store import directories, locks
 from deeplinear.store.results import (
     Curve,
     RunInfo,
@@ -79,13 +79,17 @@ def reproduce(
 ) -> Reproduction:
     """Run the notebook's experiment for ``seed``; write to ``out`` unless ``write=False``."""
     validate(seed, rcond)
-    say = progress or (lambda message: None)
-    out_dir = None
-    if write:
-        out_dir = directories.claim(
-            out or default_out(seed), experiment_identity(seed, rcond), force
-        )
+    if not write:
+        return _reproduce(seed, None, rcond, check, progress, command)
+    out = out or default_out(seed)
+    with locks.writing(out):  # one writer for the life of the reproduction
+        out_dir = directories.claim(out, experiment_identity(seed, rcond), force)
+        return _reproduce(seed, out_dir, rcond, check, progress, command)
 
+
+def _reproduce(seed, out_dir, rcond, check, progress, command) -> Reproduction:
+    say = progress or (lambda message: None)
+    write = out_dir is not None
     config = configs.parse(run_file(seed, rcond))
     setup = execution.build(config)  # the notebook's own draws: problem, then W1, W2
     problem, objective, weights = setup.problem, setup.objective, setup.weights
@@ -119,16 +123,23 @@ def reproduce(
                 "reachable_minimum": problem.floor(widths_of(weights), objective).as_dict(),
             },
         )
-        curves = out_dir / "curves.parquet"
-        write_table(table, curves, metadata)
-        figures = plots.notebook_figures(
-            table,
-            out_dir,
-            seed=seed,
-            condition_number=problem.condition_number,
-            floor=problem.floor(widths_of(weights), objective),
-        )
-        reproduction.files = [curves, *figures]
+        floor = problem.floor(widths_of(weights), objective)
+        names: list[str] = []
+
+        def write(folder: Path) -> dict[str, str]:
+            sha256 = {"curves.parquet": write_table(table, folder / "curves.parquet", metadata)}
+            figures = plots.notebook_figures(
+                table, folder, seed=seed, condition_number=problem.condition_number, floor=floor
+            )
+            for figure in figures:
+                sha256[figure.name] = directories.sha256_file(figure)
+            names[:] = ["curves.parquet", *(figure.name for figure in figures)]
+            return sha256
+
+        # written whole, as ``deeplinear run``'s results: experiment.json lists every checksum
+        out_dir = directories.replace(out_dir, experiment_identity(seed, rcond), write)
+        reproduction.out = out_dir
+        reproduction.files = [out_dir / name for name in names]
     return reproduction
 
 

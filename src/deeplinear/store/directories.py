@@ -29,13 +29,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from deeplinear.errors import UsageError
+from deeplinear.store import locks
 from deeplinear.store.jsonfiles import dumps
 
 MANIFEST = "experiment.json"
 FILES = "files"  # experiment.json's key: relative path → sha256 of every file of the experiment
 # experiments written whole by ``replace`` (staged in a sibling folder, swapped in when complete):
 # ``claim`` only checks the directory for them and never touches an existing one
-STAGED = frozenset({"run"})
+STAGED = frozenset({"run", "reproduce"})
 STAGE = ".deeplinear-"  # sibling folders ``.<name>.deeplinear-<pid>-…`` while replacing
 
 
@@ -69,15 +70,20 @@ def claim(directory: str | os.PathLike, experiment: dict, force: bool = False) -
                     f"--out {path} holds a different experiment ({_describe(held)}): "
                     "choose another --out or pass --force to replace it"
                 )
-        elif any(path.iterdir()):
+        elif _holds_anything(path):
             raise UsageError(
                 f"--out {path} is not empty and was not written by deeplinear: "
                 "choose another --out or pass --force"
             )
-    if experiment.get("experiment") in STAGED and any(path.iterdir()):
+    if experiment.get("experiment") in STAGED and _holds_anything(path):
         return path  # ``replace`` swaps the new experiment in when it is complete
     _write_manifest(path, experiment)
     return path
+
+
+def _holds_anything(path: Path) -> bool:
+    """Whether ``path`` holds a file or folder (its writer lock, ``locks``, does not count)."""
+    return any(entry.name != locks.SUFFIX for entry in path.iterdir())
 
 
 def held(directory: str | os.PathLike) -> dict | None:
@@ -122,7 +128,7 @@ def replace(
     """
     path = Path(os.path.realpath(directory))
     recover(path)
-    owned = not path.exists() or (path / MANIFEST).is_file() or not any(path.iterdir())
+    owned = not path.exists() or (path / MANIFEST).is_file() or not _holds_anything(path)
     stage = None
     if owned and os.access(path.parent, os.W_OK | os.X_OK):  # else (a mount point): in place
         stage = path.parent / f".{path.name}{STAGE}{os.getpid()}-{secrets.token_hex(4)}"
@@ -153,11 +159,43 @@ def replace(
     return path
 
 
-def read_manifest(directory: str | os.PathLike, kind: str, fix: str) -> dict:
-    """The ``experiment.json`` of ``directory``, checked for form: it must name a ``kind``
-    experiment and list a sha256 for every file (``check_file`` checks each). Anything else — no
-    or an unreadable manifest, another kind of experiment, no checksums (an interrupted or older
-    run) — is refused with a one-line UsageError naming the file and ending with ``fix``."""
+def verified(directory: str | os.PathLike, kinds: str | tuple[str, ...], fix: str) -> dict:
+    """The ``experiment.json`` of ``directory`` once every file it lists matches its sha256.
+
+    The one gate of every reader of a run or a reproduction (``explain``, ``dl.load``, the
+    budget check): nothing in the directory is parsed before this returns, and a missing or
+    unreadable manifest is a refusal, never a bypass (``read_manifest``, ``check_file``). Read a
+    listed file's contents with ``verified_bytes``, which checks them again as they are read.
+    """
+    held = read_manifest(directory, kinds, fix)
+    for name, digest in held[FILES].items():
+        check_file(Path(directory) / name, digest, fix)
+    return held
+
+
+def verified_bytes(path: Path, digest: str, fix: str) -> bytes:
+    """The contents of ``path``, refused (one line, ending with ``fix``) unless their sha256 is
+    ``digest``: the bytes parsed are the bytes checked, whatever happens to the file after."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"{path} is missing (its checksum is listed): {fix}") from None
+    except OSError as error:
+        raise UsageError(f"{path} cannot be read ({error.strerror or error}): {fix}") from None
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise UsageError(
+            f"{path} does not match its checksum (damaged, truncated or replaced since it was "
+            f"written): {fix}"
+        )
+    return data
+
+
+def read_manifest(directory: str | os.PathLike, kinds: str | tuple[str, ...], fix: str) -> dict:
+    """The ``experiment.json`` of ``directory``, checked for form: it must name an experiment
+    of ``kinds`` and list a sha256 for every file (``check_file`` checks each). Anything else —
+    no or an unreadable manifest, another kind of experiment, no checksums (an interrupted or
+    older run) — is refused with a one-line UsageError naming the file and ending with ``fix``."""
+    kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
     path = Path(directory)
     recover(path)
     file = path / MANIFEST
@@ -166,9 +204,10 @@ def read_manifest(directory: str | os.PathLike, kind: str, fix: str) -> dict:
     held = _read_json(file)
     if not isinstance(held, dict):
         raise UsageError(f"{file} is unreadable (not a JSON object): {fix}")
-    if held.get("experiment") != kind:
+    if held.get("experiment") not in kinds:
+        wanted = " or ".join(repr(k) for k in kinds)
         raise UsageError(
-            f"{file} names a {held.get('experiment')!r} experiment, not a {kind!r} one: {fix}"
+            f"{file} names a {held.get('experiment')!r} experiment, not a {wanted} one: {fix}"
         )
     files = held.get(FILES)
     if not isinstance(files, dict) or not all(
@@ -246,13 +285,18 @@ def recover(directory: str | os.PathLike) -> None:
         if _alive(pid):
             continue
         if entry.name.endswith(".old"):  # the old experiment, moved aside by the fallback
-            if path.exists() and any(path.iterdir()):
+            if path.exists() and _holds_anything(path):
                 _remove(entry)  # the swap went through: the new one is in place
             else:
                 with contextlib.suppress(OSError):  # (over an empty folder: a claim since)
                     os.rename(entry, path)
             continue
         _remove(entry)
+
+
+def remove(path: Path) -> None:
+    """Remove the file or folder ``path`` (read-only folders too); nothing if it is absent."""
+    _remove(path)
 
 
 def _remove(path: Path) -> None:

@@ -52,33 +52,38 @@ def provenance(directory: str | Path) -> dict:
 
 
 def kind(directory: str | Path) -> str:
-    """``run``, ``reproduce`` or ``sweep``; else a one-line UsageError naming ``directory``."""
+    """``run``, ``reproduce`` or ``sweep``, as the directory's ``experiment.json`` names it; else
+    a one-line UsageError naming ``directory`` (a missing manifest is refused, not guessed)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise UsageError(
             f"{directory} is not a directory: give a results directory (deeplinear run, "
             "reproduce or sweep --out)"
         )
-    if (directory / "groups").is_dir() or (directory / "sweep.toml").is_file():
-        return "sweep"
-    if (directory / "curves.parquet").is_file():
-        held = _identity(directory)
-        return "reproduce" if held.get("experiment") == "reproduce" else "run"
-    raise UsageError(
-        f"{directory} is not a results directory: expected curves.parquet (deeplinear run or "
-        "reproduce) or groups/ (deeplinear sweep)"
-    )
+    held = directories.held(directory)
+    if held is None or held.get("experiment") not in KINDS:
+        what = "unreadable" if (directory / directories.MANIFEST).exists() else "missing"
+        raise UsageError(
+            f"{directory} is not a results directory: expected {directories.MANIFEST} naming "
+            f"a deeplinear run, reproduce or sweep ({what}; damaged, or never written by "
+            "deeplinear): re-run the command that wrote it"
+        )
+    return held["experiment"]
+
+
+KINDS = ("run", "reproduce", "sweep")
 
 
 def _read(directory: Path) -> tuple[pa.Table, dict]:
     if kind(directory) == "sweep":
         return _read_sweep(directory)
     fix = f"re-run the command that wrote {directory}"
+    held = directories.verified(directory, ("run", "reproduce"), fix)  # every file, first
     path = directory / "curves.parquet"
-    listed = _identity(directory).get(directories.FILES)
-    if isinstance(listed, dict) and isinstance(listed.get("curves.parquet"), str):
-        directories.check_file(path, listed["curves.parquet"], fix)
-    return read_table(path, fix)
+    digest = held[directories.FILES].get("curves.parquet")
+    if digest is None:
+        raise UsageError(f"{directory / directories.MANIFEST} lists no curves.parquet: {fix}")
+    return read_table(path, fix, directories.verified_bytes(path, digest, fix))
 
 
 def _read_sweep(directory: Path) -> tuple[pa.Table, dict]:
@@ -94,19 +99,10 @@ def _read_sweep(directory: Path) -> tuple[pa.Table, dict]:
         key: first.get(key)
         for key in ("versions", "python", "platform", "hardware", "git_revision")
     }
-    held = _identity(directory)
+    held = directories.held(directory) or {}
     metadata = {**shared, "experiment": held, "sweep": held.get("sweep_sha256"), "name": name}
     metadata["groups"] = groups
     return table.replace_schema_metadata(None), metadata
-
-
-def _identity(directory: Path) -> dict:
-    """``experiment.json`` (identity and checksums), or {} where there is none."""
-    try:
-        held = json.loads((directory / directories.MANIFEST).read_bytes())
-    except (OSError, ValueError):
-        return {}
-    return held if isinstance(held, dict) else {}
 
 
 def _library(name: str):

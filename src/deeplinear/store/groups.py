@@ -89,6 +89,15 @@ def verify_group(path: Path) -> str | None:
     return None
 
 
+def _digest(path: Path, fix: str) -> str:
+    """The sha256 a verified group file's checksum file names (changed since: refused)."""
+    try:
+        return checksum_file(path).read_text().split()[0]
+    except (OSError, ValueError, IndexError):
+        check = checksum_file(path)
+        raise UsageError(f"{path} has an unreadable checksum ({check}): {fix}") from None
+
+
 def read(directory: str | Path) -> pa.Table:
     """Every finished group's rows, as one table (also readable as a Parquet dataset).
 
@@ -108,13 +117,17 @@ def read_groups(directory: str | Path) -> tuple[pa.Table, dict[str, dict]]:
     unlisted = sorted(set((directory / "groups").glob("*.parquet")) - {p for _, p in listed})
     if unlisted:
         raise UsageError(f"{unlisted[0]} is not a group of this sweep (manifest.json): {fix}")
-    for group_id, path in listed:
+    finished = []
+    for group_id, path in listed:  # every group file checked before any is parsed
         reason = verify_group(path)
         if reason == NOT_WRITTEN:
             continue  # not run yet (or failed): the report covers the finished groups
         if reason is not None:
             raise UsageError(f"{path} {reason}: {fix}")
-        table, metadata[group_id] = read_table(path, fix)
+        finished.append((group_id, path))
+    for group_id, path in finished:
+        data = directories.verified_bytes(path, _digest(path, fix), fix)  # the bytes checked
+        table, metadata[group_id] = read_table(path, fix, data)
         if metadata[group_id].get("group") != group_id or "group" not in table.column_names:
             raise UsageError(f"{path} does not hold the group manifest.json names: {fix}")
         tables.append(table)

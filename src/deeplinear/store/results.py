@@ -10,6 +10,7 @@ the key ``deeplinear`` as JSON.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -228,14 +229,41 @@ def write_table(table: pa.Table, path, metadata: dict) -> str:
     return write_atomic(path, buffer.getvalue())
 
 
-def read_table(path, fix: str = "re-run the command that wrote it") -> tuple[pa.Table, dict]:
-    """The table at ``path`` and its deeplinear metadata.
+def sealed(table: pa.Table) -> tuple[str, bytes]:
+    """``table`` as Parquet bytes with their sha256, to send to another process (the sweep's
+    worker, a Ray task); ``unsealed`` checks them on arrival."""
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    data = buffer.getvalue()
+    return hashlib.sha256(data).hexdigest(), data
+
+
+def unsealed(message, what: str) -> pa.Table:
+    """The table ``sealed`` made, once its bytes match their sha256; else a one-line
+    UsageError naming ``what`` sent it (a truncated or damaged transfer)."""
+    try:
+        digest, data = message
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise ValueError("checksum")
+        return pq.read_table(pa.BufferReader(data))
+    except (TypeError, ValueError, pa.ArrowException):
+        raise UsageError(
+            f"the results {what} sent do not match their checksum (a damaged transfer): run "
+            "the sweep again (finished groups are kept)"
+        ) from None
+
+
+def read_table(
+    path, fix: str = "re-run the command that wrote it", data: bytes | None = None
+) -> tuple[pa.Table, dict]:
+    """The table at ``path`` (parsed from ``data``, its verified contents, where given) and its
+    deeplinear metadata.
 
     A file that is not a readable Parquet file, lacks the results columns or has no deeplinear
     metadata is refused with a one-line UsageError naming it and ending with ``fix``.
     """
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(path if data is None else pa.BufferReader(data))
     except FileNotFoundError:
         raise UsageError(f"{path} is missing: {fix}") from None
     except (OSError, ValueError, pa.ArrowException) as error:  # ArrowInvalid is a ValueError

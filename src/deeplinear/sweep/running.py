@@ -13,7 +13,6 @@ does not match (and says so); ``read`` (and so ``report``) refuses it in one lin
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import socket
@@ -27,11 +26,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from deeplinear.errors import UsageError
-from deeplinear.store import directories
+from deeplinear.store import directories, locks
 from deeplinear.store.directories import write_atomic
 from deeplinear.store.groups import NOT_WRITTEN, checksum_file, verify_group, write_group
 from deeplinear.store.jsonfiles import dumps
-from deeplinear.store.results import provenance
+from deeplinear.store.results import provenance, sealed, unsealed
 from deeplinear.sweep.group_run import GROUP_KEY, run_group
 from deeplinear.sweep.sweep_file import Group, Sweep, group_file, parse
 from deeplinear.sweep.watchdog import (
@@ -48,10 +47,10 @@ STALL_SECONDS = 600.0  # ``deeplinear sweep``: a group silent this long is stopp
 
 def _group_bytes(
     source: str, base_dir: str, index: int, stall_seconds: float | None, methods=()
-) -> bytes:
+) -> tuple[str, bytes]:
     """A Ray task: register the driver's registered ``methods``, rebuild the sweep from its text
     (configs are data), run one group (under the watchdog, in a worker of its own, unless
-    ``stall_seconds`` is None), Parquet."""
+    ``stall_seconds`` is None), Parquet with its sha256 (``results.sealed``)."""
 
     register_extensions(methods)
     plan = parse(tomllib.loads(source), source=source, base_dir=Path(base_dir))
@@ -60,9 +59,7 @@ def _group_bytes(
     else:
         with Worker(plan, stall_seconds, run_group, methods) as worker:
             table = worker.run(index)
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer)
-    return buffer.getvalue()
+    return sealed(table)
 
 
 def check_ray_address(address: str) -> None:
@@ -130,7 +127,12 @@ def run(
         where = "a Ray task" if ray is not None else "the sweep's worker process"
         methods = portable_extensions(where)  # methods and problem kinds
     say = notice or (lambda line: print(f"deeplinear: {line}", file=sys.stderr, flush=True))
-    claim(directory, sweep, force)
+    with locks.writing(directory):  # one writer for the life of the sweep
+        claim(directory, sweep, force)
+        return _run(sweep, directory, ray, progress, say, stall_seconds, methods)
+
+
+def _run(sweep, directory, ray, progress, say, stall_seconds, methods) -> list[Path]:
     manifest = _start(directory, sweep)
     files = [group_file(directory, g) for g in sweep.groups]
     _remove_stale(directory, files)
@@ -234,7 +236,7 @@ def _run_on_ray(sweep: Sweep, ray: str, todo, finish, stall_seconds, methods) ->
             ready, _ = ray_module.wait(list(pending), num_returns=1)
             index = pending.pop(ready[0])
             try:
-                table = pq.read_table(io.BytesIO(ray_module.get(ready[0])))
+                table = unsealed(ray_module.get(ready[0]), f"the Ray task of group {index}")
             except (GroupStalledError, WorkerDiedError) as error:  # Ray's wrapper keeps the class
                 for ref in pending:
                     ray_module.cancel(ref, force=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import io
 import os
 import signal
 import subprocess
@@ -27,13 +26,13 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from deeplinear.core.backend import enable_compilation_cache
 from deeplinear.errors import UsageError
 from deeplinear.methods import METHODS
 from deeplinear.methods import register as register_method
 from deeplinear.problems import kinds
+from deeplinear.store.results import sealed, unsealed
 
 
 class GroupStalledError(RuntimeError):
@@ -169,7 +168,7 @@ class Worker:
             except (EOFError, OSError):
                 raise WorkerDiedError(_label(group), self._ended()) from None
             if message[0] == "done":
-                return pq.read_table(io.BytesIO(message[1]))
+                return unsealed(message[1], f"the worker running group {_label(group)}")
             if message[0] == "error":
                 _, error, remote = message
                 if not isinstance(error, UsageError):
@@ -232,9 +231,7 @@ def _child(inbox_fd: int, outbox_fd: int, parent: int) -> None:
             if failed is not None:
                 raise failed
             table = run_group(sweep, sweep.groups[index], beat=beat)
-            buffer = io.BytesIO()
-            pq.write_table(table, buffer)
-            outbox.send(("done", buffer.getvalue()))
+            outbox.send(("done", sealed(table)))
         except Exception as error:  # the sweep raises it, with this traceback as a note
             remote = traceback.format_exc()
             try:
