@@ -27,7 +27,7 @@ except ImportError:  # not POSIX: no lock (one writer is then the user's care)
     fcntl = None
 
 SUFFIX = ".deeplinear.lock"
-_HELD: dict[str, list] = {}  # lock file → [fd, depth], for this process
+_HELD: dict[str, list] = {}  # lock file → [fd or None, depth], for this process
 _GUARD = threading.Lock()
 
 
@@ -80,18 +80,18 @@ def writing(directory: str | os.PathLike, what: str | None = None) -> Iterator[N
             entry[1] -= 1
             if entry[1] == 0:
                 del _HELD[key]
-                os.close(entry[0])  # releases the lock
+                if entry[0] is not None:
+                    os.close(entry[0])  # releases the lock
 
 
-def _acquire(path: Path, directory, what: str | None) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _acquire(path: Path, directory, what: str | None) -> int | None:
+    """The locked file's descriptor; None where no lock file can be made (a folder that cannot
+    be created or written: the claim that follows refuses it in its own words)."""
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as error:
-        raise UsageError(
-            f"--out {directory}: its lock {path} cannot be opened ({error.strerror or error}): "
-            "choose another --out"
-        ) from None
+    except OSError:
+        return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
