@@ -21,10 +21,12 @@ import tempfile
 import tomllib
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import deeplinear as dl
 from deeplinear import sweep
 from deeplinear.errors import UsageError
 from deeplinear.experiment import config, execution
@@ -33,7 +35,7 @@ from deeplinear.loop import runner
 from deeplinear.report.sweep_report import write_report
 from deeplinear.store import directories as rundir
 from deeplinear.store import groups as group_files
-from deeplinear.store.results import read_table
+from deeplinear.store.results import read_table, write_table
 from result_rows import assert_same_rows
 
 FUZZ = os.environ.get("DEEPLINEAR_FUZZ") == "1"
@@ -386,7 +388,7 @@ def damages(draw, names: tuple[str, ...]):
     targets = draw(st.lists(st.sampled_from(names), min_size=1, max_size=2, unique=True))
     out = []
     for name in targets:
-        kinds = ["truncate", "empty", "flip", "foreign", "delete"]
+        kinds = ["truncate", "empty", "flip", "foreign", "delete", "directory"]
         if name.endswith(".json"):
             kinds.append("json")
         kind = draw(st.sampled_from(kinds))
@@ -421,6 +423,10 @@ def damage(directory: Path, name: str, kind: str, detail, foreign: Path) -> None
         shutil.copy(foreign, path)
     elif kind == "delete":
         path.unlink()
+    elif kind == "directory":  # a folder where the file was
+        path.unlink()
+        path.mkdir()
+        (path / "x").write_bytes(data[:10])
     else:
         edits = json_edits(json.loads(data), json.loads(foreign.read_bytes()))
         path.write_text(json.dumps(edits[detail % len(edits)]))
@@ -437,7 +443,7 @@ def effective(pristine: Path, damaged: Path, names) -> set[str]:
     out = set()
     for name in names:
         a, b = pristine / name, damaged / name
-        if not b.exists():
+        if not b.is_file():
             out.add(name)
             continue
         before, after = a.read_bytes(), b.read_bytes()
@@ -466,6 +472,84 @@ def test_explain_refuses_any_damage_in_one_line(runs, plan):
         message = one_line_refusal(lambda: explain(out, budget_steps=2000, figures=False))
         named = set(RUN_FILES) if "experiment.json" in changed else changed  # a forged pair
         assert any(name in message for name in named), (message, changed)
+    finally:
+        shutil.rmtree(out.parent)
+
+
+@EXAMPLES
+@given(plan=damages(RUN_FILES))
+def test_dl_load_refuses_any_damage_or_returns_the_rows_untouched(runs, plan):
+    pristine, other = runs["root"] / "a", runs["root"] / "b"
+    out = copy_of(pristine)
+    try:
+        for name, kind, detail in plan:
+            foreign = other / name if (other / name).exists() else other / "state" / "0.npz"
+            damage(out, name, kind, detail, foreign)
+        changed = effective(pristine, out, [name for name, _, _ in plan])
+        if not changed:
+            assert_same_rows(dl.load(out, frame="arrow"), dl.load(pristine, frame="arrow"))
+            return
+        message = one_line_refusal(lambda: dl.load(out, frame="arrow"))
+        named = {*RUN_FILES, out.name} if "experiment.json" in changed else changed
+        assert any(name in message for name in named), (message, changed)
+    finally:
+        shutil.rmtree(out.parent)
+
+
+def _forged_curves(directory: Path, edit) -> None:
+    """curves.parquet rewritten by ``edit(table, metadata)``, its checksum forged to match."""
+    table, metadata = read_table(directory / "curves.parquet")
+    table, metadata = edit(table, metadata)
+    digest = write_table(table, directory / "curves.parquet", metadata)
+    held = json.loads((directory / "experiment.json").read_text())
+    held["files"]["curves.parquet"] = digest
+    (directory / "experiment.json").write_text(json.dumps(held))
+
+
+def _fake_losses(table, metadata):
+    index = table.schema.get_field_index("loss")
+    column = pa.array([123.0] * table.num_rows)
+    return table.set_column(index, "loss", column), metadata
+
+
+@pytest.mark.parametrize("manifest", ["garbage", "deleted"])
+def test_dl_load_never_returns_edited_numbers(runs, manifest):
+    out = copy_of(runs["root"] / "a")
+    try:
+        table, metadata = _fake_losses(*read_table(out / "curves.parquet"))
+        write_table(table, out / "curves.parquet", metadata)
+        if manifest == "garbage":
+            (out / "experiment.json").write_bytes(b"\x00garbage{")
+        else:
+            (out / "experiment.json").unlink()
+        message = one_line_refusal(lambda: dl.load(out))
+        assert "experiment.json" in message, message
+        one_line_refusal(lambda: dl.provenance(out))
+    finally:
+        shutil.rmtree(out.parent)
+
+
+def test_a_budget_over_the_time_limit_is_refused_on_a_verified_directory(runs, capsys):
+    from deeplinear import cli
+
+    assert cli.main(["explain", str(runs["root"] / "a"), "--budget", str(10**12)]) == 2
+    message = capsys.readouterr().err
+    assert "--budget" in message and "--max-hours" in message, message
+
+
+def test_edited_metadata_with_a_forged_checksum_is_one_line_not_a_traceback(runs):
+    out = copy_of(runs["root"] / "a")
+    try:
+        _forged_curves(out, lambda table, metadata: (table, {**metadata, "config_dir": 5}))
+        for command in (["explain", str(out)], ["explain", str(out), "--budget", "0"]):
+            result = subprocess.run(
+                [sys.executable, "-m", "deeplinear.cli", *command],
+                capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+            assert result.returncode == 2, result.stderr
+            assert "Traceback" not in result.stderr
+            assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+            assert "config_dir" in result.stderr
     finally:
         shutil.rmtree(out.parent)
 
@@ -558,6 +642,14 @@ def test_report_refuses_and_a_resume_runs_exactly_the_damaged_groups(swept, plan
             assert not must_refuse, (plan, changed)
             keep = [g not in unfinished for g in swept["table"].column("group").to_pylist()]
             assert_same_rows(table, swept["table"].filter(keep))
+        for name, kind, _ in plan:  # a folder where a file the sweep writes was: refused
+            if kind == "directory" and name != "manifest.json":  # (rewritten first: below)
+                message = one_line_refusal(lambda: sweep.run(PLAN, out, force=True))
+                assert "is a folder" in message or "is not a results directory" in message or (
+                    "unreadable" in message
+                ), message
+            if kind == "directory":
+                shutil.rmtree(out / name)
         ran, said = [], []
         sweep.run(  # a damaged experiment.json: refused as the CLI refuses it, unless forced
             PLAN,

@@ -391,6 +391,8 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> str:
     manifest written after the file.
     """
     path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        raise UsageError(f"{path} is a folder, not a file: remove it, then run the command again")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~_umask())

@@ -133,8 +133,12 @@ def run(
 
 
 def _run(sweep, directory, ray, progress, say, stall_seconds, methods) -> list[Path]:
-    manifest = _start(directory, sweep)
     files = [group_file(directory, g) for g in sweep.groups]
+    for path in [directory / "manifest.json", directory / "sweep.toml", *files,
+                 *map(checksum_file, files)]:  # fmt: skip
+        if path.is_dir() and not path.is_symlink():  # before any group runs
+            raise UsageError(f"{path} is a folder, not a file: remove it, then run the sweep again")
+    manifest = _start(directory, sweep)
     _remove_stale(directory, files)
     todo = _unfinished(files, say)
     finish = _Finish(sweep, files, progress, done=len(files) - len(todo))
