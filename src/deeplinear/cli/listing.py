@@ -1,13 +1,20 @@
-"""``deeplinear methods``: every method with its hyperparameters, from their declarations."""
+"""``deeplinear methods``: every method with its hyperparameters, from their declarations.
+
+A plugin that cannot be used (``Registry.refusals``: it fails to import, is not a method, or
+takes a built-in's or another method's name) is one line on stderr naming it, the error and the
+fix; the rest of the list is printed as usual and the listing exits 0 (it listed what there is).
+"""
 
 from __future__ import annotations
+
+import sys
 
 
 def methods_command(args) -> int:
     from deeplinear.methods import METHODS, declarations
 
     pad = " " * 11
-    for name, cls in METHODS.items():
+    for name, cls in METHODS.usable().items():
         print(f"{name:<10} {cls.description}")
         print(f"{pad}learning_rates: a list of finite numbers > 0")
         for field, (default, spec) in declarations(cls).items():
@@ -18,4 +25,6 @@ def methods_command(args) -> int:
         print(f"{pad}in the compiled loop: {loop}")
         print(f"{pad}Gauss-Newton rate predicts it: {'yes' if cls.gauss_newton_rate else 'no'}")
         print(f"{pad}reference: {cls.reference}")
+    for line in METHODS.refusals().values():
+        print(line, file=sys.stderr)
     return 0

@@ -101,11 +101,12 @@ def make_method(name: str, **hyperparameters) -> AbstractMethod:
 
 
 def recorded_columns() -> dict[str, pa.DataType]:
-    """The union of every registered method's ``columns`` (what ``record(state)`` returns):
-    the method columns a sweep's group files all carry (null where a method has none)."""
+    """The union of every usable method's ``columns`` (what ``record(state)`` returns): the
+    method columns a sweep's group files all carry (null where a method has none). A plugin that
+    cannot be used adds none (``Registry.refusals``)."""
     union: dict[str, pa.DataType] = {}
     owner: dict[str, str] = {}
-    for name, cls in METHODS.items():
+    for name, cls in METHODS.usable().items():
         for column, kind in getattr(cls, "columns", {}).items():
             if column in union and union[column] != kind:
                 raise UsageError(
