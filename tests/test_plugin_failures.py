@@ -1,12 +1,15 @@
-"""Plugins fail alone: a plugin that fails to load or takes a taken name is reported for that
-method only (one line, its name, the fix); the listing, the other methods and the runs that do not
-use it go on. Real packages
+"""Plugins fail alone: a plugin that fails to load, takes a taken name, raises in its update,
+returns wrongly shaped updates or NaN is reported for that method only (one line, its name, the
+fix); the listing, the other methods and the sweeps that do not use it go on. Real packages
 installed in the test (``test_plugins.install``)."""
 
 import dataclasses
+import json
 
+import numpy as np
 import pytest
 
+import deeplinear as dl
 from deeplinear.errors import UsageError
 from deeplinear.methods import GD, METHODS, make_method, recorded_columns, register
 from deeplinear.store.frames import load
@@ -141,3 +144,203 @@ def test_the_listing_and_runs_go_on_without_unusable_plugins(tmp_path):
     bad.write_text(RUN_FILE.format(steps=4, methods=dup))
     assert_one_line(cli("run", str(bad), "--out", str(tmp_path / "bad"), path=root),
                     "methods[0]", *REFUSED["dup"])  # fmt: skip
+
+
+EVIL = """
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from deeplinear.methods import AbstractMethod
+
+
+@dataclasses.dataclass(frozen=True)
+class Base(AbstractMethod):
+    label = "EVIL"
+    description = "a method that misbehaves"
+    reference = "evilpkg"
+
+    def init(self, weights, objective, learning_rate):
+        return learning_rate
+
+    def step(self, weights, state, objective, loss, grads):
+        return tuple(w - state * g for w, g in zip(weights, grads)), state
+
+    def flops(self, shapes, k):
+        return 1.0, 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Raises(Base):
+    name = "raises"
+
+    def step(self, weights, state, objective, loss, grads):
+        raise ValueError("my update is broken")
+
+
+@dataclasses.dataclass(frozen=True)
+class Transposed(Base):
+    name = "transposed"
+
+    def step(self, weights, state, objective, loss, grads):
+        return tuple((w - state * g).T for w, g in zip(weights, grads)), state
+
+
+@dataclasses.dataclass(frozen=True)
+class Float32(Base):
+    name = "float32"
+
+    def init(self, weights, objective, learning_rate):
+        return learning_rate.astype(jnp.float32)
+
+    def step(self, weights, state, objective, loss, grads):
+        return weights, state.astype(jnp.float64)
+
+
+@dataclasses.dataclass(frozen=True)
+class Nan(Base):
+    name = "nan"
+
+    def step(self, weights, state, objective, loss, grads):
+        return tuple(w - state * g * jnp.nan for w, g in zip(weights, grads)), state
+
+
+def _refuse(x):
+    raise RuntimeError("the callback says no")
+
+
+@dataclasses.dataclass(frozen=True)
+class AtRunTime(Base):
+    name = "at-run-time"
+
+    def step(self, weights, state, objective, loss, grads):
+        spec = jax.ShapeDtypeStruct((), jnp.float64)
+        return weights, jax.pure_callback(_refuse, spec, state, vmap_method="sequential")
+
+
+def scalar_updates(learning_rate):
+    def init(params):
+        return optax.EmptyState()
+
+    def update(updates, state, params=None):
+        return jax.tree.map(lambda g: -learning_rate * jnp.sum(g, keepdims=True)[0], updates), state
+
+    return optax.GradientTransformation(init, update)
+
+
+def raising_updates(learning_rate):
+    def update(updates, state, params=None):
+        raise KeyError("momentum")
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+"""
+EVIL_ENTRIES = {
+    "raises": "evilpkg:Raises",
+    "transposed": "evilpkg:Transposed",
+    "float32": "evilpkg:Float32",
+    "nan": "evilpkg:Nan",
+    "at-run-time": "evilpkg:AtRunTime",
+    "scalar-updates": "evilpkg:scalar_updates",
+    "raising-updates": "evilpkg:raising_updates",
+}
+WHO = "method plugin {!r} ({} = evilpkg:{}, from evilpkg 0.1)"
+MISBEHAVING = {  # name → words of its one line (the notebook's layers: (10, 6), (6, 6))
+    "raises": ["failed in its step (ValueError: my update is broken)", "fix its step"],
+    "raising-updates": ["failed in its update (KeyError: 'momentum')", "fix its update"],
+    "transposed": ["its step returned weights[0] of shape (6, 10), expected (10, 6)",
+                   "shaped like the weights (nothing is broadcast)"],
+    "scalar-updates": ["its update returned updates[0] of shape (1,), expected (10, 6)",
+                       "shaped like the weights (nothing is broadcast)"],
+    "float32": ["its step returned state as float64, expected float32",
+                "of the dtypes of the state it was given"],
+    "at-run-time": ["failed while running (RuntimeError: the callback says no)", "fix it"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(MISBEHAVING))
+def test_a_misbehaving_update_is_one_line_naming_the_method(plugins, name, capfd):  # noqa: F811
+    """Raised while traced, wrong shapes (also those optax would broadcast), wrong dtypes, an
+    error at run time: one UsageError naming the plugin, what went wrong and the fix."""
+    plugins("evilpkg", EVIL, EVIL_ENTRIES)
+    with pytest.raises(UsageError) as error:
+        dl.run(name, steps=3, learning_rates=[1e-4])
+    message = str(error.value)
+    target = EVIL_ENTRIES[name].split(":")[1]
+    assert "\n" not in message and message.startswith(WHO.format(name, name, target)), message
+    for word in [*MISBEHAVING[name], "or uninstall evilpkg"]:
+        assert word in message, message
+    assert "Traceback" not in capfd.readouterr().err  # JAX logs none for the callback either
+
+
+def test_a_plugin_that_diverges_is_a_result_for_it_alone(plugins):  # noqa: F811
+    plugins("evilpkg", EVIL, EVIL_ENTRIES)
+    nan = dl.run("nan", steps=4, learning_rates=[1e-4, 2e-4]).table
+    assert np.asarray(nan["step"]).tolist() == [0, 1, 0, 1]  # each run ends where it diverged
+    assert np.isnan(np.asarray(nan["loss"])[1])
+
+
+def test_a_step_that_fails_to_trace_is_refused_before_any_method_runs(tmp_path):
+    root = install(tmp_path / "site", "evilpkg", EVIL, EVIL_ENTRIES)
+    methods = methods_toml(
+        {"name": "gd", "learning_rates": [1e-4]}, {"name": "transposed", "learning_rates": [1e-4]}
+    )
+    run_file = tmp_path / "evil.toml"
+    run_file.write_text(RUN_FILE.format(steps=4, methods=methods))
+    out = tmp_path / "out"
+    result = cli("run", str(run_file), "--out", str(out), path=root)
+    assert_one_line(result, "'transposed'", *MISBEHAVING["transposed"])  # no progress line
+    assert not out.exists()
+
+
+SWEEP = """
+seeds = 2
+targets = [1e-2]
+steps = 20
+record_every = 10
+[problem]
+kind = "spectral"
+input = 5
+output = 6
+rank = 3
+samples = "population"
+[model]
+hidden = [3]
+[init]
+kind = "scaled_gaussian"
+[[methods]]
+name = "gd"
+learning_rates = [0.02, 0.05]
+[[methods]]
+name = "mypkg-half"
+learning_rates = [0.05]
+[[methods]]
+name = "nan"
+learning_rates = [0.05]
+"""
+
+
+def test_a_sweep_runs_beside_unusable_plugins_and_one_that_diverges(tmp_path):
+    """The sweep's worker process finds the same plugins: the unusable ones stay out of its
+    schema, the one that diverges is ineligible for itself and leaves the others' best alone."""
+    root = install_odd(tmp_path / "site")
+    install(root, "evilpkg", EVIL, EVIL_ENTRIES)
+    path = tmp_path / "sweep.toml"
+    path.write_text(SWEEP)
+    out = tmp_path / "out"
+    result = cli("sweep", str(path), "--out", str(out), path=root)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    frame = load(out)
+    assert sorted(set(frame["method"])) == ["gd", "mypkg-half", "nan"]
+    finite = frame[frame["method"] != "nan"]
+    assert np.isfinite(finite["loss"].to_numpy(dtype=float)).all()
+    assert (frame[frame["method"] == "nan"]["step"] <= 10).all()  # diverged at its first record
+    report = cli("report", str(out), path=root)
+    assert report.returncode == 0, report.stderr
+    rows = {row["method"]: row for row in json.loads((out / "summary.json").read_text())["rows"]}
+    assert rows["gd"]["learning_rate"] == 0.05 and "diverged" not in rows["gd"]["verdicts"]
+    for name in ("gd", "mypkg-half"):
+        assert np.isfinite(rows[name]["final_loss"]["median"]), rows[name]
+    assert rows["nan"]["final_loss"]["median"] is None  # not finite: diverged, for it alone

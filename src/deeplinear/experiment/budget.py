@@ -24,7 +24,7 @@ from deeplinear.core.limits import (
     Limits,
     check,
 )
-from deeplinear.methods import make_method
+from deeplinear.methods import check_method, make_method
 from deeplinear.methods.cost import SVD, Measurements, step_flops
 from deeplinear.problems.kinds import problem_kind
 
@@ -129,6 +129,7 @@ def compile_seconds(method, d: Dims) -> float:
 
 def batch(method, d: Dims, runs: int, steps: int, record_every: int, checkpoints: int = 0):
     """(working bytes, record bytes, seconds without compiling) of ``runs`` runs in one batch."""
+    check_method(method, d.shapes, d.k)  # a method from outside the lab: its step, traced
     rows = steps // record_every + 1
     keep = checkpoints > 0 and d.parameters <= MAX_PARAMETERS_FOR_SPECTRUM
     probe = 3 * sum(h * h for h in d.widths[1:-1])  # the probe's W_iᵀW_i, h × h per junction

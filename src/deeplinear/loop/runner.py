@@ -29,7 +29,8 @@ from deeplinear.loop.programs import (
     record,
     start_state,
 )
-from deeplinear.methods.cost import shapes_of
+from deeplinear.methods import blamed, check_method
+from deeplinear.methods.cost import rows_of, shapes_of
 from deeplinear.objectives.measurement import is_measured
 from deeplinear.store.results import Curve
 
@@ -90,31 +91,33 @@ def run(
     ``fast=False`` forces this loop. ``checkpoints`` (``programs.Checkpoints``) sees the batch
     after every chunk and resumes one an interrupted process left.
     """
-    if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1:
-        raise UsageError(f"steps must be a positive integer, got {steps!r}")
-    if record_every < 1 or steps % record_every:
-        raise UsageError(f"record_every must divide steps ({steps}), got {record_every!r}")
-    rates = np.asarray(learning_rates, dtype=np.float64).reshape(-1)
-    batch = rates.shape[0]
-    if batch == 0 or not np.all(np.isfinite(rates)) or np.any(rates <= 0):
-        raise UsageError(f"learning rates must be finite and > 0, got {rates.tolist()}")
-    reason = method.supports(objective, shapes_of(weights))
-    if reason is not None:  # before anything compiles, in one line
-        raise UsageError(f"{method.name} cannot run on this problem: {reason}")
-    if not method.in_loop:
-        if not shared:
-            raise UsageError(f"{method.name} runs outside the compiled loop: one problem at a time")
-        args = (batch, steps, record_every, probe, keep_weights)
-        return _out_of_loop(method, objective, weights, *args)
-    measured = is_measured(objective)  # completion, sensing: no throughput kernel
-    if fast and not measured and state is None and first_step == 0:  # constant-step GD
-        fast = fast_gd.recorded_gd(
-            method, objective, weights, rates, steps, record_every=record_every,
-            chunk_steps=chunk_steps, probe=probe, keep_weights=keep_weights, shared=shared,
-            progress=progress, checkpoints=checkpoints,
-        )  # fmt: skip
-        if fast is not None:
-            return fast
+    rates = _checked(method, objective, weights, learning_rates, steps, record_every)
+    with blamed(method):  # a method from outside the lab: an error of its own in one line
+        if not method.in_loop:
+            if not shared:
+                raise UsageError(
+                    f"{method.name} runs outside the compiled loop: one problem at a time"
+                )
+            args = (rates.shape[0], steps, record_every, probe, keep_weights)
+            return _out_of_loop(method, objective, weights, *args)
+        measured = is_measured(objective)  # completion, sensing: no throughput kernel
+        if fast and not measured and state is None and first_step == 0:  # constant-step GD
+            fast = fast_gd.recorded_gd(
+                method, objective, weights, rates, steps, record_every=record_every,
+                chunk_steps=chunk_steps, probe=probe, keep_weights=keep_weights, shared=shared,
+                progress=progress, checkpoints=checkpoints,
+            )  # fmt: skip
+            if fast is not None:
+                return fast
+        looped = (record_every, chunk_steps, probe, keep_weights, shared, progress, checkpoints)
+        return _in_loop(method, objective, weights, rates, steps, state, first_step, *looped)
+
+
+def _in_loop(
+    method, objective, weights, rates, steps, state, first_step,
+    record_every, chunk_steps, probe, keep_weights, shared, progress, checkpoints,
+) -> BatchResult:  # fmt: skip
+    """The batch through the compiled chunks of ``lax.scan``, resumed where a checkpoint was."""
     weights = tuple(jnp.asarray(w, dtype=jnp.float64) for w in weights)
     compile_seconds = 0.0
     if state is None:
@@ -143,6 +146,22 @@ def run(
     return BatchResult(
         curves, current, state, compile_seconds + driven.compile_seconds, driven.times[-1]
     )
+
+
+def _checked(method, objective, weights, learning_rates, steps, record_every) -> np.ndarray:
+    """The learning rates, once the arguments and the method's contract are checked."""
+    if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1:
+        raise UsageError(f"steps must be a positive integer, got {steps!r}")
+    if record_every < 1 or steps % record_every:
+        raise UsageError(f"record_every must divide steps ({steps}), got {record_every!r}")
+    rates = np.asarray(learning_rates, dtype=np.float64).reshape(-1)
+    if rates.shape[0] == 0 or not np.all(np.isfinite(rates)) or np.any(rates <= 0):
+        raise UsageError(f"learning rates must be finite and > 0, got {rates.tolist()}")
+    reason = method.supports(objective, shapes_of(weights))
+    if reason is not None:  # before anything compiles, in one line
+        raise UsageError(f"{method.name} cannot run on this problem: {reason}")
+    check_method(method, shapes_of(weights), rows_of(objective))  # traced once, nothing run
+    return rates
 
 
 def _out_of_loop(method, objective, weights, batch, steps, record_every, probe, keep_weights):

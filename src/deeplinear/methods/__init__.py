@@ -8,11 +8,13 @@ final ``AbstractMethod`` subclass whose fields are declared with ``number``, ``i
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 
 import pyarrow as pa
 
 from deeplinear.errors import UsageError
+from deeplinear.methods import _contract
 from deeplinear.methods._base import AbstractMethod as AbstractMethod
 from deeplinear.methods._base import Hyper as Hyper
 from deeplinear.methods._base import changed_hyperparameters as changed_hyperparameters
@@ -98,6 +100,28 @@ def make_method(name: str, **hyperparameters) -> AbstractMethod:
         expected = ", ".join(sorted(fields)) or "none"
         raise UsageError(f"{name}: unknown hyperparameter {unknown[0]!r} (it takes: {expected})")
     return cls(**hyperparameters)
+
+
+def check_method(method, shapes, k) -> None:
+    """Refuse in one line, before anything compiles, a method from outside the lab (a plugin, a
+    registered class, a wrapped object) whose traced step breaks the loop's contract
+    (``_contract``) for layer ``shapes`` and ``k`` (``cost.rows_of``); built-ins pass."""
+    origin = METHODS.origin(method)
+    if origin is None:
+        return
+    shapes = tuple(tuple(int(n) for n in s) for s in shapes)
+    try:
+        hash(method)
+    except TypeError:  # an unhashable method: checked every time
+        return _contract.check_step.__wrapped__(method, shapes, k, *origin)
+    _contract.check_step(method, shapes, k, *origin)
+
+
+def blamed(method):
+    """A context naming ``method`` (from outside the lab) in one line for an error raised while
+    its compiled steps run; a built-in's errors pass through."""
+    origin = METHODS.origin(method)
+    return contextlib.nullcontext() if origin is None else _contract.blamed(*origin, method.in_loop)
 
 
 def recorded_columns() -> dict[str, pa.DataType]:

@@ -40,11 +40,10 @@ import optax
 from deeplinear.core.backend import jax, jnp
 from deeplinear.errors import UsageError
 from deeplinear.methods._base import AbstractMethod, Hyper, choice, declarations
+from deeplinear.methods._contract import abstract_arguments
 from deeplinear.methods._optax import AbstractOptaxMethod
 from deeplinear.methods._peers import AbstractOptimistixMethod
-from deeplinear.methods.cost import Measurements, loss_flops
-from deeplinear.objectives.measurement import Completion, Sensing
-from deeplinear.objectives.objective import Objective
+from deeplinear.methods.cost import loss_flops
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,23 +130,7 @@ def measured_update_flops(method, shapes: tuple, k) -> float:
     on abstract arguments (nothing is run)."""
 
     spec = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float64)
-    d_out, d_in = shapes[0][0], shapes[-1][1]
-    if isinstance(k, Measurements):  # m measurements, as abstract arrays
-        m = k.count
-        if k.dense:
-            objective = Sensing(spec(m, d_out * d_in), spec(m), spec(m), spec())
-        else:
-            index = jax.ShapeDtypeStruct((m,), jnp.int32)
-            objective = Completion(index, index, spec(m), spec(m), spec())
-    else:
-        objective = Objective(
-            None if k is None else spec(k, d_in),
-            spec(d_out, d_in if k is None else k),
-            spec(),
-            spec(d_in),
-            spec(),
-        )
-    weights = tuple(spec(*s) for s in shapes)
+    weights, objective = abstract_arguments(shapes, k)
     state = jax.eval_shape(lambda w, o: method.init(w, o, 1.0), weights, objective)
 
     def update(weights, state, objective, loss, grads):

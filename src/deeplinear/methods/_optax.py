@@ -60,11 +60,15 @@ class AbstractOptaxMethod(AbstractMethod):
     def init(self, weights, objective, learning_rate):
         return self._injected(self.learning_rate_used(learning_rate)).init(weights)
 
-    def step(self, weights, state, objective, loss, grads):
+    def transform(self, weights, state, objective, loss, grads):
+        """The transformation's ``(updates, state)``: what ``step`` applies to the weights."""
         # The learning rate given here is a placeholder: the one stored in ``state`` is used.
-        updates, state = self._injected(0.0).update(
+        return self._injected(0.0).update(
             grads, state, weights, value=loss, grad=grads, value_fn=objective.loss
         )
+
+    def step(self, weights, state, objective, loss, grads):
+        updates, state = self.transform(weights, state, objective, loss, grads)
         return optax.apply_updates(weights, updates), state
 
 

@@ -27,6 +27,7 @@ from importlib.metadata import EntryPoint, entry_points
 from deeplinear.core.importable import importable
 from deeplinear.errors import UsageError
 from deeplinear.methods._base import AbstractMethod
+from deeplinear.methods._contract import one_line
 from deeplinear.methods._foreign import method_class
 
 PLUGIN_GROUP = "deeplinear.methods"
@@ -42,12 +43,6 @@ def describe(entry: EntryPoint) -> str:
 def _dist(entry: EntryPoint) -> str:
     dist = getattr(entry, "dist", None)
     return dist.name if dist is not None else "its package"
-
-
-def one_line(error: BaseException) -> str:
-    """``ValueError: the first line of its message`` (at most 160 characters of it)."""
-    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-    return f"{type(error).__name__}: {lines[0]:.160}" if lines else type(error).__name__
 
 
 class Registry(Mapping[str, type[AbstractMethod]]):
