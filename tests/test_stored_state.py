@@ -645,8 +645,10 @@ def test_report_refuses_and_a_resume_runs_exactly_the_damaged_groups(swept, plan
         for name, kind, _ in plan:  # a folder where a file the sweep writes was: refused
             if kind == "directory" and name != "manifest.json":  # (rewritten first: below)
                 message = one_line_refusal(lambda: sweep.run(PLAN, out, force=True))
-                assert "is a folder" in message or "is not a results directory" in message or (
-                    "unreadable" in message
+                assert (
+                    "is a folder" in message
+                    or "is not a results directory" in message
+                    or ("unreadable" in message)
                 ), message
             if kind == "directory":
                 shutil.rmtree(out / name)
