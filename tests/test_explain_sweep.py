@@ -172,6 +172,12 @@ def test_the_command_line_explains_a_sweep(explained, capsys):
     for entry in held["verdicts"]:
         assert f"{entry['run']}: {entry['headline']}" in out
     assert out.count("best η = ") == 4 and f"wrote {root / 'sweep' / 'verdicts.json'}" in out
+    from deeplinear.report.sweep_report import explained
+    from deeplinear.store.groups import read_groups
+
+    groups = read_groups(root / "sweep")[1]  # judged on the group files the report reads
+    assert held["judged"] == {g: meta["sha256"] for g, meta in groups.items()}
+    assert sum(len(v) for v in explained(root / "sweep", groups).values()) == 8
 
 
 def test_a_rerun_that_differs_only_at_round_off_is_not_a_drift():

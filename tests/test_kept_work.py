@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -152,28 +153,40 @@ def test_kept_files_that_do_not_match_their_checksum_are_run_again(reference, tm
     assert np.array_equal(table.column("loss").to_numpy(), expected.column("loss").to_numpy())
 
 
-def test_an_interrupted_explain_keeps_the_verdicts_it_finished(reference, tmp_path):
-    run_file = tmp_path / "explained.toml"  # LM first (judged at once), then a slow GD
+@pytest.fixture(scope="module")
+def to_explain(reference, tmp_path_factory):
+    """A run directory whose LM run is judged at once and whose slow GD run is continued."""
+    folder = tmp_path_factory.mktemp("explained")
+    run_file = folder / "explained.toml"
     head, _, _ = reference[0].read_text().partition("[[methods]]")
     run_file.write_text(
         head + '[[methods]]\nname = "seed-lm"\nlearning_rates = [0.2]\nsteps = 50\n\n'
         '[[methods]]\nname = "tf1-gd"\nlearning_rates = [1e-6]\nsteps = 2000\n'
     )
+    execute(configs.load(run_file), folder / "run")
+    return folder / "run"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+def test_an_interrupted_explain_keeps_the_verdicts_it_finished(to_explain, tmp_path, signum):
     out = tmp_path / "run"
-    assert subprocess.run([*CLI, "run", str(run_file), "--out", str(out)],
-                          capture_output=True, timeout=300).returncode == 0  # fmt: skip
+    shutil.copytree(to_explain, out)
     proc = subprocess.Popen(
         [*CLI, "explain", str(out), "--budget", "50000000", "--max-hours", "100",
          "--no-figures"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     _wait_for(lambda: (out / "verdicts.json").exists(), proc)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    held = json.loads((out / "verdicts.json").read_text())
+    assert proc.returncode == {signal.SIGINT: 130, signal.SIGTERM: 143}.get(signum, -signum), err
+    assert "Traceback" not in err
+    held = json.loads((out / "verdicts.json").read_text())  # whole: written atomically
     assert held["complete"] is False
     assert [v["run"] for v in held["verdicts"]] == ["seed0/seed-lm/0.2"]  # LM judged, GD not
+    # the results themselves untouched: still a verified run directory
+    assert (out / "curves.parquet").read_bytes() == (to_explain / "curves.parquet").read_bytes()
+    assert locks.holder(out) is None  # the dead process holds nothing
 
 
 def test_a_second_writer_is_refused_naming_the_first_and_a_dead_ones_lock_is_taken(

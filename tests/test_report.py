@@ -141,11 +141,20 @@ def test_the_page_shows_explain_verdicts_beside_the_best_setting(swept):
         "learning_rate": row["learning_rate"], "seed": 0, "kind": "converging_linearly",
         "headline": "converging linearly: 1e-6 in ~40 more steps", "evidence": "rate 0.7 per step",
     }  # fmt: skip
-    (swept / "verdicts.json").write_text(json.dumps({"verdicts": [verdict]}))
-    try:
-        page = write_report(swept).read_text()
-    finally:
-        (swept / "verdicts.json").unlink()
+    from deeplinear.store.groups import read_groups
+
+    judged = {row["group"]: read_groups(swept)[1][row["group"]]["sha256"]}
+    # verdicts of another file of the group (run again since): not shown as this one's
+    stale = {"verdicts": [verdict], "judged": {row["group"]: "0" * 64}}
+    for held in (stale, {"verdicts": [verdict]}, {"verdicts": [verdict], "judged": judged}):
+        (swept / "verdicts.json").write_text(json.dumps(held))
+        try:
+            page = write_report(swept).read_text()
+        finally:
+            (swept / "verdicts.json").unlink()
+        if held is not stale and "judged" in held:
+            break
+        assert "rate 0.7 per step" not in page
     assert "converging linearly: 1e-6 in ~40 more steps" in page
     assert "rate 0.7 per step" in page and "converging_linearly ×1" in page
     # each count says its horizon: solved within the recorded steps, verdicts once continued

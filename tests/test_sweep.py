@@ -249,12 +249,13 @@ def test_a_ray_address_that_does_not_answer(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_ctrl_c_keeps_finished_groups_and_a_rerun_resumes(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_keeps_finished_groups_and_a_rerun_resumes(tmp_path, signum):
     _, out, command = slow_sweep(tmp_path)
     proc = start_until_first_group(command)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "Traceback" not in err
+    assert proc.returncode == 128 + signum and "Traceback" not in err
     kept = sorted((out / "groups").glob("*.parquet"))
     assert kept and not list((out / "groups").glob(".*.tmp"))
     resumed = subprocess.run(command, capture_output=True, text=True)

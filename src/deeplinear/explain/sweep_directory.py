@@ -238,14 +238,15 @@ def _explain_group(directory, plan, group, rate, series, context, progress):
 
 
 def _write_verdicts(
-    directory: Path, plan: Sweep, context: Context, records, notes, complete: bool = True
+    directory: Path, plan: Sweep, context: Context, records, notes, judged, complete=True
 ) -> Path:
     """``verdicts.json``: the verdict records and the theory notes, with what they were judged
-    against; written after every group (``complete`` false until the last), so an interrupted
-    explain keeps the verdicts it finished."""
+    against (``judged``: each group file's sha256); written after every group (``complete``
+    false until the last), so an interrupted explain keeps the verdicts it finished."""
     payload = {
         "experiment": "sweep",
         "complete": complete,
+        "judged": judged,
         "target": context.target,
         "relative_to": context.relative_to,
         "select": plan.select,
@@ -284,7 +285,7 @@ def explain_sweep(
         f"explain: {directory}: {len(plan.groups)} best configurations × their seeds, "
         f"continued up to {budget_steps:,} steps"
     )
-    verdicts, records, titles, notes = [], [], {}, {}
+    verdicts, records, titles, notes, judged = [], [], {}, {}, {}
     for group in plan.groups:
         rate = rates[group.id]
         found = _explain_group(directory, plan, group, rate, series, context, progress)
@@ -295,9 +296,10 @@ def explain_sweep(
         verdicts += found[0]
         records += found[1]
         notes |= found[2]
+        judged[group.id] = metadata[group.id]["sha256"]
         if group is not plan.groups[-1]:
-            _write_verdicts(directory, plan, context, records, notes, complete=False)
-    path = _write_verdicts(directory, plan, context, records, notes)
+            _write_verdicts(directory, plan, context, records, notes, judged, complete=False)
+    path = _write_verdicts(directory, plan, context, records, notes, judged)
     theory_note = {"note": _theory_summary(notes)} if notes else {}
     return Explanation(verdicts, theory_note, [path], titles)
 

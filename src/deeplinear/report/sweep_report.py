@@ -85,22 +85,29 @@ def _verdicts(series, runs, floors: dict, target: float) -> str:
     return ", ".join(f"{k} ×{n}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
 
 
-def explained(directory: Path) -> dict:
+def explained(directory: Path, groups: dict[str, dict]) -> dict:
     """``DIR/verdicts.json`` (``deeplinear explain DIR``) by (group, learning rate): the list of
-    its verdicts; empty when the sweep was not explained."""
+    its verdicts of groups whose file is the one they were judged on (``judged``: its sha256; a
+    group run again since, or a verdicts file of other results, is not shown); empty when the
+    sweep was not explained."""
     path = directory / "verdicts.json"
     if not path.is_file():
         return {}
     try:
-        records = json.loads(path.read_text()).get("verdicts", [])
+        held = json.loads(path.read_text())
+        records, judged = held.get("verdicts", []), held.get("judged") or {}
     except (OSError, ValueError, AttributeError) as error:
         raise UsageError(
             f"{path} is not readable JSON ({error}): run deeplinear explain {directory} again"
         ) from None
+    if not isinstance(judged, dict) or not isinstance(records, list):
+        return {}
+    current = {g for g, meta in groups.items() if judged.get(g) == meta.get("sha256")}
     out: dict = {}
     for v in records:
-        if isinstance(v, dict) and "group" in v and "learning_rate" in v:
-            out.setdefault((v["group"], float(v["learning_rate"])), []).append(v)
+        rate = v.get("learning_rate") if isinstance(v, dict) else None
+        if isinstance(rate, int | float) and v.get("group") in current:
+            out.setdefault((v["group"], float(rate)), []).append(v)
     return out
 
 
@@ -141,7 +148,7 @@ def write_report(directory: str | Path, out=None) -> Path:
     orders = {p: [axis_text(p, v) for v in axis_order(vs)] for p, vs in plan.axes.items()}
     rows = summary_rows(best, targets, orders)
     by_group = {r["group"]: r for r in rows}
-    verdicts = explained(directory)
+    verdicts = explained(directory, groups)
     for group, entry in best.items():
         row = by_group[group]
         row["verdicts"] = _verdicts(series, entry["runs"], floors, targets[-1])

@@ -109,7 +109,8 @@ def read(directory: str | Path) -> pa.Table:
 
 
 def read_groups(directory: str | Path) -> tuple[pa.Table, dict[str, dict]]:
-    """``read``'s table, and each finished group's file metadata (provenance), by group id."""
+    """``read``'s table, and each finished group's file metadata (provenance) with its file's
+    ``sha256``, by group id."""
 
     directory = Path(directory)
     fix = f"re-run 'deeplinear sweep SWEEP --out {directory}' to run its group again"
@@ -126,8 +127,10 @@ def read_groups(directory: str | Path) -> tuple[pa.Table, dict[str, dict]]:
             raise UsageError(f"{path} {reason}: {fix}")
         finished.append((group_id, path))
     for group_id, path in finished:
-        data = directories.verified_bytes(path, _digest(path, fix), fix)  # the bytes checked
-        table, metadata[group_id] = read_table(path, fix, data)
+        digest = _digest(path, fix)
+        data = directories.verified_bytes(path, digest, fix)  # the bytes checked
+        table, held = read_table(path, fix, data)
+        metadata[group_id] = {**held, "sha256": digest}  # what a verdict of it was judged on
         if metadata[group_id].get("group") != group_id or "group" not in table.column_names:
             raise UsageError(f"{path} does not hold the group manifest.json names: {fix}")
         tables.append(table)
