@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from deeplinear.experiment import config as configs
 from deeplinear.experiment.execution import execute
@@ -217,6 +219,77 @@ def test_a_second_writer_is_refused_naming_the_first_and_a_dead_ones_lock_is_tak
     with locks.writing(out):  # the dead process's lock file is taken over
         assert locks.holder(out) is not None
     assert locks.holder(out) is None
+
+
+HOLDER = """
+import sys, time
+from deeplinear.store import locks
+with locks.writing(sys.argv[1], "deeplinear sweep other.toml"):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+SEED_FAIR = Path(__file__).parents[1] / "examples" / "seed_fair.toml"
+
+
+def _snapshot(folder: Path) -> dict:
+    if not folder.exists():
+        return {}
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None
+            for p in sorted(folder.rglob("*"))}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def held(reference, tmp_path_factory):
+    """A directory another process holds (writing it), and that process."""
+    out = tmp_path_factory.mktemp("held") / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(out)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "held"
+    yield out, proc
+    proc.kill()
+    proc.wait()
+
+
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    command=st.sampled_from(["run", "run --force", "sweep", "sweep --force", "explain",
+                             "explain --budget 0", "reproduce", "reproduce --force"]),
+    state=st.sampled_from(["absent", "empty", "a finished run", "a stray file"]),
+)  # fmt: skip
+def test_any_writer_of_a_held_directory_is_refused_and_changes_nothing(
+    reference, held, tmp_path, capsys, command, state
+):
+    """Generated: every writing command, with --force or not, on a directory in any state that
+    another process is writing: exit 2, one line naming that process, not one byte changed."""
+    from deeplinear import cli
+
+    out, holder = held
+    shutil.rmtree(out, ignore_errors=True)
+    if state != "absent":
+        out.mkdir()
+    if state == "a finished run":
+        execute_dir = reference[0].parent / "reference"
+        shutil.copytree(execute_dir, out, dirs_exist_ok=True)
+    if state == "a stray file":
+        (out / "notes.txt").write_text("mine")
+    before = _snapshot(out)
+    name, *flags = command.split()
+    given_file = {"run": [str(reference[0])], "sweep": [str(SEED_FAIR)]}.get(name, [])
+    where = [str(out)] if name == "explain" else ["--out", str(out)]
+    capsys.readouterr()
+    assert cli.main([name, *given_file, *where, *flags]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, (command, state, lines)
+    if name == "explain" and state == "absent":  # nothing there to explain yet
+        assert "not a results directory" in lines[0], lines
+    else:
+        assert f"pid {holder.pid}" in lines[0], (command, state, lines)
+        assert "being written by another deeplinear process" in lines[0]
+    assert _snapshot(out) == before
 
 
 def test_the_lock_is_reentrant_in_one_process_and_refuses_another(tmp_path):
