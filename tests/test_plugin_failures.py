@@ -8,10 +8,13 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import deeplinear as dl
+from deeplinear.core.backend import jax, jnp
 from deeplinear.errors import UsageError
-from deeplinear.methods import GD, METHODS, make_method, recorded_columns, register
+from deeplinear.methods import GD, METHODS, choice, integer, make_method, recorded_columns, register
 from deeplinear.store.frames import load
 from test_plugins import (  # the fixture and helpers of the plugin tests
     GOOD,
@@ -344,3 +347,72 @@ def test_a_sweep_runs_beside_unusable_plugins_and_one_that_diverges(tmp_path):
     for name in ("gd", "mypkg-half"):
         assert np.isfinite(rows[name]["final_loss"]["median"]), rows[name]
     assert rows["nan"]["final_loss"]["median"] is None  # not finite: diverged, for it alone
+
+
+# Generated misbehaviour: a step that changes one leaf (or the pair's structure) in one way;
+# whether the contract is kept is decided here from the fault alone, not by the lab's check.
+LEAF_FAULTS = {  # fault → (what it does to a (d_out, d_in) leaf, breaks the contract?)
+    "identity": (lambda w: w, lambda shape: False),
+    "nan": (lambda w: w * jnp.nan, lambda shape: False),  # diverges: a result, not an error
+    "transpose": (lambda w: w.T, lambda shape: shape[0] != shape[1]),  # square: undetectable
+    "add-axis": (lambda w: w[None], lambda shape: True),
+    "first-row": (lambda w: w[0], lambda shape: True),
+    "float32": (lambda w: w.astype(jnp.float32), lambda shape: True),
+    "int32": (lambda w: w.astype(jnp.int32), lambda shape: True),
+    "scalar": (lambda w: jnp.sum(w), lambda shape: True),
+}
+PAIR_FAULTS = ["drop-a-layer", "extra-layer", "list-of-weights", "weights-only", "raises",
+               "state-float32", "state-vector", "state-dropped"]  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Generated(GD):
+    name = "generated"
+    fault: str = choice("identity", *LEAF_FAULTS, *PAIR_FAULTS)
+    leaf: int = integer(0, low=0)
+
+    def step(self, weights, state, objective, loss, grads):
+        new, state = super().step(weights, state, objective, loss, grads)
+        if self.fault in LEAF_FAULTS:
+            change = LEAF_FAULTS[self.fault][0]
+            return tuple(change(w) if i == self.leaf else w for i, w in enumerate(new)), state
+        if self.fault == "raises":
+            raise ZeroDivisionError("generated")
+        changed = {
+            "drop-a-layer": lambda: (new[:-1], state),
+            "extra-layer": lambda: ((*new, new[-1]), state),
+            "list-of-weights": lambda: (list(new), state),
+            "weights-only": lambda: new,
+            "state-float32": lambda: (new, jax.tree.map(lambda s: s.astype(jnp.float32), state)),
+            "state-vector": lambda: (new, jax.tree.map(lambda s: jnp.stack([s, s]), state)),
+            "state-dropped": lambda: (new, None),
+        }
+        return changed[self.fault]()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    dims=st.lists(st.integers(1, 7), min_size=2, max_size=4),
+    fault=st.sampled_from([*LEAF_FAULTS, *PAIR_FAULTS]),
+    leaf=st.integers(0, 2),
+)
+def test_a_generated_misbehaving_step_is_refused_exactly_when_it_breaks_the_contract(
+    dims, fault, leaf
+):
+    from deeplinear.methods._contract import check_step
+
+    shapes = tuple((dims[i], dims[i + 1]) for i in range(len(dims) - 1))
+    leaf = min(leaf, len(shapes) - 1)
+    method = Generated(fault=fault, leaf=leaf)
+    # a leaf fault breaks it by its own rule; the pair's structure, its state's dtype or shape,
+    # or an exception always
+    breaks = LEAF_FAULTS[fault][1](shapes[leaf]) if fault in LEAF_FAULTS else True
+    who = "method 'generated'"
+    if not breaks:
+        check_step(method, shapes, None, who, "")
+        return
+    with pytest.raises(UsageError) as error:
+        check_step(method, shapes, None, who, "")
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(who), message
+    assert "step" in message, message
