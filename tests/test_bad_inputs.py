@@ -34,6 +34,7 @@ from deeplinear.core import limits
 from deeplinear.errors import UsageError
 from deeplinear.experiment import budget, config, execution
 from deeplinear.methods import METHODS, declarations, make_method
+from deeplinear.problems.kinds import problem_kind
 
 FUZZ = os.environ.get("DEEPLINEAR_FUZZ") == "1"
 FUZZ_TARGET = 500  # distinct bad inputs the full corpus must reach
@@ -705,6 +706,194 @@ def accept_run_config(parsed):
     return execution.build(parsed)
 
 
+# ------------------------------------------- completion and sensing .npz files (issue 26)
+
+
+def _completion_arrays(draw, data):
+    """A consistent completion file's arrays, then one inconsistency (→ arrays, words)."""
+    n1, n2, rng = data.n1, data.n2, data.rng
+    m = draw(st.integers(1, n1 * n2))
+    pairs = rng.choice(n1 * n2, m, replace=False)
+    arrays = {
+        "rows": pairs // n2,
+        "cols": pairs % n2,
+        "values": data.M.ravel()[pairs],
+        "shape": np.array([n1, n2]),
+        "truth": data.M,
+    }
+    case = draw(
+        st.sampled_from(
+            [
+                "2-d",
+                "length",
+                "range",
+                "fraction",
+                "twice",
+                "missing",
+                "shape",
+                "truth-shape",
+                "truth-zero",
+                "non-finite",
+                "dtype",
+            ]
+        )
+    )
+    name = draw(st.sampled_from(["rows", "cols", "values"]))
+    if case == "2-d":
+        arrays[name] = np.stack([arrays[name], arrays[name]])
+        return arrays, [name, "1-d"]
+    if case == "length":
+        arrays[name] = np.concatenate([arrays[name], arrays[name][:1]])
+        return arrays, ["rows, cols and values", "same length"]
+    if case in ("range", "fraction"):
+        name = draw(st.sampled_from(["rows", "cols"]))
+        index = draw(st.integers(0, m - 1))
+        arrays[name] = arrays[name].astype(float)
+        arrays[name][index] = {"rows": n1, "cols": n2}[name] if case == "range" else 0.5
+        return arrays, [name, "integers in"]
+    if case == "twice":
+        if m == 1:
+            arrays = {
+                k: np.concatenate([v, v]) if k in ("rows", "cols", "values") else v
+                for k, v in arrays.items()
+            }
+        else:
+            arrays["rows"][1], arrays["cols"][1] = arrays["rows"][0], arrays["cols"][0]
+        return arrays, ["listed twice"]
+    return _either_arrays(draw, data, arrays, case, name, ["rows", "cols", "values", "shape"])
+
+
+def _sensing_arrays(draw, data):
+    """A consistent sensing file's arrays, then one inconsistency (→ arrays, words)."""
+    n1, n2, rng = data.n1, data.n2, data.rng
+    m = draw(st.integers(1, 12))
+    operators = rng.standard_normal((m, n1, n2))
+    arrays = {
+        "operators": operators,
+        "values": np.einsum("kij,ij->k", operators, data.M),
+        "shape": np.array([n1, n2]),
+        "truth": data.M,
+    }
+    case = draw(
+        st.sampled_from(
+            [
+                "1-d",
+                "4-d",
+                "count",
+                "inner",
+                "transposed",
+                "missing",
+                "shape",
+                "truth-shape",
+                "truth-zero",
+                "non-finite",
+                "dtype",
+                "values-2-d",
+            ]
+        )
+    )
+    if case == "1-d":
+        arrays["operators"] = operators.ravel()
+        return arrays, ["operators", "2-d or 3-d"]
+    if case == "4-d":
+        arrays["operators"] = operators[:, None]
+        return arrays, ["operators", "2-d or 3-d"]
+    if case == "count":
+        more = draw(st.booleans()) or m == 1
+        arrays["operators"] = np.concatenate([operators, operators[:1]]) if more else operators[1:]
+        return arrays, ["operators", f"each of the {m} values"]
+    if case == "inner":
+        flat = operators.reshape(m, -1)
+        arrays["operators"] = np.concatenate([flat, flat[:, :1]], axis=1)
+        return arrays, ["operators", "expected"]
+    if case == "transposed":
+        if n1 == n2:  # a square operator transposed has the right shape: make it one too many
+            arrays["operators"] = operators[:, :, :-1] if n2 > 1 else operators[:, :, :0]
+            if n2 == 1:
+                return arrays, ["operators", "empty"]
+        else:
+            arrays["operators"] = operators.transpose(0, 2, 1)
+        return arrays, ["operators", "expected"]
+    if case == "values-2-d":
+        arrays["values"] = arrays["values"][None]
+        return arrays, ["values", "1-d"]
+    name = draw(st.sampled_from(["operators", "values"]))
+    return _either_arrays(draw, data, arrays, case, name, ["operators", "values", "shape"])
+
+
+def _either_arrays(draw, data, arrays, case, name, needed):
+    """The inconsistencies a completion and a sensing file share."""
+    n1, n2 = data.n1, data.n2
+    if case == "missing":
+        gone = draw(st.sampled_from(needed))
+        del arrays[gone]
+        return arrays, [f"no '{gone}'"]
+    if case == "shape":
+        arrays["shape"] = draw(
+            st.sampled_from(
+                [
+                    np.array([n1, n2, 1]),
+                    np.array([n1]),
+                    np.array([0, n2]),
+                    np.array([n1 + 0.5, n2]),
+                    np.array([[n1, n2]]),
+                ]
+            )
+        )
+        return arrays, ["shape"]
+    if case == "truth-shape":
+        arrays["truth"] = np.zeros((n1 + 1, n2))
+        return arrays, ["truth", "expected"]
+    if case == "truth-zero":
+        arrays["truth"] = np.zeros((n1, n2))
+        return arrays, ["truth is zero"]
+    target = arrays[name] = arrays[name].astype(float)
+    if case == "non-finite":
+        target.reshape(-1)[draw(st.integers(0, target.size - 1))] = draw(non_finite)
+        return arrays, [name, "non-finite"]
+    arrays[name] = as_dtype(target, draw(st.sampled_from(BAD_DTYPES)))  # "dtype"
+    return arrays, [name, "dtype"]
+
+
+@st.composite
+def bad_measured_npz(draw):
+    """(kind, .npz bytes, words): a completion or sensing file whose arrays disagree."""
+    n1, n2 = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    M = rng.standard_normal((n1, 1)) @ rng.standard_normal((1, n2)) + 0.5
+    data = SimpleNamespace(n1=n1, n2=n2, rng=rng, M=M)
+    kind = draw(st.sampled_from(["completion", "sensing"]))
+    arrays, words = (_completion_arrays if kind == "completion" else _sensing_arrays)(draw, data)
+    return kind, npz_bytes(**arrays), words
+
+
+def measured_config(folder: Path, kind: str, problem: bytes):
+    digest = hashlib.sha256(problem).hexdigest()[:16]
+    (folder / f"{digest}.npz").write_bytes(problem)
+    text = (
+        f'steps = 10\n[problem]\nkind = "{kind}"\npath = "{digest}.npz"\n[model]\n'
+        'hidden = [1]\n[[methods]]\nname = "gd"\nlearning_rates = [0.01]\n'
+    )
+    return config.parse(tomllib.loads(text), base_dir=folder, source=text), digest
+
+
+@SETTINGS
+@given(case=bad_measured_npz())
+def test_generated_inconsistent_measured_npz_files_are_refused_before_the_estimate(
+    case, npz_folder
+):
+    """Refused by the estimate's reading of the headers (``npz_layout``) or by ``check_data``,
+    which ``deeplinear run`` and ``sweep`` call before they say what the work will cost."""
+    kind, problem, words = case
+    parsed, digest = measured_config(npz_folder, kind, problem)
+
+    def before_the_estimate():
+        budget.estimate_run(parsed)
+        problem_kind(kind).check_data(parsed.problem, parsed.base_dir)
+
+    refused("npz", digest, before_the_estimate, "problem.path", *words)
+
+
 # ------------------------------------------------------------------- the cases of issue 11
 
 
@@ -957,6 +1146,97 @@ def run_cli(capsys, *args) -> str:
     assert len(err) == 1 and err[0].startswith("deeplinear: error: "), err
     CORPUS["cli"].add(key_of(args))
     return err[0]
+
+
+def _sensing_file(m=6, operators=None):
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((m, 3, 4)) if operators is None else operators
+    return {"operators": A, "values": rng.standard_normal(m), "shape": np.array([3, 4])}
+
+
+ISSUE_26_NPZ = {  # the fuzzer's cases: a traceback, a silent run, a line after the estimate
+    "operators-count": ("sensing", {**_sensing_file(), "values": np.ones(7)}, "operators has"),
+    "operators-1-d": ("sensing", {**_sensing_file(), "operators": np.ones(72)}, "2-d or 3-d"),
+    "row-out-of-range": (
+        "completion",
+        {
+            "rows": np.array([0, 3]),
+            "cols": np.array([0, 1]),
+            "values": np.ones(2),
+            "shape": np.array([3, 4]),
+        },
+        "rows must be",
+    ),
+    "values-inf": (
+        "completion",
+        {
+            "rows": np.array([0, 2]),
+            "cols": np.array([0, 1]),
+            "values": np.array([1, np.inf]),
+            "shape": np.array([3, 4]),
+        },
+        "non-finite",
+    ),
+}
+
+
+@pytest.mark.parametrize("command", ["run", "sweep"])
+@pytest.mark.parametrize("case", list(ISSUE_26_NPZ))
+def test_a_measured_npz_is_refused_in_one_line_before_the_estimate(tmp_path, capsys, command, case):
+    """One line, nothing before it (no "estimated … memory"), --out not made."""
+    kind, arrays, words = ISSUE_26_NPZ[case]
+    (tmp_path / "m.npz").write_bytes(npz_bytes(**arrays))
+    text = (
+        f'steps = 5\n[problem]\nkind = "{kind}"\npath = "m.npz"\n[model]\nhidden = [1]\n'
+        '[[methods]]\nname = "gd"\nlearning_rates = [0.01]\n'
+    )
+    text = ("seeds = [0]\n" if command == "sweep" else "") + text
+    path = write(tmp_path, "f.toml", text)
+    out = tmp_path / "out"
+    line = run_cli(capsys, command, str(path), "--out", str(out))
+    assert "problem.path" in line and words in line, line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("what", ["run", "sweep"])
+@pytest.mark.parametrize("depth", [17, 5000])  # past the limit; past Python's recursion limit
+def test_deeply_nested_toml_is_one_line(tmp_path, capsys, what, depth):
+    head = "seeds = 1\n" if what == "sweep" else ""
+    path = write(tmp_path, "deep.toml", head + "steps = 5\nx = " + "[" * depth + "]" * depth)
+    assert "nests arrays or tables more than 16 deep" in run_cli(capsys, what, str(path))
+
+
+HUGE_DATA = {  # a problem whose data alone is over 8 GiB → the words of its own keys
+    "spectral": (
+        {"input": 10**5, "output": 10**5, "samples": 10**5},
+        ["problem.samples", "problem.input"],
+    ),
+    "completion": (
+        {"rows": 3 * 10**6, "cols": 3 * 10**6, "rank": 2, "probability": 0.5},
+        ["problem.rows", "problem.probability"],
+    ),
+    "sensing": (
+        {"rows": 3000, "cols": 3000, "rank": 2, "measurements": 10**5},
+        ["problem.measurements", "problem.rows"],
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(HUGE_DATA))
+def test_the_memory_advice_names_the_problems_own_keys(tmp_path, capsys, kind):
+    keys, words = HUGE_DATA[kind]
+    data = {
+        "steps": 5,
+        "problem": {"kind": kind, **keys},
+        "model": {"hidden": [2]},
+        "methods": [{"name": "gd", "learning_rates": [0.01]}],
+    }
+    line = run_cli(capsys, "run", str(write(tmp_path, "big.toml", toml_text(data))))
+    assert "of memory" in line, line
+    for word in words:
+        assert word in line, (word, line)
+    if kind != "spectral":  # completion and sensing have neither samples nor input and output
+        assert "samples" not in line and "input" not in line, line
 
 
 def test_out_names_over_255_bytes(tmp_path, capsys):

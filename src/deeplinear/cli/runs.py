@@ -14,7 +14,7 @@ def run_command(args) -> int:
     from deeplinear.core.progress import Progress
     from deeplinear.experiment.budget import estimate_run
     from deeplinear.experiment.config import load
-    from deeplinear.experiment.execution import execute, experiment_identity
+    from deeplinear.experiment.execution import build, execute, experiment_identity
     from deeplinear.store.directories import claim
 
     apply_limits(args)
@@ -25,28 +25,29 @@ def run_command(args) -> int:
     files = ["config.toml", "curves.parquet", "gn_spectrum.parquet"]
     files += [f"state/{index}.npz" for index in range(len(config.methods))]
     writable_parts(out, ["state"], files)
-    with writing(out):  # one writer, from the claim to the last file
+    with writing(out), Progress() as progress:  # one writer, from the claim to the last file
+        setup = build(config)  # every array read and checked before --out is claimed
         claim(out, experiment_identity(config), args.force)
-        with Progress() as progress:
-            progress.say(f"estimated {estimate.describe()}")
-            use_cache(args, progress.say)
-            try:
-                result = execute(
-                    config,
-                    out,
-                    force=True,
-                    progress=progress.say,
-                    command=["deeplinear", *sys.argv[1:]],
-                )
-            except KeyboardInterrupt:  # SIGINT, SIGTERM: say where the work is kept
-                _say_kept(out)
-                raise
-            progress.say("writing the summary")
-            from deeplinear.notebook2017.summary import run_table
+        progress.say(f"estimated {estimate.describe()}")
+        use_cache(args, progress.say)
+        try:
+            result = execute(
+                config,
+                out,
+                force=True,
+                progress=progress.say,
+                command=["deeplinear", *sys.argv[1:]],
+                setup=setup,
+            )
+        except KeyboardInterrupt:  # SIGINT, SIGTERM: say where the work is kept
+            _say_kept(out)
+            raise
+        progress.say("writing the summary")
+        from deeplinear.notebook2017.summary import run_table
 
-            setup = result.setup
-            floor = setup.floor
-            lines = run_table(result.table, result.final_losses, floor)
+        setup = result.setup
+        floor = setup.floor
+        lines = run_table(result.table, result.final_losses, floor)
     problem = result.setup.problem
     print(
         f"{config.name or args.config}: {problem.name}, widths {result.setup.widths}, "

@@ -169,7 +169,7 @@ def estimate_run(config, steps: int | None = None, d: Dims | None = None) -> Est
         compiling += compile_seconds(method, d)
     memory = {"data": setup, "working": working, "records": records}
     memory_advice = {
-        "data": "use fewer samples or a smaller input and output",
+        "data": problem_kind(config.problem["kind"]).smaller_data,
         "working": f"{heaviest} holds matrices this large: use smaller widths or another method",
         "records": "record less often (record_every) or run fewer steps",
     }
@@ -190,9 +190,9 @@ def check_setup_memory(config, limits: Limits | None = None) -> None:
     """Refuse a problem and initial weights that alone would not fit (before building them)."""
     d = dims(config)
     need = RUNTIME_BYTES + (_data_values(d) + _init_values(d)) * BYTES_PER_VALUE
-    source = problem_kind(config.problem["kind"]).data_source
+    kind = problem_kind(config.problem["kind"])
     check(
-        Estimate(need, 0.0, "use fewer samples or smaller widths"),
+        Estimate(need, 0.0, f"{kind.smaller_data}, or smaller widths"),
         limits or Limits.from_env(),
-        f"{source} and the initial weights",
+        f"{kind.data_source} and the initial weights",
     )

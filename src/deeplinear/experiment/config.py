@@ -151,12 +151,37 @@ def read_text(path: str | Path, what: str = "run file", limit: int = MAX_TEXT_BY
         ) from None
 
 
+MAX_NESTING = 16  # arrays and tables within each other: a run or sweep file needs 4
+
+
 def parse_toml(text: str, path, what: str = "run file") -> dict:
+    """The TOML ``text`` as a dict, or a one-line UsageError: invalid TOML, or values nested
+    deeper than ``MAX_NESTING`` (Python's parser recurses once per level)."""
     try:
-        return tomllib.loads(text)
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         reason = " ".join(str(error).split())
         raise UsageError(f"{what} {path} is not valid TOML: {reason}") from None
+    except RecursionError:
+        data = None
+    if data is None or _nesting(data) > MAX_NESTING:
+        raise UsageError(
+            f"{what} {path} nests arrays or tables more than {MAX_NESTING} deep: "
+            "write the values flat (a list of numbers, a table of keys)"
+        )
+    return data
+
+
+def _nesting(value) -> int:
+    """How deep arrays and tables nest in ``value`` (iteratively: any depth)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth + 1)
+            inner = item.values() if isinstance(item, dict) else item
+            stack.extend((v, depth + 1) for v in inner)
+    return deepest
 
 
 def load(path: str | Path, base_dir: str | Path | None = None) -> RunConfig:

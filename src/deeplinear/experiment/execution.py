@@ -238,22 +238,25 @@ def execute(
     progress: Callable[[str], None] | None = None,
     command: list[str] | None = None,
     limits=None,
+    setup: Setup | None = None,
 ) -> RunFileResult:
-    """Run every method of ``config``; write the results to ``out`` (if given).
+    """Run every method of ``config`` (from ``setup``, ``build(config)`` if not given); write
+    the results to ``out`` (if given).
 
     Refuses first (one line) a run whose estimated memory or time is over the limits
-    (``limits.Limits``: by default half this machine's memory and one hour)."""
+    (``limits.Limits``: by default half this machine's memory and one hour), then a problem
+    whose data is wrong (``build``), before ``out`` is touched."""
 
     check(estimate_run(config), limits or Limits.from_env(), "this run")
+    setup = build(config) if setup is None else setup
     if out is None:
-        return _execute(config, None, progress, command)
+        return _execute(config, setup, None, progress, command)
     with locks.writing(out):  # one writer for the life of the run
-        return _execute(config, directories.claim(out, experiment_identity(config), force),
+        return _execute(config, setup, directories.claim(out, experiment_identity(config), force),
                         progress, command)  # fmt: skip
 
 
-def _execute(config: RunConfig, out_dir: Path | None, progress, command) -> RunFileResult:
-    setup = build(config)
+def _execute(config: RunConfig, setup: Setup, out_dir: Path | None, progress, command):
     parameters = sum(a * b for a, b in zip(setup.widths, setup.widths[1:]))
     keep = config.checkpoints > 0 and parameters <= MAX_PARAMETERS_FOR_SPECTRUM
     kept = None

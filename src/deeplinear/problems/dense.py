@@ -377,12 +377,20 @@ def npz_problem(path: str | Path, field: str = "problem.path") -> Problem:
     """The problem in an .npz: a target ``A`` (population loss), or data ``X``, ``Y`` (sample
     loss; A is then the least-squares map), every array checked (``read_npz``)."""
     path = Path(path)
-    _, _, samples = npz_problem_shapes(path, field)
-    if samples is None:
-        return Problem(path.stem, read_npz(path, field, ["A"])["A"])
-    data = read_npz(path, field, ["X", "Y"])
+    data = read_npz_problem(path, field)
+    if "A" in data:
+        return Problem(path.stem, data["A"])
     X, Y = data["X"], data["Y"]
-    if not np.any(X):
-        raise UsageError(f"{field}: X is all zero: the inputs must not all vanish")
     A = np.linalg.lstsq(X.T, Y.T, rcond=None)[0].T  # the best linear map
     return Problem(path.stem, A, X, Y)
+
+
+def read_npz_problem(path: str | Path, field: str = "problem.path") -> dict:
+    """The arrays of a problem .npz (``A``, or ``X`` and ``Y``), every one checked."""
+    _, _, samples = npz_problem_shapes(path, field)
+    if samples is None:
+        return read_npz(path, field, ["A"])
+    data = read_npz(path, field, ["X", "Y"])
+    if not np.any(data["X"]):
+        raise UsageError(f"{field}: X is all zero: the inputs must not all vanish")
+    return data

@@ -31,7 +31,7 @@ from deeplinear.diagnostics.floors import Floor, measured_minimum
 from deeplinear.diagnostics.probes import RecoveryProbe
 from deeplinear.errors import UsageError
 from deeplinear.objectives.measurement import Completion, Sensing, count
-from deeplinear.problems.dense import _npz_headers, read_vectors
+from deeplinear.problems.dense import _check_header, _npz_headers, read_vectors
 
 MAX_DENSE_MASK = 20_000_000  # entries above which a Bernoulli mask is not drawn densely
 TARGETS = ("spectrum", "gaussian_product")
@@ -258,63 +258,94 @@ def sensing_problem(
     )
 
 
-def npz_measured_problem(path: str | Path, kind: str, field: str = "problem.path"):
-    """A completion (``rows``, ``cols``, ``values``, ``shape``) or sensing (``operators``
-    m × n1 × n2 or m × n1·n2, ``values``, ``shape``) problem from an .npz, with an optional
-    ``truth`` (n1 × n2) for the recovery error; every array checked."""
+# name → the dimensions allowed for it in a completion or sensing .npz
+NPZ_NDIMS = {"rows": (1,), "cols": (1,), "values": (1,), "shape": (1,), "operators": (2, 3),
+             "truth": (2,)}  # fmt: skip
+NPZ_ARRAYS = {"completion": ["rows", "cols", "values", "shape"],
+              "sensing": ["operators", "values", "shape"]}  # fmt: skip
 
+
+def npz_layout(path: str | Path, kind: str, field: str = "problem.path") -> tuple[int, int, int]:
+    """(rows, cols, measurements) of a completion or sensing .npz, every array's presence,
+    dtype, dimensions and length checked against the others from the headers alone (and the
+    two numbers of ``shape``); a one-line UsageError naming the array and the fix."""
     path = Path(path)
-    names = (
-        ["rows", "cols", "values", "shape", "truth"]
-        if kind == "completion"
-        else ["operators", "values", "shape", "truth"]
-    )
-    data = read_vectors(path, field, names)
-    for name in names[:-1]:
-        if name not in data:
-            raise UsageError(
-                f"{field} has no '{name}': a {kind} file needs {', '.join(names[:-1])}"
-            )
-    shape = data["shape"]
+    headers = _npz_headers(path, field)
+    needed = NPZ_ARRAYS[kind]
+    for name in needed:
+        if name not in headers:
+            raise UsageError(f"{field} has no '{name}': a {kind} file needs {', '.join(needed)}")
+    for name in [*needed, "truth"]:
+        if name in headers:
+            _check_header(name, *headers[name][:2], field, NPZ_NDIMS[name])
+    shape = read_vectors(path, field, ["shape"])["shape"]
     if shape.shape != (2,) or np.any(shape < 1) or np.any(shape != np.round(shape)):
         raise UsageError(f"{field}: shape must be two positive integers (rows, cols), got {shape}")
     n1, n2 = (int(x) for x in shape)
-    values = data["values"].reshape(-1)
-    truth = None
-    if "truth" in data:
-        M = data["truth"]
-        if M.shape != (n1, n2):
-            raise UsageError(f"{field}: truth has shape {M.shape}, expected {(n1, n2)}")
-        u, sv, vt = np.linalg.svd(M, full_matrices=False)
-        r = int(np.sum(sv > max(n1, n2) * np.finfo(float).eps * sv[0])) if sv[0] > 0 else 0
-        if r == 0:
-            raise UsageError(f"{field}: truth is zero: give the matrix the values measure")
-        truth = (u[:, :r], sv[:r], vt[:r].T)
-    ones = np.ones(values.size)
+    (m,) = headers["values"][0]
     if kind == "completion":
-        rows, cols = data["rows"].reshape(-1), data["cols"].reshape(-1)
-        if not (rows.size == cols.size == values.size):
+        lengths = [headers[name][0][0] for name in ("rows", "cols", "values")]
+        if len(set(lengths)) > 1:
             raise UsageError(
                 f"{field}: rows, cols and values must have the same length, got "
-                f"{rows.size}, {cols.size}, {values.size}"
+                f"{', '.join(map(str, lengths))}: one entry (row, col, value) each"
             )
+    else:
+        operators = headers["operators"][0]
+        if (
+            operators[0] != m
+            or math.prod(operators[1:]) != n1 * n2
+            or (len(operators) == 3 and operators[1:] != (n1, n2))
+        ):
+            raise UsageError(
+                f"{field}: operators has shape {operators}, expected {(m, n1, n2)} or "
+                f"{(m, n1 * n2)}: one {n1} × {n2} operator for each of the {m} values"
+            )
+    if "truth" in headers and headers["truth"][0] != (n1, n2):
+        raise UsageError(f"{field}: truth has shape {headers['truth'][0]}, expected {(n1, n2)}")
+    return n1, n2, m
+
+
+def read_measured_npz(path: str | Path, kind: str, field: str = "problem.path"):
+    """((rows, cols), the arrays) of a completion or sensing .npz: ``npz_layout``, then every
+    value finite, the indices integers in range and each entry once, the truth not zero."""
+    n1, n2, _ = npz_layout(path, kind, field)
+    data = read_vectors(path, field, [*NPZ_ARRAYS[kind], "truth"])
+    if "truth" in data and not np.any(data["truth"]):
+        raise UsageError(f"{field}: truth is zero: give the matrix the values measure")
+    if kind == "completion":
+        rows, cols = data["rows"], data["cols"]
         for name, idx, n in (("rows", rows, n1), ("cols", cols, n2)):
             if np.any(idx != np.round(idx)) or np.any(idx < 0) or np.any(idx >= n):
                 raise UsageError(f"{field}: {name} must be integers in [0, {n}): fix the indices")
         pairs = rows.astype(np.int64) * n2 + cols.astype(np.int64)
         if np.unique(pairs).size != pairs.size:
             raise UsageError(f"{field}: an entry is listed twice: give each (row, col) once")
+    return (n1, n2), data
+
+
+def npz_measured_problem(path: str | Path, kind: str, field: str = "problem.path"):
+    """A completion (``rows``, ``cols``, ``values``, ``shape``) or sensing (``operators``
+    m × n1 × n2 or m × n1·n2, ``values``, ``shape``) problem from an .npz, with an optional
+    ``truth`` (n1 × n2) for the recovery error; every array checked (``npz_layout``, then the
+    values: finite, indices in range and each entry once)."""
+
+    path = Path(path)
+    (n1, n2), data = read_measured_npz(path, kind, field)
+    values = data["values"]
+    truth = None
+    if "truth" in data:
+        u, sv, vt = np.linalg.svd(data["truth"], full_matrices=False)
+        r = int(np.sum(sv > max(n1, n2) * np.finfo(float).eps * sv[0]))
+        truth = (u[:, :r], sv[:r], vt[:r].T)
+    ones = np.ones(values.size)
+    if kind == "completion":
+        rows, cols = data["rows"], data["cols"]
         obs = Completion(
             rows.astype(np.int32), cols.astype(np.int32), values, ones, np.float64(0.0)
         )
     else:
-        A = data["operators"].reshape(values.size, -1) if data["operators"].size else None
-        if A is None or A.shape[1] != n1 * n2:
-            raise UsageError(
-                f"{field}: operators must be m × rows × cols (or m × rows·cols) with m = "
-                f"len(values) = {values.size}"
-            )
-        obs = Sensing(A, values, ones, np.float64(0.0))
+        obs = Sensing(data["operators"].reshape(values.size, -1), values, ones, np.float64(0.0))
     U, s, V = truth if truth else (None, None, None)
     return MeasuredProblem(path.stem, (n1, n2), obs, U, s, V)
 
@@ -324,17 +355,7 @@ def measured_dims(spec: dict, base_dir: Path) -> tuple[int, int, int]:
     drawing it (the measurement count of a Bernoulli sample is its padded capacity) or reading
     more of its .npz than ``shape`` and the headers."""
     if "path" in spec:
-        path = Path(base_dir) / spec["path"]
-        headers = _npz_headers(path, "problem.path")
-        if "shape" not in headers or "values" not in headers:
-            raise UsageError(
-                f"problem.path has no 'shape' or 'values': a {spec['kind']} file needs them"
-            )
-        shape = read_vectors(path, "problem.path", ["shape"])["shape"].reshape(-1)
-        if shape.size != 2 or np.any(shape < 1) or np.any(shape != np.round(shape)):
-            raise UsageError(f"problem.path: shape must be two positive integers, got {shape}")
-        m = int(np.prod(headers["values"][0]))
-        return int(shape[0]), int(shape[1]), m
+        return npz_layout(Path(base_dir) / spec["path"], spec["kind"])
     shape = (spec["rows"], spec["cols"])
     if spec["kind"] == "sensing":
         return *shape, spec["measurements"]

@@ -144,10 +144,33 @@ def group_file(directory: Path, group: Group) -> Path:
 
 
 def load(path: str | Path) -> Sweep:
+    """The sweep file at ``path``, checked (``parse``), and the data its problems read from
+    files, each file once (``check_data``): all before any estimate."""
     path = Path(path)
     text = configs.read_text(path, "sweep file")
     data = configs.parse_toml(text, path, "sweep file")
-    return parse(data, source=text, base_dir=path.parent)
+    sweep = parse(data, source=text, base_dir=path.parent)
+    check_data(sweep)
+    return sweep
+
+
+def check_data(sweep: Sweep) -> None:
+    """Every distinct problem the sweep's groups read from a file, read and checked (a point
+    that names a bad file is refused naming the point)."""
+    seen = set()
+    for group in sweep.groups:
+        problem = with_point(sweep.base, group.point).get("problem", {})
+        kind = kind_of(problem)
+        key = (kind, json.dumps(problem, sort_keys=True, default=str))
+        if kind is None or key in seen:
+            continue
+        seen.add(key)
+        try:
+            kind.check_data(kind.check(problem), sweep.base_dir)
+        except UsageError as error:
+            if not group.point or str(error).startswith("axes."):
+                raise
+            raise UsageError(f"at the axis point {group.label}: {error}") from None
 
 
 def load_stored(directory: str | Path) -> Sweep:

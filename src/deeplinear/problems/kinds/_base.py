@@ -139,6 +139,8 @@ class AbstractProblemKind(abc.ABC):
     measured: ClassVar[bool] = False  # seen through measurements (completion, sensing)
     draws_initial_weights: ClassVar[bool] = False  # build returns initial weights too
     data_source: ClassVar[str] = "the problem"  # the memory refusal's words for its data
+    # the memory refusal's advice for its data, in the kind's own keys
+    smaller_data: ClassVar[str] = "use fewer problem.samples or a smaller problem.input and output"
 
     @classmethod
     def key_names(cls) -> set[str]:
@@ -209,6 +211,13 @@ class AbstractProblemKind(abc.ABC):
         # themselves: a spectral problem's population loss and an .npz's samples count 1000)
         samples = problem.get("samples", UNSCALED_SAMPLES)
         return samples if isinstance(samples, int) and not isinstance(samples, bool) else None
+
+    @classmethod
+    def check_data(cls, problem: dict, base_dir: Path) -> None:
+        """Read and check what the problem reads from files (one-line UsageError), before any
+        estimate or work; nothing for a drawn problem. Cheaper than ``build`` (no
+        factorization)."""
+        return None
 
     @classmethod
     @abc.abstractmethod

@@ -28,6 +28,7 @@ from deeplinear.problems.measured import (
     completion_problem,
     measured_dims,
     npz_measured_problem,
+    read_measured_npz,
     sensing_problem,
     target_factors,
 )
@@ -128,6 +129,11 @@ class AbstractMeasuredKind(AbstractProblemKind):
     dense_operator: ClassVar[bool] = False  # every measurement reads the whole W
 
     @classmethod
+    def check_data(cls, problem: dict, base_dir: Path) -> None:
+        if "path" in problem:
+            read_measured_npz(Path(base_dir) / problem["path"], cls.name)
+
+    @classmethod
     def build(cls, problem: dict, context: BuildContext):
         """Read from ``path``, or drawn: the truth, then the sample, then the noise, from the
         problem's random stream."""
@@ -166,6 +172,10 @@ class AbstractMeasuredKind(AbstractProblemKind):
 class Completion(AbstractMeasuredKind):
     name = "completion"
     description = "observed entries of M (each with a probability, or a fixed count)"
+    smaller_data = (
+        "use a smaller problem.rows and cols, or a smaller problem.probability or observations "
+        "(from an .npz: fewer entries in problem.path)"
+    )
     keys = declare(
         {
             **MEASURED_KEYS,
@@ -225,6 +235,10 @@ class Completion(AbstractMeasuredKind):
 class Sensing(AbstractMeasuredKind):
     name = "sensing"
     description = "Gaussian linear measurements ⟨A_k, M⟩ (i.i.d. N(0, 1/m) operators)"
+    smaller_data = (
+        "use fewer problem.measurements or a smaller problem.rows and cols (each operator is "
+        "rows × cols; from an .npz: fewer operators in problem.path)"
+    )
     keys = declare({**MEASURED_KEYS, "measurements": integer(None, doc="required unless path")})
     dense_operator = True
 
