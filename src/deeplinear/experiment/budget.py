@@ -5,7 +5,7 @@ A model, not a measurement, sized to tell a run that takes minutes from one that
 days or more memory than the machine has: peak memory is the problem's data, the initial
 weights, the largest batch's working set (``method.memory_values``: dense Jacobians, Grams,
 optimizer state) and every recorded row (three copies: device, host, table); time is compile
-time (growing like depth^1.7) plus, per step, a fixed overhead per layer traversal
+time (growing like depth^1.35 · passes^0.7) plus, per step, a fixed overhead per layer traversal
 (``method.passes``) and the analytic FLOPs of ``cost.step_flops`` at a sustained rate.
 
 The limits: memory, half of this machine's RAM; time, one hour. Raise them with
@@ -29,14 +29,17 @@ from deeplinear.methods.cost import SVD, Measurements, step_flops
 from deeplinear.problems.kinds import problem_kind
 
 # Time model, calibrated on 2 CPU cores (float64): a step of GD at width 6 costs 4.3 µs per layer
-# (dispatch-bound); compiling a run of depth L takes 1 + 0.0007 · L^1.7 · passes s (GD: 1.9 s at
-# L = 64, 9.7 s at 256, 28 s at 512; LM with CG, 24 passes: 21 s at 64, 69 s at 128).
+# (dispatch-bound); compiling a run of depth L takes 1 + 0.0111 · L^1.35 · min(passes, 25)^0.7 s,
+# fitted to compiles measured without the cache (benchmarks/bench_estimates.py): GD 1.95 s at
+# L = 25, 5.5 s at 100, 15.2 at 200, 30.2 at 400, 92.7 at 800; Adam 7.1 at 100, 33.3 at 400; LM
+# with CG (24 passes) 6.6 at 16, 10.0 at 32, 27.9 at 64.
 FLOPS_PER_SECOND = 2e10
 STEP_SECONDS = 5e-6
 LAYER_SECONDS = 4e-6
 COMPILE_SECONDS = 1.0
-COMPILE_PER_LAYER = 0.0007
-COMPILE_EXPONENT = 1.7
+COMPILE_PER_LAYER = 0.0111
+COMPILE_EXPONENT = 1.35
+PASSES_EXPONENT = 0.7  # a program with more traversals of the chain compiles sublinearly longer
 EXPECTED_CG_STEPS = 20  # the model's CG iterations per step (at most cg_max_steps)
 MAX_PARAMETERS_FOR_SPECTRUM = 3000  # as runfile: dense Gauss-Newton spectra above are skipped
 
@@ -123,7 +126,7 @@ def _record_seconds(d: Dims, runs: int) -> float:
 
 def compile_seconds(method, d: Dims) -> float:
     """Compiling ``method``'s programs for one batch at this depth."""
-    size = d.depth**COMPILE_EXPONENT * min(method.passes(d.depth), 25)
+    size = d.depth**COMPILE_EXPONENT * min(method.passes(d.depth), 25) ** PASSES_EXPONENT
     return COMPILE_SECONDS + COMPILE_PER_LAYER * size
 
 
