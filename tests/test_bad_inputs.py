@@ -1010,10 +1010,10 @@ def test_sizes_over_the_limits_are_refused_with_the_number_and_the_limit():
     wide = setting(wide, "methods", [{"name": "lm", "learning_rates": [1.0]}])
     message = refused("run file", "wide", lambda: accept_run(wide), "GiB", "limit", "--max-memory")
     assert "DEEPLINEAR_MAX_MEMORY_GIB" in message
-    deep = setting(SPECTRAL, "model.hidden", [3] * 1999)
+    deep = setting(SPECTRAL, "model.hidden", [3] * 3999)  # LM's compile alone: ~2 h
     deep = setting(deep, "methods", [{"name": "lm", "learning_rates": [1.0]}])
     message = refused("run file", "deep", lambda: accept_run(deep), "h", "--max-hours")
-    assert "depth-2000" in message
+    assert "depth-4000" in message
     long = setting(SPECTRAL, "steps", 10**9)
     refused("run file", "long", lambda: accept_run(long), "record_every")
     # within the limits once they are raised

@@ -197,8 +197,8 @@ def test_a_second_writer_is_refused_naming_the_first_and_a_dead_ones_lock_is_tak
     run_file = tmp_path / "long.toml"  # long enough for three refusals
     run_file.write_text(reference[0].read_text().replace("steps = 100000", "steps = 5000000"))
     out = tmp_path / "shared"
-    first = subprocess.Popen(
-        [*CLI, "run", str(run_file), "--out", str(out)],
+    first = subprocess.Popen(  # long on purpose: over the tests' time limit
+        [*CLI, "run", str(run_file), "--out", str(out), "--max-hours", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     _wait_for(lambda: locks.holder(out) is not None, first)
