@@ -53,6 +53,7 @@ class Dims:
     spectral_init: bool = False
     measurements: int | None = None  # completion, sensing: m (then samples is None)
     dense_operator: bool = False  # sensing: every measurement reads the whole W
+    dense_truth: int = 0  # entries of a dense truth read from the .npz
 
     @property
     def shapes(self) -> list[tuple[int, int]]:
@@ -81,14 +82,18 @@ def dims(config) -> Dims:
     size = problem_kind(spec["kind"]).dims(spec, config.base_dir)
     widths = (size.d_out, *config.hidden, size.d_in)
     if size.measurements is not None:
-        return Dims(widths, None, False, size.measurements, size.dense_operator)
+        return Dims(
+            widths, None, False, size.measurements, size.dense_operator, size.dense_truth
+        )
     return Dims(widths, size.samples, config.init["kind"] == "spectral")
 
 
 def _data_values(d: Dims) -> float:
     d_out, d_in = d.widths[0], d.widths[-1]
     if d.measurements is not None:  # indices, values, weights; or the dense operator twice
-        truth = 2 * (d_in + d_out) * min(d.widths)
+        # the truth's modes; a dense truth read from the file, its residual check and the range
+        # finder's products (three n1 × n2 arrays at most)
+        truth = 2 * (d_in + d_out) * min(d.widths) + 3 * d.dense_truth
         return truth + (
             2 * d.measurements * d_in * d_out if d.dense_operator else 6 * d.measurements
         )

@@ -31,6 +31,7 @@ from deeplinear.diagnostics.floors import Floor, measured_minimum
 from deeplinear.diagnostics.probes import RecoveryProbe
 from deeplinear.errors import UsageError
 from deeplinear.objectives.measurement import Completion, Sensing, count
+from deeplinear.problems import truths
 from deeplinear.problems.dense import _check_header, _npz_headers, read_vectors
 
 MAX_DENSE_MASK = 20_000_000  # entries above which a Bernoulli mask is not drawn densely
@@ -260,7 +261,8 @@ def sensing_problem(
 
 # name → the dimensions allowed for it in a completion or sensing .npz
 NPZ_NDIMS = {"rows": (1,), "cols": (1,), "values": (1,), "shape": (1,), "operators": (2, 3),
-             "truth": (2,)}  # fmt: skip
+             "truth": (2,), "U": (2,), "s": (1,), "V": (2,)}  # fmt: skip
+FACTORS = ("U", "s", "V")  # the truth as factors, M = U diag(s) Vᵀ
 NPZ_ARRAYS = {"completion": ["rows", "cols", "values", "shape"],
               "sensing": ["operators", "values", "shape"]}  # fmt: skip
 
@@ -275,7 +277,7 @@ def npz_layout(path: str | Path, kind: str, field: str = "problem.path") -> tupl
     for name in needed:
         if name not in headers:
             raise UsageError(f"{field} has no '{name}': a {kind} file needs {', '.join(needed)}")
-    for name in [*needed, "truth"]:
+    for name in [*needed, "truth", *FACTORS]:
         if name in headers:
             _check_header(name, *headers[name][:2], field, NPZ_NDIMS[name])
     shape = read_vectors(path, field, ["shape"])["shape"]
@@ -303,14 +305,35 @@ def npz_layout(path: str | Path, kind: str, field: str = "problem.path") -> tupl
             )
     if "truth" in headers and headers["truth"][0] != (n1, n2):
         raise UsageError(f"{field}: truth has shape {headers['truth'][0]}, expected {(n1, n2)}")
+    _check_factors(headers, n1, n2, field)
     return n1, n2, m
+
+
+def _check_factors(headers: dict, n1: int, n2: int, field: str) -> None:
+    """U (n1 × k), s (k), V (n2 × k), all three or none, and not beside a dense truth."""
+    given = [name for name in FACTORS if name in headers]
+    if not given:
+        return
+    if len(given) < 3:
+        missing = ", ".join(name for name in FACTORS if name not in headers)
+        raise UsageError(f"{field} has {', '.join(given)} but not {missing}: the truth as "
+                         "factors M = U diag(s) Vᵀ needs all three")  # fmt: skip
+    if "truth" in headers:
+        raise UsageError(f"{field} has both truth and U, s, V: give the truth one way")
+    (k,) = headers["s"][0]
+    for name, expected in (("U", (n1, k)), ("V", (n2, k))):
+        if headers[name][0] != expected:
+            raise UsageError(
+                f"{field}: {name} has shape {headers[name][0]}, expected {expected} "
+                f"(shape {n1} × {n2}, {k} values in s)"
+            )
 
 
 def read_measured_npz(path: str | Path, kind: str, field: str = "problem.path"):
     """((rows, cols), the arrays) of a completion or sensing .npz: ``npz_layout``, then every
     value finite, the indices integers in range and each entry once, the truth not zero."""
     n1, n2, _ = npz_layout(path, kind, field)
-    data = read_vectors(path, field, [*NPZ_ARRAYS[kind], "truth"])
+    data = read_vectors(path, field, [*NPZ_ARRAYS[kind], "truth", *FACTORS])
     if "truth" in data and not np.any(data["truth"]):
         raise UsageError(f"{field}: truth is zero: give the matrix the values measure")
     if kind == "completion":
@@ -327,17 +350,28 @@ def read_measured_npz(path: str | Path, kind: str, field: str = "problem.path"):
 def npz_measured_problem(path: str | Path, kind: str, field: str = "problem.path"):
     """A completion (``rows``, ``cols``, ``values``, ``shape``) or sensing (``operators``
     m × n1 × n2 or m × n1·n2, ``values``, ``shape``) problem from an .npz, with an optional
-    ``truth`` (n1 × n2) for the recovery error; every array checked (``npz_layout``, then the
-    values: finite, indices in range and each entry once)."""
+    ``truth`` (n1 × n2) or its factors ``U``, ``s``, ``V`` (M = U diag(s) Vᵀ) for the recovery
+    error, reduced to its modes without a full SVD (``truths``) and refused if it explains the
+    values no better than zero; every array checked (``npz_layout``, then the values: finite,
+    indices in range and each entry once)."""
 
     path = Path(path)
     (n1, n2), data = read_measured_npz(path, kind, field)
     values = data["values"]
     truth = None
     if "truth" in data:
-        u, sv, vt = np.linalg.svd(data["truth"], full_matrices=False)
-        r = int(np.sum(sv > max(n1, n2) * np.finfo(float).eps * sv[0]))
-        truth = (u[:, :r], sv[:r], vt[:r].T)
+        truth = truths.dense_modes(data["truth"], field)
+    elif "U" in data:
+        truth = truths.factor_modes(data["U"], data["s"], data["V"], field)
+    if truth is not None:
+        U, s, V = truth
+        if kind == "completion":
+            rows, cols = data["rows"].astype(np.int64), data["cols"].astype(np.int64)
+            predicted = np.einsum("mr,mr->m", U[rows] * s, V[cols])
+        else:
+            predicted = data["operators"].reshape(values.size, -1) @ ((U * s) @ V.T).ravel()
+        given = "truth" if "truth" in data else "U diag(s) Vᵀ"
+        truths.check_explains(predicted, values, field, given)
     ones = np.ones(values.size)
     if kind == "completion":
         rows, cols = data["rows"], data["cols"]
@@ -350,12 +384,21 @@ def npz_measured_problem(path: str | Path, kind: str, field: str = "problem.path
     return MeasuredProblem(path.stem, (n1, n2), obs, U, s, V)
 
 
+def dense_truth_values(spec: dict, base_dir: Path) -> int:
+    """The entries of a dense ``truth`` a problem's .npz holds (0: none, or not from a file)."""
+    if "path" not in spec:
+        return 0
+    headers = _npz_headers(Path(base_dir) / spec["path"], "problem.path")
+    return math.prod(headers["truth"][0]) if "truth" in headers else 0
+
+
 def measured_dims(spec: dict, base_dir: Path) -> tuple[int, int, int]:
     """(rows, cols, measurements) a run file's completion or sensing problem will have, without
     drawing it (the measurement count of a Bernoulli sample is its padded capacity) or reading
     more of its .npz than ``shape`` and the headers."""
     if "path" in spec:
-        return npz_layout(Path(base_dir) / spec["path"], spec["kind"])
+        path = Path(base_dir) / spec["path"]
+        return npz_layout(path, spec["kind"])
     shape = (spec["rows"], spec["cols"])
     if spec["kind"] == "sensing":
         return *shape, spec["measurements"]

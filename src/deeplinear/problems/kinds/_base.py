@@ -112,6 +112,7 @@ class ProblemDims:
     samples: int | None = None
     measurements: int | None = None
     dense_operator: bool = False
+    dense_truth: int = 0  # entries of a dense truth read from a file (its SVD's working set)
 
 
 @dataclass(frozen=True)

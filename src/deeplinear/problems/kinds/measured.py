@@ -26,6 +26,7 @@ from deeplinear.problems.measured import (
     VECTORS,
     capacity,
     completion_problem,
+    dense_truth_values,
     measured_dims,
     npz_measured_problem,
     read_measured_npz,
@@ -124,7 +125,8 @@ class AbstractMeasuredKind(AbstractProblemKind):
             d_out, d_in, m = measured_dims(problem, base_dir)
         else:
             d_out, d_in, m = problem["rows"], problem["cols"], cls.count(problem)
-        return ProblemDims(d_out, d_in, None, m, cls.dense_operator)
+        truth = dense_truth_values(problem, base_dir)
+        return ProblemDims(d_out, d_in, None, m, cls.dense_operator, truth)
 
     dense_operator: ClassVar[bool] = False  # every measurement reads the whole W
 
