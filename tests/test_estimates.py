@@ -6,6 +6,7 @@ limit refused before anything runs."""
 import pytest
 
 from deeplinear import cli, sweep
+from deeplinear.core import limits
 from deeplinear.experiment import budget, config
 from deeplinear.methods import make_method
 
@@ -64,9 +65,12 @@ def test_a_sweep_is_charged_two_programs_per_variant(tmp_path):
     assert seconds[21] - seconds[1] >= 20 * 2 * one, (seconds, one)
 
 
-def test_a_deep_chain_is_estimated_at_minutes_and_refused_over_the_limit(tmp_path, capsys):
+def test_a_deep_chain_is_estimated_at_minutes_and_refused_over_the_limit(
+    tmp_path, capsys, monkeypatch
+):
     """2000 layers ran past 180 s with an estimate that did not say so; over --max-hours it is
     one line before anything runs."""
+    monkeypatch.setenv(limits.TIME_ENV, "1")  # --max-hours sets it: restored after the test
     path = tmp_path / "deep.toml"
     path.write_text(deep_run_file("gd", 2000))
     assert budget.estimate_run(config.load(path)).seconds > 180

@@ -203,7 +203,7 @@ def test_a_second_writer_is_refused_naming_the_first_and_a_dead_ones_lock_is_tak
     )  # fmt: skip
     _wait_for(lambda: locks.holder(out) is not None, first)
     for command in (
-        ["run", str(run_file), "--out", str(out), "--force"],
+        ["run", str(run_file), "--out", str(out), "--force", "--max-hours", "1"],
         ["sweep", str(Path(__file__).parents[1] / "examples" / "seed_fair.toml"), "--out",
          str(out), "--force"],
         ["explain", str(out)],

@@ -3,6 +3,8 @@ notebook got wrong, each claim backed by a number measured in this run."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from deeplinear.diagnostics.floors import widths_of
@@ -12,8 +14,10 @@ from deeplinear.notebook2017.experiment import (
     LM_RUN,
     SLOW_GD_RUN,
 )
-from deeplinear.notebook2017.reproduce import Reproduction
 from deeplinear.store.results import run_series
+
+if TYPE_CHECKING:  # reproduce imports matplotlib: `deeplinear run` needs only run_table
+    from deeplinear.notebook2017.reproduce import Reproduction
 
 
 def _fmt(x) -> str:
