@@ -1,6 +1,6 @@
 """The simplest NumPy/SciPy program that does the lab's completion job: read the .npz, the
 spectral estimate (top-r SVD of P_Ω(M)/p by ARPACK, balanced factors), ALS sweeps (rows, then
-columns: each a batch of r × r normal equations from one pass over Ω), the recovery error
+columns: each a batch of r × r normal equations over Ω laid out by row), the recovery error
 ‖L Rᵀ − M‖_F/‖M‖_F by two thin QRs. ``python _numpy_als.py FILE.npz RANK SWEEPS``."""
 
 import sys
@@ -10,14 +10,27 @@ from scipy import sparse
 from scipy.sparse.linalg import svds
 
 
-def side(indicator, weighted, other_index, other):
-    """argmin over the rows of X of Σ_Ω (x_i · o_j − y)², one r × r system per row: the Grams
-    Σ_j o_j o_jᵀ and right-hand sides Σ_j y o_j as sparse × dense products over Ω."""
-    factor = other[other_index]
-    r = other.shape[1]
-    grams = indicator @ (factor[:, :, None] * factor[:, None, :]).reshape(-1, r * r)
-    rhs = weighted @ factor
-    return np.linalg.solve(grams.reshape(-1, r, r), rhs[:, :, None])[:, :, 0]
+def padded(index, other_index, values, n, n_other):
+    """Ω laid out by row of X: for each row i its K slots (K = the largest count), holding the
+    other side's index (``n_other``: a zero row, padding) and the value."""
+    counts = np.bincount(index, minlength=n)
+    order = np.argsort(index, kind="stable")
+    slot = np.arange(index.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    other = np.full((n, counts.max()), n_other)
+    y = np.zeros((n, counts.max()))
+    other[index[order], slot] = other_index[order]
+    y[index[order], slot] = values[order]
+    return other, y
+
+
+def side(layout, other):
+    """argmin over the rows of X of Σ_Ω (x_i · o_j − y)²: per row the r × r normal equations
+    FᵢᵀFᵢ x = Fᵢᵀyᵢ of its observed entries (a batched matmul over the padded layout)."""
+    other_index, y = layout
+    F = np.vstack([other, np.zeros((1, other.shape[1]))])[other_index]  # n × K × r
+    grams = np.matmul(F.transpose(0, 2, 1), F)
+    rhs = np.matmul(F.transpose(0, 2, 1), y[:, :, None])
+    return np.linalg.solve(grams, rhs)[:, :, 0]
 
 
 def main(path, r, sweeps):
@@ -28,13 +41,11 @@ def main(path, r, sweeps):
     B = sparse.csr_matrix((values / p, (rows, cols)), shape=(n1, n2))
     U, s, Vt = svds(B, k=r, v0=np.ones(min(n1, n2)) / np.sqrt(min(n1, n2)))
     L, R = U * np.sqrt(s), Vt.T * np.sqrt(s)
-    m = values.size
-    by_row = sparse.csr_matrix((np.ones(m), (rows, np.arange(m))), shape=(n1, m))
-    by_col = sparse.csr_matrix((np.ones(m), (cols, np.arange(m))), shape=(n2, m))
-    y_row, y_col = by_row.multiply(values).tocsr(), by_col.multiply(values).tocsr()
+    by_row = padded(rows, cols, values, n1, n2)
+    by_col = padded(cols, rows, values, n2, n1)
     for _ in range(sweeps):
-        L = side(by_row, y_row, cols, R)
-        R = side(by_col, y_col, rows, L)
+        L = side(by_row, R)
+        R = side(by_col, L)
     TU, ts, TV = data["U"], data["s"], data["V"]  # the truth's factors
     a = np.linalg.qr(np.hstack([L, -TU * ts]), mode="r")  # L Rᵀ − M = [L, −U s][R, V]ᵀ
     b = np.linalg.qr(np.hstack([R, TV]), mode="r")
