@@ -82,9 +82,7 @@ def dims(config) -> Dims:
     size = problem_kind(spec["kind"]).dims(spec, config.base_dir)
     widths = (size.d_out, *config.hidden, size.d_in)
     if size.measurements is not None:
-        return Dims(
-            widths, None, False, size.measurements, size.dense_operator, size.dense_truth
-        )
+        return Dims(widths, None, False, size.measurements, size.dense_operator, size.dense_truth)
     return Dims(widths, size.samples, config.init["kind"] == "spectral")
 
 
