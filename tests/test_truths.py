@@ -190,3 +190,20 @@ def test_the_memory_estimate_counts_a_dense_truth_and_not_factors(tmp_path):
         assert budget.dims(parsed).dense_truth == (400 * 300 if name == "dense" else 0)
         bytes_of[name] = budget.estimate_run(parsed).bytes
     assert bytes_of["dense"] - bytes_of["factors"] >= 3 * 400 * 300 * 8
+
+
+def test_a_truth_that_does_not_fit_is_refused_before_the_estimate(tmp_path):
+    """``check_data`` (what ``sweep`` calls before it says what the work costs) refuses it too:
+    the fit is judged from the arrays as given, without factorizing them."""
+    from deeplinear.problems.kinds import problem_kind
+
+    rng = np.random.default_rng(8)
+    M, arrays = completion_file(rng)
+    other = low_rank(rng, *M.shape, 3)
+    u, sv, vt = np.linalg.svd(other, full_matrices=False)
+    for name, truth in (("dense", {"truth": other}), ("factors", {"U": u, "s": sv, "V": vt.T})):
+        (tmp_path / f"{name}.npz").write_bytes(npz(**arrays, **truth))
+        with pytest.raises(UsageError, match="does not match the observed values"):
+            problem_kind("completion").check_data({"path": f"{name}.npz"}, tmp_path)
+    (tmp_path / "right.npz").write_bytes(npz(**arrays, truth=M))
+    problem_kind("completion").check_data({"path": "right.npz"}, tmp_path)

@@ -331,11 +331,14 @@ def _check_factors(headers: dict, n1: int, n2: int, field: str) -> None:
 
 def read_measured_npz(path: str | Path, kind: str, field: str = "problem.path"):
     """((rows, cols), the arrays) of a completion or sensing .npz: ``npz_layout``, then every
-    value finite, the indices integers in range and each entry once, the truth not zero."""
+    value finite, the indices integers in range and each entry once, the truth (dense or as
+    factors) not zero and explaining the values (``truths.check_explains``)."""
     n1, n2, _ = npz_layout(path, kind, field)
     data = read_vectors(path, field, [*NPZ_ARRAYS[kind], "truth", *FACTORS])
     if "truth" in data and not np.any(data["truth"]):
         raise UsageError(f"{field}: truth is zero: give the matrix the values measure")
+    if "U" in data and not all(np.any(data[name]) for name in FACTORS):
+        raise UsageError(f"{field}: U diag(s) Vᵀ is zero: give the factors of the matrix measured")
     if kind == "completion":
         rows, cols = data["rows"], data["cols"]
         for name, idx, n in (("rows", rows, n1), ("cols", cols, n2)):
@@ -344,16 +347,34 @@ def read_measured_npz(path: str | Path, kind: str, field: str = "problem.path"):
         pairs = rows.astype(np.int64) * n2 + cols.astype(np.int64)
         if np.unique(pairs).size != pairs.size:
             raise UsageError(f"{field}: an entry is listed twice: give each (row, col) once")
+    if "truth" in data or "U" in data:
+        _check_truth_explains(kind, data, field)
     return (n1, n2), data
+
+
+def _check_truth_explains(kind: str, data: dict, field: str) -> None:
+    """The truth's predictions of the observed values, from the arrays as given (no
+    factorization): a gather for completion, the operators for sensing."""
+    dense = data.get("truth")
+    if kind == "completion":
+        rows, cols = data["rows"].astype(np.int64), data["cols"].astype(np.int64)
+        if dense is not None:
+            predicted = dense[rows, cols]
+        else:
+            predicted = np.einsum("mr,mr->m", data["U"][rows] * data["s"], data["V"][cols])
+    else:
+        M = dense if dense is not None else (data["U"] * data["s"]) @ data["V"].T
+        predicted = data["operators"].reshape(data["values"].size, -1) @ M.ravel()
+    given = "truth" if dense is not None else "U diag(s) Vᵀ"
+    truths.check_explains(predicted, data["values"], field, given)
 
 
 def npz_measured_problem(path: str | Path, kind: str, field: str = "problem.path"):
     """A completion (``rows``, ``cols``, ``values``, ``shape``) or sensing (``operators``
     m × n1 × n2 or m × n1·n2, ``values``, ``shape``) problem from an .npz, with an optional
     ``truth`` (n1 × n2) or its factors ``U``, ``s``, ``V`` (M = U diag(s) Vᵀ) for the recovery
-    error, reduced to its modes without a full SVD (``truths``) and refused if it explains the
-    values no better than zero; every array checked (``npz_layout``, then the values: finite,
-    indices in range and each entry once)."""
+    error, reduced to its modes without a full SVD (``truths``); every array checked
+    (``read_measured_npz``)."""
 
     path = Path(path)
     (n1, n2), data = read_measured_npz(path, kind, field)
@@ -363,15 +384,6 @@ def npz_measured_problem(path: str | Path, kind: str, field: str = "problem.path
         truth = truths.dense_modes(data["truth"], field)
     elif "U" in data:
         truth = truths.factor_modes(data["U"], data["s"], data["V"], field)
-    if truth is not None:
-        U, s, V = truth
-        if kind == "completion":
-            rows, cols = data["rows"].astype(np.int64), data["cols"].astype(np.int64)
-            predicted = np.einsum("mr,mr->m", U[rows] * s, V[cols])
-        else:
-            predicted = data["operators"].reshape(values.size, -1) @ ((U * s) @ V.T).ravel()
-        given = "truth" if "truth" in data else "U diag(s) Vᵀ"
-        truths.check_explains(predicted, values, field, given)
     ones = np.ones(values.size)
     if kind == "completion":
         rows, cols = data["rows"], data["cols"]
