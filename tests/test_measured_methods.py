@@ -16,7 +16,8 @@ from deeplinear.errors import UsageError
 from deeplinear.loop import runner
 from deeplinear.methods import METHODS, cost, make_method
 from deeplinear.methods import _measured as measured
-from deeplinear.objectives.measurement import Completion, Sensing
+from deeplinear.objectives import measurement
+from deeplinear.objectives.measurement import Sensing
 
 
 def truth(rng, n1, n2, r, kappa=3.0):
@@ -31,12 +32,8 @@ def completion(seed=0, n1=40, n2=30, r=2, p=0.5):
     U, s, V = truth(rng, n1, n2, r)
     M = (U * s) @ V.T
     rows, cols = np.nonzero(rng.random((n1, n2)) < p)
-    objective = Completion(
-        jnp.asarray(rows, dtype=jnp.int32),
-        jnp.asarray(cols, dtype=jnp.int32),
-        jnp.asarray(M[rows, cols]),
-        jnp.ones(rows.size),
-        jnp.asarray(0.0),
+    objective = jax.tree_util.tree_map(
+        jnp.asarray, measurement.completion(rows, cols, M[rows, cols], (n1, n2))
     )
     return objective, M, (U, s, V), rng
 

@@ -15,6 +15,7 @@ from deeplinear.core.backend import jax, jnp
 from deeplinear.diagnostics.probes import RecoveryProbe, effective_rank
 from deeplinear.errors import UsageError
 from deeplinear.experiment import config, execution
+from deeplinear.objectives import measurement
 from deeplinear.objectives.measurement import Completion, count, is_measured, sampling_scale
 from deeplinear.problems.measured import (
     capacity,
@@ -417,3 +418,66 @@ def test_dl_run_takes_a_measured_problem_and_records_recovery():
     assert first == pytest.approx(np.linalg.norm(W - M) / np.linalg.norm(M), rel=1e-12)
     assert frame["loss"].iloc[0] == pytest.approx(_dense_loss(problem, weights), rel=1e-13)
     assert np.isnan(frame["loss_notebook"]).all()
+
+
+# -- Ω laid out by line -------------------------------------------------------------------------
+
+
+def _grams_by_loop(lines, others, values, weights, features, n):
+    """Σ over each line's entries of w f fᵀ and w y f, one entry at a time (NumPy)."""
+    d = features.shape[1]
+    G, b = np.zeros((n, d, d)), np.zeros((n, d))
+    for i, j, y, w in zip(lines, others, values, weights):
+        G[i] += w * np.outer(features[j], features[j])
+        b[i] += w * y * features[j]
+    return G, b
+
+
+@SETTINGS
+@given(
+    n1=st.integers(1, 9),
+    n2=st.integers(1, 9),
+    m=st.integers(1, 60),
+    padding=st.integers(0, 7),
+    d=st.integers(1, 4),
+    seed=st.integers(0, 10**6),
+    crowded=st.booleans(),
+)
+def test_line_sums_equal_the_sums_entry_by_entry(n1, n2, m, padding, d, seed, crowded):
+    """Every row's and column's Gram and right-hand side from the ``Lines`` equal the sums entry
+    by entry: repeated entries, lines with no entry, one line holding most of Ω (its slots
+    overflow), weights other than 0/1 and zero-weight padding at (0, 0)."""
+    rng = np.random.default_rng(seed)
+    rows = np.zeros(m, int) if crowded else rng.integers(0, n1, m)
+    rows[: m // 3] = rng.integers(0, n1, m // 3)
+    cols = rng.integers(0, n2, m)
+    values, weights = rng.standard_normal(m), rng.uniform(0.1, 3.0, m)
+    pad = np.zeros(padding, int)
+    rows, cols = np.concatenate([rows, pad]), np.concatenate([cols, pad])
+    values = np.concatenate([values, rng.standard_normal(padding)])
+    weights = np.concatenate([weights, np.zeros(padding)])
+    obs = measurement.completion(rows, cols, values, (n1, n2), weights)
+    for lines, n, index, other_index, width in (
+        (obs.by_row, n1, rows, cols, n2),
+        (obs.by_col, n2, cols, rows, n1),
+    ):
+        assert lines.others.shape == measurement.line_shape(n, m + padding)
+        features = rng.standard_normal((width, d))
+        G, b = measurement.line_sums(jax.tree_util.tree_map(jnp.asarray, lines), features, n)
+        G_ref, b_ref = _grams_by_loop(index, other_index, values, weights, features, n)
+        scale = 1 + np.abs(G_ref).max()
+        np.testing.assert_allclose(np.asarray(G), G_ref, rtol=0, atol=1e-13 * scale)
+        np.testing.assert_allclose(np.asarray(b), b_ref, rtol=0, atol=1e-13 * scale * 10)
+
+
+def test_lines_of_two_draws_stack_and_a_users_completion_is_laid_out():
+    """Two Bernoulli draws of one shape (different counts, one capacity) give ``Lines`` of one
+    shape, so seeds stack into a batch; a ``Completion`` built without them gets them."""
+    a, b = (_problem(shape=(40, 30), seed=s, p=0.3).measurements for s in (0, 1))
+    assert count(a) != count(b)
+    shapes = lambda obs: [np.shape(x) for x in jax.tree_util.tree_leaves(obs)]
+    assert shapes(a) == shapes(b)
+    bare = Completion(a.rows, a.cols, a.values, a.weights, a.floor)
+    laid = measurement.laid_out(bare, (40, 30))
+    for x, y in zip(jax.tree_util.tree_leaves(laid), jax.tree_util.tree_leaves(a)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

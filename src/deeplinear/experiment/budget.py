@@ -26,6 +26,7 @@ from deeplinear.core.limits import (
 )
 from deeplinear.methods import check_method, make_method
 from deeplinear.methods.cost import SVD, Measurements, step_flops
+from deeplinear.objectives.measurement import lines_values
 from deeplinear.problems.kinds import problem_kind
 
 # Time model, calibrated on 2 CPU cores (float64): a step of GD at width 6 costs 4.3 µs per layer
@@ -92,9 +93,10 @@ def _data_values(d: Dims) -> float:
         # the truth's modes; a dense truth read from the file, its residual check and the range
         # finder's products (three n1 × n2 arrays at most)
         truth = 2 * (d_in + d_out) * min(d.widths) + 3 * d.dense_truth
-        return truth + (
-            2 * d.measurements * d_in * d_out if d.dense_operator else 6 * d.measurements
-        )
+        if d.dense_operator:
+            return truth + 2 * d.measurements * d_in * d_out
+        # and Ω laid out by row and by column (``measurement.Lines``)
+        return truth + 6 * d.measurements + lines_values((d_out, d_in), d.measurements)
     if d.samples is None:
         return 6 * d_out * d_in
     # X, Y, the QR of Xᵀ, the floor's range basis and residual (a few copies each)

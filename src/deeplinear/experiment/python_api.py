@@ -40,7 +40,7 @@ from deeplinear.methods._foreign import (
     default_name,
     method_class,
 )
-from deeplinear.objectives.measurement import is_measured
+from deeplinear.objectives.measurement import is_measured, laid_out
 from deeplinear.objectives.objective import Objective
 from deeplinear.problems.dense import Problem, notebook_problem
 from deeplinear.problems.measured import MeasuredProblem
@@ -270,6 +270,7 @@ def _problem(problem, weights, seed):
         if weights is None:
             raise UsageError("weights is missing: give the initial weights (W1, …, WL)")
         d_out, d_in = np.shape(weights[0])[0], np.shape(weights[-1])[-1]
+        objective = laid_out(objective, (d_out, d_in))
     elif isinstance(problem, Objective):
         objective, problem = problem, None
         d_out, d_in = (

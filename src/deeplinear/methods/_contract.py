@@ -22,7 +22,7 @@ from deeplinear.core.backend import jax, jnp
 from deeplinear.errors import UsageError
 from deeplinear.methods._optax import AbstractOptaxMethod
 from deeplinear.methods.cost import Measurements
-from deeplinear.objectives.measurement import Completion, Sensing
+from deeplinear.objectives.measurement import Completion, Sensing, abstract_lines
 from deeplinear.objectives.objective import Objective
 
 
@@ -46,7 +46,8 @@ def abstract_arguments(shapes: tuple, k) -> tuple[tuple, object]:
             objective = Sensing(spec(m, d_out * d_in), spec(m), spec(m), spec())
         else:
             index = jax.ShapeDtypeStruct((m,), jnp.int32)
-            objective = Completion(index, index, spec(m), spec(m), spec())
+            lines = abstract_lines(d_out, m), abstract_lines(d_in, m)
+            objective = Completion(index, index, spec(m), spec(m), spec(), *lines)
     else:
         objective = Objective(
             None if k is None else spec(k, d_in),

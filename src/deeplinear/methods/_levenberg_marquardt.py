@@ -313,7 +313,7 @@ class AbstractDampedGaussNewton(AbstractMethod):
         if isinstance(k, Measurements):  # the linearization's gathers, the blocks' factors
             (n1, d0), (dL, n2) = shapes[0], shapes[-1]
             values += 4 * k.count * (d0 + dL + 2) + 2 * (n1 * d0 * d0 + n2 * dL * dL)
-            values += measured.CHUNK_VALUES
+            values += measured.gram_values(shapes, k.count)
         return values
 
     def passes(self, depth):

@@ -7,13 +7,13 @@ measurements, so every solve goes through the measurements themselves.
   only the measurements in row i, so argmin over W1 is n1 independent d × d normal equations
   G_i x = b_i, G_i = Σ_{k: i_k = i} w_k f_k f_kᵀ, b_i = Σ w_k y_k f_k with f_k = R[:, j_k]
   (R = W2 ⋯ WL); the columns of W_L likewise with f_k = (W1 ⋯ W_{L−1})[i_k]. The Grams are
-  segment sums of outer products, O(m d²), accumulated in chunks of the measurements so no
-  m × d × d array is formed; the n small systems are solved by a Cholesky factorization written
-  out in array arithmetic (no LAPACK call per row, none batched: see ``_linalg``). A relative
-  ridge ρ = ``RIDGE`` · tr(G_i)/d keeps rows with fewer than d observations solvable (their
-  solution tends to the minimum-norm one as ρ → 0; a row with no observation gets 0), and one
-  step of iterative refinement, x ← x + (G + ρ)⁻¹(b − G x), removes the ridge's bias on the
-  others to O((ρ κ(G_i))²).
+  batched products over Ω laid out by line (``measurement.Lines``), O(m d²), never an
+  m × d × d array (a scatter-add of those was 4× slower); the n small systems are solved by a
+  Cholesky factorization written out in array arithmetic (no LAPACK call per row, none batched:
+  see ``_linalg``). A relative ridge ρ = ``RIDGE`` · tr(G_i)/d keeps rows with fewer than d
+  observations solvable (their solution tends to the minimum-norm one as ρ → 0; a row with no
+  observation gets 0), and one step of iterative refinement, x ← x + (G + ρ)⁻¹(b − G x),
+  removes the ridge's bias on the others to O((ρ κ(G_i))²).
 - **Layer least squares in vec form** (a completion's inner layers, every layer of sensing):
   ⟨A_k, P W Q⟩ = z_kᵀ vec(W) with z_k = vec(Pᵀ A_k Qᵀ) (completion: P[i_k] ⊗ Q[:, j_k]); the
   (ab) × (ab) normal equations Σ w_k z_k z_kᵀ, accumulated in chunks, are solved with the same
@@ -174,33 +174,39 @@ def cho_solve(L, b):
 # -- completion: row-wise Grams and least squares ----------------------------------------------
 
 
-def segment_grams(objective, segments, others, features, count: int, with_rhs: bool = True):
-    """For each segment s (a row or a column of W): G_s = Σ_{k: segments_k = s} w_k f_k f_kᵀ
-    and b_s = Σ w_k y_k f_k with f_k = features[others_k] (features: (·, d)). O(m d²)."""
-    d = features.shape[1]
+def line_grams(objective, lines, features, count: int, with_rhs: bool = True):
+    """The Grams G_s (and right-hand sides b_s) of every row (``lines`` = ``by_row``) or column
+    of a completion: ``measurement.line_sums``, O(m d²) as batched products."""
+    if lines is None:
+        raise ValueError(
+            "this completion has no Lines: build it with measurement.completion(rows, cols, "
+            "values, shape) or measurement.laid_out(objective, shape)"
+        )
+    return measurement.line_sums(lines, features, count, with_rhs)
 
-    def chunk(seg, other, w, y):
-        f = features[other]
-        G = jax.ops.segment_sum(w[:, None, None] * f[:, :, None] * f[:, None, :], seg, count)
-        if not with_rhs:
-            return G
-        return G, jax.ops.segment_sum((w * y)[:, None] * f, seg, count)
 
-    arrays = (segments, others, objective.weights, objective.values)
-    return chunked_sum(chunk, arrays, d * d + d)
+def gram_values(shapes, count: int) -> float:
+    """Float64 values the Grams of a completion's outer layers hold at once: the larger side's
+    gathered features (S K d), its slots' Grams (S d²) and the n d² result."""
+    (n1, d0), (dL, n2) = shapes[0], shapes[-1]
+    sizes = []
+    for n, d in ((n1, d0), (n2, dL)):
+        S, K = measurement.line_shape(n, count)
+        sizes.append(S * K * d + S * d * (d + 1) + n * d * (d + 1))
+    return max(sizes)
 
 
 def rows_least_squares(objective, right, n1: int):
     """argmin over W1 of the completion loss with W2 ⋯ WL = ``right`` (d × n2) fixed:
     (n1 × d), row by row (module docstring)."""
-    G, b = segment_grams(objective, objective.rows, objective.cols, right.T, n1)
+    G, b = line_grams(objective, objective.by_row, right.T, n1)
     return solve_many(G, b)
 
 
 def columns_least_squares(objective, left, n2: int):
     """argmin over W_L of the completion loss with W1 ⋯ W_{L−1} = ``left`` (n1 × d) fixed:
     (d × n2), column by column."""
-    G, b = segment_grams(objective, objective.cols, objective.rows, left, n2)
+    G, b = line_grams(objective, objective.by_col, left, n2)
     return solve_many(G, b).T
 
 
@@ -348,11 +354,11 @@ def block_preconditioner(weights, objective, lam):
     for i in range(depth):
         p, q = lefts[i], rights[i]
         if completion and depth > 1 and i == 0:
-            G = segment_grams(objective, objective.rows, objective.cols, q.T, n1, with_rhs=False)
+            G = line_grams(objective, objective.by_row, q.T, n1, with_rhs=False)
             L = cholesky(G + lam * jnp.eye(G.shape[-1], dtype=G.dtype))
             applies.append(lambda v, L=L: cho_solve(L, v))
         elif completion and depth > 1 and i == depth - 1:
-            G = segment_grams(objective, objective.cols, objective.rows, p, n2, with_rhs=False)
+            G = line_grams(objective, objective.by_col, p, n2, with_rhs=False)
             L = cholesky(G + lam * jnp.eye(G.shape[-1], dtype=G.dtype))
             applies.append(lambda v, L=L: cho_solve(L, v.T).T)
         elif p is None or q is None:  # sensing's outer layers: s (I ⊗ QQᵀ) + λ, exactly inverted

@@ -247,6 +247,7 @@ class ALS(AbstractMethod):
         if isinstance(k, Measurements):  # the Grams per row/column, a chunk, vec-form systems
             (n1, d0), (dL, n2) = shapes[0], shapes[-1]
             values += 2 * (n1 * d0 * d0 + n2 * dL * dL) + measured.CHUNK_VALUES + 4 * k.count
+            values += 0 if k.dense else measured.gram_values(shapes, k.count)
             dense = shapes if k.dense else shapes[1:-1]
             values += 3 * max((a * b) ** 2 for a, b in dense) if dense else 0
         return values

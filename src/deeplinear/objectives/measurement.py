@@ -9,6 +9,9 @@ For the end-to-end map W = W1 ⋯ WL (n1 × n2) and m measurements y_k of an unk
   right = W_L (d × n2), W[i, j] = left[i] · right[:, j], a gather of O(m d) per evaluation; the
   adjoint 𝒜*(r) = Σ_k r_k e_{i_k} e_{j_k}ᵀ is applied to a tall matrix by segment sums,
   O(m k).
+  ``Lines`` lays Ω out by the lines of W (``by_row``, ``by_col``: built once, on the host, by
+  ``completion``) so that per-line sums — ALS's Grams, the preconditioner's blocks — are
+  batched products instead of a scatter-add of m values per output.
 - ``Sensing``: A_k dense (row k of ``operators`` is A_k flattened row-major), O(m n1 n2).
 
 ``weights`` w_k are 1 for a measurement and 0 for padding: problems drawn with a random count
@@ -69,14 +72,99 @@ def _notebook_loss(objective, weights) -> jax.Array:
     return jnp.asarray(jnp.nan, dtype=objective.values.dtype)
 
 
+class Lines(NamedTuple):
+    """Ω laid out by the lines (rows, or columns) of W: slot s holds up to K observed entries of
+    line ``segments[s]``, with the other index of each (its column, for a row), √w_k and
+    √w_k y_k; padding has scale 0. A line with c entries has ⌈c/K⌉ slots: slot i < n is line
+    i's first, the rest follow. So Σ_{k in line i} w_k f_k f_kᵀ is a batched F_sᵀF_s over the
+    slots (F_s = √w ⊙ features[others_s], K × d) and a segment sum of S d² values, not of m d².
+    The shapes depend only on (n, m) (``line_shape``), so problems of one shape stack."""
+
+    segments: jax.Array  # (S,) int32, the line of each slot
+    others: jax.Array  # (S, K) int32, the other index of each entry (0: padding)
+    scale: jax.Array  # (S, K) √w_k (0: padding)
+    values: jax.Array  # (S, K) √w_k y_k
+
+
+def line_shape(n: int, m: int) -> tuple[int, int]:
+    """(S, K) of the ``Lines`` of m entries over n lines: K = ⌈m/4n⌉ (≈ a quarter of a line's
+    mean count: padding ≤ n K ≈ m/4), S = n + ⌈m/K⌉ (every line's first slot, and room for
+    ⌈c_i/K⌉ − 1 ≤ c_i/K more of each). Measured on 2 cores (3000 × 2500, m = 4.4·10⁵, r = 8):
+    24 ms a side against 28 ms for K = ⌈m/n⌉ and 110 ms for the scatter-add."""
+    k = max(1, -(-m // (4 * n)))
+    return n + -(-m // k), k
+
+
+def lay_out(lines, others, values, weights, n: int) -> Lines:
+    """The ``Lines`` of the entries with weight > 0 (host arrays; padding is left out):
+    ``lines`` the index each is grouped by (rows, for ``by_row``), over n lines."""
+    lines, others = np.asarray(lines, np.int64), np.asarray(others)
+    values, weights = np.asarray(values, np.float64), np.asarray(weights, np.float64)
+    S, K = line_shape(n, lines.size)
+    keep = np.flatnonzero(weights > 0)
+    order = keep[np.argsort(lines[keep], kind="stable")]
+    line = lines[order]
+    counts = np.bincount(line, minlength=n)
+    position = np.arange(order.size) - (np.cumsum(counts) - counts)[line]
+    extra = np.maximum(-(-counts // K) - 1, 0)  # slots beyond each line's first
+    first_extra = n + np.cumsum(extra) - extra
+    chunk = position // K
+    slot = np.where(chunk == 0, line, first_extra[line] + chunk - 1)
+    segments = np.zeros(S, np.int32)
+    segments[:n] = np.arange(n)
+    segments[n : n + extra.sum()] = np.repeat(np.arange(n), extra)
+    grid = lambda dtype: np.zeros((S, K), dtype)
+    other, scale, value = grid(np.int32), grid(np.float64), grid(np.float64)
+    root = np.sqrt(weights[order])
+    other[slot, position % K] = others[order]
+    scale[slot, position % K] = root
+    value[slot, position % K] = root * values[order]
+    return Lines(segments, other, scale, value)
+
+
+def lines_values(shape: tuple[int, int], m: int) -> float:
+    """Float64-sized values the two ``Lines`` of m entries of an n1 × n2 matrix hold (an int32
+    index is half a value): ≈ 6 m."""
+    total = 0.0
+    for n in shape:
+        S, K = line_shape(n, m)
+        total += S * K * 2.5 + S * 0.5
+    return total
+
+
+def abstract_lines(n: int, m: int) -> Lines:
+    """The ``Lines`` of m entries over n lines as ``jax.ShapeDtypeStruct`` (for tracing)."""
+    S, K = line_shape(n, m)
+    spec = lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype)
+    return Lines(
+        spec((S,), jnp.int32), spec((S, K), jnp.int32), spec((S, K), jnp.float64),
+        spec((S, K), jnp.float64),
+    )  # fmt: skip
+
+
+def line_sums(lines: Lines, features, count: int, with_rhs: bool = True):
+    """For each line i of ``lines``: G_i = Σ_k w_k f_k f_kᵀ and b_i = Σ_k w_k y_k f_k over its
+    entries, f_k = features[other_k] (features: (·, d)); (count, d, d) and (count, d)."""
+    F = features[lines.others] * lines.scale[..., None]  # (S, K, d)
+    G = jax.lax.dot_general(F, F, (((1,), (1,)), ((0,), (0,))))
+    G = jax.ops.segment_sum(G, lines.segments, count)
+    if not with_rhs:
+        return G
+    b = jax.ops.segment_sum(jnp.einsum("ska,sk->sa", F, lines.values), lines.segments, count)
+    return G, b
+
+
 class Completion(NamedTuple):
-    """Observed entries (rows[k], cols[k]) of M with values y_k: f(W) = Σ w_k (W_ij − y_k)² + r0."""
+    """Observed entries (rows[k], cols[k]) of M with values y_k: f(W) = Σ w_k (W_ij − y_k)² + r0,
+    with Ω laid out by row and by column (``Lines``; built by ``completion``)."""
 
     rows: jax.Array  # (m,) int32
     cols: jax.Array  # (m,) int32
     values: jax.Array  # (m,)
     weights: jax.Array  # (m,) 1 = measurement, 0 = padding
     floor: jax.Array  # r0, scalar (0: nothing irreducible is known)
+    by_row: Lines | None = None
+    by_col: Lines | None = None
 
     def predict(self, weights) -> jax.Array:
         """W[rows_k, cols_k] for every k: gathered from the two factors (no dense W), or from W
@@ -95,6 +183,28 @@ class Completion(NamedTuple):
     def adjoint_t_product(self, r, C, n2: int) -> jax.Array:
         """𝒜*(r)ᵀ C (n2 × k) for r (m,) and C (n1 × k), by segment sums over the columns."""
         return jax.ops.segment_sum(r[:, None] * C[self.rows], self.cols, num_segments=n2)
+
+
+def completion(rows, cols, values, shape, weights=None, floor=0.0) -> Completion:
+    """The ``Completion`` of entries (rows[k], cols[k]) = values[k] of an n1 × n2 matrix
+    (``shape``), weights 1 unless given (0: padding), with its ``Lines``; host arrays."""
+    rows, cols = np.asarray(rows).astype(np.int32), np.asarray(cols).astype(np.int32)
+    values = np.asarray(values, np.float64)
+    weights = np.ones(values.shape) if weights is None else np.asarray(weights, np.float64)
+    n1, n2 = shape
+    return Completion(
+        rows, cols, values, weights, np.float64(floor),
+        lay_out(rows, cols, values, weights, n1), lay_out(cols, rows, values, weights, n2),
+    )  # fmt: skip
+
+
+def laid_out(objective, shape):
+    """``objective`` with its ``Lines`` when it is a completion built without them (a user's own
+    ``Completion(rows, cols, values, weights, floor)``); anything else as it is."""
+    if not isinstance(objective, Completion) or objective.by_row is not None:
+        return objective
+    o = objective
+    return completion(o.rows, o.cols, o.values, shape, o.weights, float(np.asarray(o.floor)))
 
 
 class Sensing(NamedTuple):

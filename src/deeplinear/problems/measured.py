@@ -26,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from deeplinear.core.backend import jnp
+from deeplinear.core.backend import jax, jnp
 from deeplinear.diagnostics.floors import Floor, measured_minimum
 from deeplinear.diagnostics.probes import RecoveryProbe
 from deeplinear.errors import UsageError
-from deeplinear.objectives.measurement import Completion, Sensing, count
+from deeplinear.objectives.measurement import Completion, Sensing, completion, count
 from deeplinear.problems import truths
 from deeplinear.problems.dense import _check_header, _npz_headers, read_vectors
 
@@ -100,7 +100,7 @@ class MeasuredProblem:
     def objective(self) -> Completion | Sensing:
         """The measured loss as JAX arrays."""
 
-        return type(self.measurements)(*(jnp.asarray(x) for x in self.measurements))
+        return jax.tree_util.tree_map(jnp.asarray, self.measurements)
 
     def back_projection(self):
         """𝒜*(y)/p for completion (P_Ω(M)/p, as a SciPy sparse matrix), Σ_k y_k A_k for sensing
@@ -233,12 +233,12 @@ def completion_problem(
         values = values + noise * rng.standard_normal(values.shape)
     room = index.size if observations is not None else capacity(shape, probability)
     pad = max(0, room - index.size)
-    measurements = Completion(
-        np.concatenate([rows, np.zeros(pad, np.int64)]).astype(np.int32),
-        np.concatenate([cols, np.zeros(pad, np.int64)]).astype(np.int32),
+    measurements = completion(
+        np.concatenate([rows, np.zeros(pad, np.int64)]),
+        np.concatenate([cols, np.zeros(pad, np.int64)]),
         np.concatenate([values, np.zeros(pad)]),
+        shape,
         np.concatenate([np.ones(index.size), np.zeros(pad)]),
-        np.float64(0.0),
     )
     return MeasuredProblem(name, tuple(shape), measurements, U, s, V, noise)
 
@@ -387,9 +387,7 @@ def npz_measured_problem(path: str | Path, kind: str, field: str = "problem.path
     ones = np.ones(values.size)
     if kind == "completion":
         rows, cols = data["rows"], data["cols"]
-        obs = Completion(
-            rows.astype(np.int32), cols.astype(np.int32), values, ones, np.float64(0.0)
-        )
+        obs = completion(rows, cols, values, (n1, n2))
     else:
         obs = Sensing(data["operators"].reshape(values.size, -1), values, ones, np.float64(0.0))
     U, s, V = truth if truth else (None, None, None)
