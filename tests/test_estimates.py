@@ -7,7 +7,7 @@ import pytest
 
 from deeplinear import cli, sweep
 from deeplinear.core import limits
-from deeplinear.experiment import budget, config
+from deeplinear.experiment import budget, config, execution
 from deeplinear.methods import make_method
 
 # (method, depth) → compile seconds measured (GD and Adam at width 6, LM with CG)
@@ -78,3 +78,48 @@ def test_a_deep_chain_is_estimated_at_minutes_and_refused_over_the_limit(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--max-hours" in err[0] and "depth-2001" in err[0], err
     assert not (tmp_path / "o").exists()
+
+
+def _completion(shape, rank: int, observations: int, method: str, checkpoints: int = 0):
+    return config.parse(
+        {
+            "checkpoints": checkpoints,
+            "steps": 25,
+            "problem": {"kind": "completion", "rows": shape[0], "cols": shape[1], "rank": rank,
+                        "observations": observations},
+            "model": {"hidden": [rank]},
+            "init": {"kind": "spectral_estimate"},
+            "methods": [{"name": method, "learning_rates": [1.0]}],
+        }
+    )  # fmt: skip
+
+
+def test_a_completion_at_scale_is_estimated_at_what_its_arrays_hold():
+    """10⁵ × 10⁵, rank 10, 10⁷ entries (issue 22's ≤ 8 GiB): the estimate covers the entries,
+    their two by-line layouts and the factors, and holds no n × n Gram of a layer (ALS was
+    estimated at 640 GB for the n² Grams of its fully observed form; gn-cg's partial products
+    counted n1 × n1 as well)."""
+    n, m = 100_000, 10_000_000
+    need = budget.estimate_run(_completion((n, n), 10, m, "als")).bytes
+    held = m * (4 + 4 + 8 + 8) + 2 * (1.25 * m) * 20 + 2 * n * 10 * 8
+    assert held < need < 8 * 2**30
+
+
+def test_a_completion_gets_no_dense_jacobian_spectrum_it_would_wait_minutes_for():
+    """300 × 200 at rank 5 has p = 2500 parameters and m = 20 000 residuals: the dense J's SVD
+    took 5 s per checkpoint here (a 0.07 s solve waited 60 s), so its checkpoints get no
+    spectrum and the estimate charges none; the notebook's (p = 96, r = 60) get theirs."""
+    big = _completion((300, 200), 5, 20_000, "als", checkpoints=4)
+    quiet = _completion((300, 200), 5, 20_000, "als", checkpoints=0)
+    assert budget.estimate_run(big).seconds == budget.estimate_run(quiet).seconds
+    result = execution.execute(big)
+    assert result.spectra.num_rows == 0 and result.table.num_rows > 0
+
+    def notebook(k):
+        methods = [{"name": "gd", "learning_rates": [0.01]}]
+        return config.parse(
+            {"checkpoints": k, "steps": 25, "problem": {"kind": "notebook"}, "methods": methods}
+        )
+
+    assert budget.estimate_run(notebook(4)).seconds > budget.estimate_run(notebook(0)).seconds
+    assert execution.execute(notebook(4)).spectra.num_rows > 0

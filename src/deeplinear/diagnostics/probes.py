@@ -242,6 +242,18 @@ class GNSpectrum:
         return out
 
 
+MAX_SPECTRUM_PARAMETERS = 3000  # p: dense Gauss-Newton spectra of larger models are skipped
+# r p² for a residual of r entries: the dense J's SVD costs ≈ 4 r p² (and its Jacobian r p);
+# 10¹⁰ is ≈ 0.4 s on 2 cores (a 20 000 × 2 500 J took 5 s, and its jacfwd 4 s more, per checkpoint)
+MAX_SPECTRUM_WORK = 1e10
+
+
+def spectrum_fits(parameters: int, residuals: int) -> bool:
+    """Whether ``gauss_newton_spectrum`` is computed for p = ``parameters`` and a residual of
+    ``residuals`` entries (m for a measured objective): p ≤ 3000 and r p² ≤ 10¹⁰."""
+    return parameters <= MAX_SPECTRUM_PARAMETERS and residuals * parameters**2 <= MAX_SPECTRUM_WORK
+
+
 def gauss_newton_spectrum(weights, objective, step: int = 0) -> GNSpectrum:
     """The spectrum of ``2 JᵀJ`` for the reduced residual at ``weights`` (dense; small p)."""
     weights = tuple(jnp.asarray(w) for w in weights)

@@ -24,8 +24,9 @@ from deeplinear.core.limits import (
     Limits,
     check,
 )
+from deeplinear.diagnostics.probes import spectrum_fits
 from deeplinear.methods import check_method, make_method
-from deeplinear.methods.cost import SVD, Measurements, step_flops
+from deeplinear.methods.cost import SVD, Measurements, residual_rows, step_flops
 from deeplinear.objectives.measurement import lines_values
 from deeplinear.problems.kinds import problem_kind
 
@@ -42,7 +43,6 @@ COMPILE_PER_LAYER = 0.0111
 COMPILE_EXPONENT = 1.35
 PASSES_EXPONENT = 0.7  # a program with more traversals of the chain compiles sublinearly longer
 EXPECTED_CG_STEPS = 20  # the model's CG iterations per step (at most cg_max_steps)
-MAX_PARAMETERS_FOR_SPECTRUM = 3000  # as runfile: dense Gauss-Newton spectra above are skipped
 
 
 @dataclass(frozen=True)
@@ -139,14 +139,16 @@ def batch(method, d: Dims, runs: int, steps: int, record_every: int, checkpoints
     """(working bytes, record bytes, seconds without compiling) of ``runs`` runs in one batch."""
     check_method(method, d.shapes, d.k)  # a method from outside the lab: its step, traced
     rows = steps // record_every + 1
-    keep = checkpoints > 0 and d.parameters <= MAX_PARAMETERS_FOR_SPECTRUM
+    residuals = residual_rows(d.shapes, d.k)
+    keep = checkpoints > 0 and spectrum_fits(d.parameters, residuals)
     probe = 3 * sum(h * h for h in d.widths[1:-1])  # the probe's W_iᵀW_i, h × h per junction
     per_run = method.memory_values(d.shapes, d.k) + 3 * d.parameters + probe
     records = rows * _record_values(d) * 3 + (rows * d.parameters if keep else 0)
     seconds = method.updates(steps) * _step_seconds(method, d, runs)
     seconds += (rows - 1) * _record_seconds(d, runs)
-    if keep:  # dense Gauss-Newton spectra: an eigendecomposition of p × p per checkpoint
-        seconds += runs * (checkpoints + 2) * 9 * d.parameters**3 / FLOPS_PER_SECOND
+    if keep:  # dense Gauss-Newton spectra: J (r × p) and its SVD per checkpoint
+        svd = SVD(residuals, d.parameters) + 2 * residuals * d.parameters
+        seconds += runs * (checkpoints + 2) * svd / FLOPS_PER_SECOND
     return (
         runs * per_run * BYTES_PER_VALUE,
         runs * records * BYTES_PER_VALUE,

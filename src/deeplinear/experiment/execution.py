@@ -36,15 +36,13 @@ from deeplinear.experiment import partial
 from deeplinear.experiment.budget import check_setup_memory, estimate_run
 from deeplinear.experiment.config import RunConfig
 from deeplinear.loop import runner
-from deeplinear.methods import changed_hyperparameters, make_method
+from deeplinear.methods import changed_hyperparameters, cost, make_method
 from deeplinear.problems import initialization as inits
 from deeplinear.problems.dense import Problem, read_npz
 from deeplinear.problems.kinds import BuildContext, problem_kind
 from deeplinear.problems.measured import MeasuredProblem
 from deeplinear.store import directories, locks
 from deeplinear.store.results import RunInfo, batches_table, provenance, write_table
-
-MAX_PARAMETERS_FOR_SPECTRUM = 3000  # dense Gauss-Newton spectra above this are skipped
 
 
 class JaxDraws:
@@ -256,9 +254,15 @@ def execute(
                         progress, command)  # fmt: skip
 
 
+def spectrum_fits(setup: Setup) -> bool:
+    """Whether the run's checkpoints get dense Gauss-Newton spectra (``probes.spectrum_fits``)."""
+    shapes = list(zip(setup.widths, setup.widths[1:]))
+    residuals = cost.residual_rows(shapes, cost.rows_of(setup.objective))
+    return probes.spectrum_fits(cost.parameters(shapes), residuals)
+
+
 def _execute(config: RunConfig, setup: Setup, out_dir: Path | None, progress, command):
-    parameters = sum(a * b for a, b in zip(setup.widths, setup.widths[1:]))
-    keep = config.checkpoints > 0 and parameters <= MAX_PARAMETERS_FOR_SPECTRUM
+    keep = config.checkpoints > 0 and spectrum_fits(setup)
     kept = None
     if out_dir is not None:  # each finished batch kept: an interrupted run resumes
         kept = partial.Kept(out_dir, experiment_identity(config)["config_sha256"])

@@ -50,7 +50,6 @@ from deeplinear.sweep.tuning import best_settings, grid_extensions
 from deeplinear.verdict import default_recovery_target
 
 REBUILT = 1e-8  # largest relative loss difference between the rebuilt and the stored record
-MAX_SPECTRUM_PARAMETERS = execution.MAX_PARAMETERS_FOR_SPECTRUM  # as run directories' checkpoints
 
 
 def is_sweep(directory: Path) -> bool:
@@ -132,8 +131,7 @@ def _rebuild(method, setups, config, rate: float):
 def _gn_rate(method, weights, setup, loss: float, step: int, rate: float):
     """The Gauss-Newton predicted rate at the run's end, as a run directory's last checkpoint
     gives it (gradient-like methods, small models, a finite end)."""
-    parameters = sum(a * b for a, b in zip(setup.widths, setup.widths[1:]))
-    if not method.gauss_newton_rate or parameters > MAX_SPECTRUM_PARAMETERS:
+    if not method.gauss_newton_rate or not execution.spectrum_fits(setup):  # as a run's
         return None
     if not np.isfinite(loss) or loss > 1e100:
         return None

@@ -308,13 +308,16 @@ class AbstractDampedGaussNewton(AbstractMethod):
         # the CG solve's vectors, the preconditioner's partial products and Grams, the gauge
         out, into = shapes[0][0], shapes[-1][1]
         p = sum(a * b for a, b in shapes)
-        partial = sum(out * a + b * into for a, b in shapes)
-        values = 24 * p + 4 * partial + 6 * sum(a * a for a, _ in shapes)
-        if isinstance(k, Measurements):  # the linearization's gathers, the blocks' factors
-            (n1, d0), (dL, n2) = shapes[0], shapes[-1]
-            values += 4 * k.count * (d0 + dL + 2) + 2 * (n1 * d0 * d0 + n2 * dL * dL)
-            values += measured.gram_values(shapes, k.count)
-        return values
+        if not isinstance(k, Measurements):
+            partial = sum(out * a + b * into for a, b in shapes)
+            return 24 * p + 4 * partial + 6 * sum(a * a for a, _ in shapes)
+        # measured: the partial products n1 × h and h × n2 (none n1 × n1), the gauge's h × h
+        # Grams, the linearization's gathers, the blocks' factors and Grams
+        partial = sum(out * a for a, _ in shapes[1:]) + sum(b * into for _, b in shapes[:-1])
+        values = 24 * p + 4 * partial + 6 * sum(a * a for a, _ in shapes[1:])
+        (n1, d0), (dL, n2) = shapes[0], shapes[-1]
+        values += 4 * k.count * (d0 + dL + 2) + 2 * (n1 * d0 * d0 + n2 * dL * dL)
+        return values + measured.gram_values(shapes, k.count)
 
     def passes(self, depth):
         cg = min(getattr(self, "cg_max_steps", 0), 20) if self.uses_cg(depth) else 0

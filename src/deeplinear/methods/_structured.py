@@ -243,14 +243,17 @@ class ALS(AbstractMethod):
         return None
 
     def memory_values(self, shapes, k):
-        values = _gram_values(shapes) + 8 * sum(a * b for a, b in shapes)
-        if isinstance(k, Measurements):  # the Grams per row/column, a chunk, vec-form systems
-            (n1, d0), (dL, n2) = shapes[0], shapes[-1]
-            values += 2 * (n1 * d0 * d0 + n2 * dL * dL) + measured.CHUNK_VALUES + 4 * k.count
-            values += 0 if k.dense else measured.gram_values(shapes, k.count)
-            dense = shapes if k.dense else shapes[1:-1]
-            values += 3 * max((a * b) ** 2 for a, b in dense) if dense else 0
-        return values
+        values = 8 * sum(a * b for a, b in shapes)
+        if not isinstance(k, Measurements):
+            return values + _gram_values(shapes)
+        # the partial products; the Grams per row/column (no n × n Gram of a layer is formed),
+        # a chunk and the vec-form systems of the inner layers
+        (n1, d0), (dL, n2) = shapes[0], shapes[-1]
+        values += 2 * sum(n1 * a for a, _ in shapes[1:]) + 2 * sum(b * n2 for _, b in shapes[:-1])
+        values += 2 * (n1 * d0 * d0 + n2 * dL * dL) + measured.CHUNK_VALUES + 4 * k.count
+        values += 0 if k.dense else measured.gram_values(shapes, k.count)
+        dense = shapes if k.dense else shapes[1:-1]
+        return values + (3 * max((a * b) ** 2 for a, b in dense) if dense else 0)
 
     def passes(self, depth):
         return float(depth)  # the partial products again for every layer
