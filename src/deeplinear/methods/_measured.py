@@ -174,7 +174,7 @@ def cho_solve(L, b):
 # -- completion: row-wise Grams and least squares ----------------------------------------------
 
 
-def line_grams(objective, lines, features, count: int, with_rhs: bool = True):
+def line_grams(lines, features, count: int, with_rhs: bool = True):
     """The Grams G_s (and right-hand sides b_s) of every row (``lines`` = ``by_row``) or column
     of a completion: ``measurement.line_sums``, O(m d²) as batched products."""
     if lines is None:
@@ -199,14 +199,14 @@ def gram_values(shapes, count: int) -> float:
 def rows_least_squares(objective, right, n1: int):
     """argmin over W1 of the completion loss with W2 ⋯ WL = ``right`` (d × n2) fixed:
     (n1 × d), row by row (module docstring)."""
-    G, b = line_grams(objective, objective.by_row, right.T, n1)
+    G, b = line_grams(objective.by_row, right.T, n1)
     return solve_many(G, b)
 
 
 def columns_least_squares(objective, left, n2: int):
     """argmin over W_L of the completion loss with W1 ⋯ W_{L−1} = ``left`` (n1 × d) fixed:
     (d × n2), column by column."""
-    G, b = line_grams(objective, objective.by_col, left, n2)
+    G, b = line_grams(objective.by_col, left, n2)
     return solve_many(G, b).T
 
 
@@ -354,11 +354,11 @@ def block_preconditioner(weights, objective, lam):
     for i in range(depth):
         p, q = lefts[i], rights[i]
         if completion and depth > 1 and i == 0:
-            G = line_grams(objective, objective.by_row, q.T, n1, with_rhs=False)
+            G = line_grams(objective.by_row, q.T, n1, with_rhs=False)
             L = cholesky(G + lam * jnp.eye(G.shape[-1], dtype=G.dtype))
             applies.append(lambda v, L=L: cho_solve(L, v))
         elif completion and depth > 1 and i == depth - 1:
-            G = line_grams(objective, objective.by_col, p, n2, with_rhs=False)
+            G = line_grams(objective.by_col, p, n2, with_rhs=False)
             L = cholesky(G + lam * jnp.eye(G.shape[-1], dtype=G.dtype))
             applies.append(lambda v, L=L: cho_solve(L, v.T).T)
         elif p is None or q is None:  # sensing's outer layers: s (I ⊗ QQᵀ) + λ, exactly inverted
