@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from deeplinear.errors import UsageError
+from deeplinear.methods import make_method
 from deeplinear.store.results import read_table
 from deeplinear.verdict import KINDS
 
@@ -185,6 +187,19 @@ def test_run_then_explain(tmp_path):
             assert entry[key] is None or isinstance(entry[key], float)
     for figure in ("modes.png", "prediction.png", "gn_spectrum.png"):
         assert (out / figure).stat().st_size > 10_000
+    # report reads sweeps: on a run's directory it says what reads one (it said "run sweep")
+    assert_usage_error(cli("report", str(out)), "a run's results", f"deeplinear explain {out}")
+
+
+def test_an_unknown_hyperparameter_is_answered_with_the_declared_ones_and_the_closest():
+    """seed-lm declares rcond and solver; its class-level attributes (columns, label, …) are
+    not hyperparameters and were listed as if they were."""
+    with pytest.raises(UsageError) as error:
+        make_method("seed-lm", rcnd=0.1)
+    message = str(error.value)
+    assert "did you mean 'rcond'?" in message and message.endswith("it takes: rcond, solver)")
+    with pytest.raises(UsageError, match=r"'zzz' \(it takes: "):  # nothing close: no guess
+        make_method("adam", zzz=1)
 
 
 def test_methods_lists_every_method():

@@ -32,6 +32,7 @@ from deeplinear.methods import (
     METHODS,
     AbstractMethod,
     changed_hyperparameters,
+    check_names,
     make_method,
 )
 from deeplinear.methods._foreign import (
@@ -213,13 +214,7 @@ def as_method(method, hyperparameters=None, name=None):
                     "another name="
                 )
             cls = method_class(method, label, f"method {label!r}")
-        fields = set(cls.__dataclass_fields__)
-        unknown = sorted(set(hyper) - fields)
-        if unknown:
-            takes = ", ".join(sorted(fields)) or "none"
-            raise UsageError(
-                f"{cls.name}: unknown hyperparameter {unknown[0]!r} (it takes: {takes})"
-            )
+        check_names(cls, hyper)
         method = cls(**hyper)
     fixed = issubclass(cls, AbstractOptaxTransformation | AbstractSolverInstance)
     return method, fixed

@@ -54,7 +54,7 @@ REBUILT = 1e-8  # largest relative loss difference between the rebuilt and the s
 
 def is_sweep(directory: Path) -> bool:
     """Whether ``directory`` holds a sweep's files (``deeplinear sweep``), not a run's."""
-    if any((directory / name).exists() for name in ("config.toml", "curves.parquet")):
+    if rundir.holds_a_run(directory):
         return False  # a run directory, however damaged: explain's own checks name the fault
     return any((directory / name).exists() for name in ("sweep.toml", "manifest.json", "groups"))
 

@@ -18,6 +18,7 @@ from deeplinear.methods import _contract
 from deeplinear.methods._base import AbstractMethod as AbstractMethod
 from deeplinear.methods._base import Hyper as Hyper
 from deeplinear.methods._base import changed_hyperparameters as changed_hyperparameters
+from deeplinear.methods._base import check_names as check_names
 from deeplinear.methods._base import choice as choice
 from deeplinear.methods._base import declarations as declarations
 from deeplinear.methods._base import flag as flag
@@ -94,11 +95,7 @@ def make_method(name: str, **hyperparameters) -> AbstractMethod:
         hint = f"did you mean {close[0]!r}?" if close else f"choose one of {', '.join(METHODS)}"
         raise UsageError(f"unknown method {name!r}: {hint}")
     cls = METHODS[name]
-    fields = {f for f in cls.__dataclass_fields__}
-    unknown = sorted(set(hyperparameters) - fields)
-    if unknown:
-        expected = ", ".join(sorted(fields)) or "none"
-        raise UsageError(f"{name}: unknown hyperparameter {unknown[0]!r} (it takes: {expected})")
+    check_names(cls, hyperparameters)
     return cls(**hyperparameters)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import difflib
 import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -215,6 +216,20 @@ def declarations(cls) -> dict[str, tuple[Any, Hyper]]:
             raise TypeError(f"{cls.__name__}.{f.name} has no declaration (number, integer, …)")
         out[f.name] = (f.default, f.metadata["hyper"])
     return out
+
+
+def check_names(cls, hyperparameters: Mapping[str, Any]) -> None:
+    """Refuse in one line a hyperparameter that ``cls`` does not take, naming the ones it does
+    (its dataclass fields, not its class-level attributes) and the closest."""
+    takes = sorted(f.name for f in dataclasses.fields(cls))
+    unknown = sorted(set(hyperparameters) - set(takes))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], takes, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise UsageError(
+            f"{cls.name}: unknown hyperparameter {unknown[0]!r} ({hint}it takes: "
+            f"{', '.join(takes) or 'none'})"
+        )
 
 
 def check_hyperparameters(method) -> None:

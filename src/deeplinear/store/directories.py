@@ -81,6 +81,12 @@ def claim(directory: str | os.PathLike, experiment: dict, force: bool = False) -
     return path
 
 
+def holds_a_run(directory: str | os.PathLike) -> bool:
+    """Whether ``directory`` holds a run's results (``deeplinear run``/``reproduce``: its
+    ``config.toml`` or ``curves.parquet``), however damaged, rather than a sweep's."""
+    return any((Path(directory) / name).exists() for name in ("config.toml", "curves.parquet"))
+
+
 def _holds_anything(path: Path) -> bool:
     """Whether ``path`` holds a file or folder (its writer lock, ``locks``, does not count)."""
     return any(entry.name != locks.SUFFIX for entry in path.iterdir())

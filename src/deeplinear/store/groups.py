@@ -143,6 +143,11 @@ def _listed_groups(directory: Path) -> list[tuple[str, Path]]:
     """(group id, file) of every group ``manifest.json`` lists, once ``experiment.json``,
     ``sweep.toml`` and ``manifest.json`` are found to name one sweep."""
     fix = f"re-run 'deeplinear sweep SWEEP --out {directory} --force' (finished groups are kept)"
+    if directories.holds_a_run(directory):
+        raise UsageError(
+            f"{directory} holds a run's results, not a sweep's: 'deeplinear explain {directory}' "
+            "judges a run; report reads what 'deeplinear sweep SWEEP --out DIR' writes"
+        )
     if not (directory / "sweep.toml").is_file() and not (directory / "groups").is_dir():
         raise UsageError(f"{directory} holds no finished groups: run 'deeplinear sweep' first")
     held = _json(directory / directories.MANIFEST, fix)
