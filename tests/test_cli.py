@@ -207,6 +207,11 @@ def test_methods_lists_every_method():
     assert listed.returncode == 0
     for name in ("gd", "adam", "tf1-gd", "tf1-adam", "seed-lm"):
         assert f"\n{name} " in "\n" + listed.stdout
+    # one column for every description, however long the name (optimistix-dogleg pushed its
+    # own past the others')
+    starts = {len(re.match(r"\S+ +", line).group()) for line in listed.stdout.splitlines()
+              if line and not line[0].isspace()}  # fmt: skip
+    assert len(starts) == 1, starts
 
 
 @pytest.mark.parametrize(

@@ -481,3 +481,27 @@ def test_lines_of_two_draws_stack_and_a_users_completion_is_laid_out():
     laid = measurement.laid_out(bare, (40, 30))
     for x, y in zip(jax.tree_util.tree_leaves(laid), jax.tree_util.tree_leaves(a)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_a_completion_run_names_the_conditioning_of_m_not_a(tmp_path):
+    """``deeplinear run`` prints κ of the matrix the run fits: M over its rank for a completion
+    (it said "true κ(A)", the notebook's symbol), "unknown" for an .npz without a truth."""
+    rng = np.random.default_rng(0)
+    U, _ = np.linalg.qr(rng.standard_normal((30, 2)))
+    V, _ = np.linalg.qr(rng.standard_normal((20, 2)))
+    rows, cols = np.nonzero(rng.random((30, 20)) < 0.6)
+    values = np.einsum("kr,r,kr->k", U[rows], [4.0, 1.0], V[cols])
+    arrays = {"rows": rows, "cols": cols, "values": values, "shape": np.array([30, 20])}
+    np.savez(tmp_path / "given.npz", **arrays, U=U, s=np.array([4.0, 1.0]), V=V)
+    np.savez(tmp_path / "bare.npz", **arrays)
+    for name, words in (("given", "true κ(M) = 4 (over its rank 2)"), ("bare", "κ(M) unknown")):
+        path = tmp_path / f"{name}.toml"
+        path.write_text(
+            f'steps = 3\ncheckpoints = 0\n[problem]\nkind = "completion"\npath = "{name}.npz"\n'
+            '[model]\nhidden = [2]\n[[methods]]\nname = "als"\nlearning_rates = [1.0]\n'
+        )
+        command = [sys.executable, "-m", "deeplinear.cli", "run", str(path), "--out"]
+        done = subprocess.run([*command, str(tmp_path / name)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        header = done.stdout.splitlines()[0]
+        assert words in header and "κ(A)" not in header, header

@@ -13,9 +13,11 @@ import sys
 def methods_command(args) -> int:
     from deeplinear.methods import METHODS, declarations
 
-    pad = " " * 11
-    for name, cls in METHODS.usable().items():
-        print(f"{name:<10} {cls.description}")
+    usable = METHODS.usable()
+    width = max(map(len, usable), default=0)  # the longest name sets the column
+    pad = " " * (width + 1)
+    for name, cls in usable.items():
+        print(f"{name:<{width}} {cls.description}")
         print(f"{pad}learning_rates: a list of finite numbers > 0")
         for field, (default, spec) in declarations(cls).items():
             print(f"{pad}{field} = {default!r}: {spec.describe()}")

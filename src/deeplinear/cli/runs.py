@@ -49,10 +49,8 @@ def run_command(args) -> int:
         floor = setup.floor
         lines = run_table(result.table, result.final_losses, floor)
     problem = result.setup.problem
-    print(
-        f"{config.name or args.config}: {problem.name}, widths {result.setup.widths}, "
-        f"true κ(A) = {problem.condition_number:.3g}"
-    )
+    print(f"{config.name or args.config}: {problem.name}, widths {result.setup.widths}, "
+          f"{_conditioning(problem)}")  # fmt: skip
     print("\n".join(lines))
     print(
         "(final loss: the final weights' loss in double-double near the reachable minimum "
@@ -106,3 +104,15 @@ def _reproduce(args, out: str) -> int:
         lines = summary_lines(result)
     print("\n".join(lines))
     return 0
+
+
+def _conditioning(problem) -> str:
+    """``true κ(A) = …`` of the target the run fits: A for a fully observed problem, M for a
+    measured one (whose truth may not be given)."""
+    from deeplinear.problems.measured import MeasuredProblem
+
+    if not isinstance(problem, MeasuredProblem):
+        return f"true κ(A) = {problem.condition_number:.3g}"
+    if not problem.has_truth:
+        return "κ(M) unknown (no truth given)"
+    return f"true κ(M) = {problem.condition_number:.3g} (over its rank {problem.rank})"
