@@ -505,3 +505,4 @@ def test_a_completion_run_names_the_conditioning_of_m_not_a(tmp_path):
         assert done.returncode == 0, done.stderr
         header = done.stdout.splitlines()[0]
         assert words in header and "κ(A)" not in header, header
+        assert "als: 1 run × 3 steps" in done.stderr, done.stderr  # it said "1 runs"

@@ -661,7 +661,7 @@ def test_the_terminal_counts_the_runs_a_grid_extension_added(tmp_path, capsys, m
     captured = capsys.readouterr()
     held = group_files.read(out).column("run_id").unique()
     assert len(held) == 7
-    assert "1 groups, 7 runs, 4 of them added by grid extension, in" in captured.out
+    assert "1 group, 7 runs, 4 of them added by grid extension, in" in captured.out
     assert "3 of 3 runs done here, +4 added by grid extension, ETA" in captured.err
 
 

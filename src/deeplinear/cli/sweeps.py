@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from deeplinear.cli.checks import apply_limits, use_cache, writable_directory, writable_parts
+from deeplinear.core.words import counted
 from deeplinear.errors import UsageError
 from deeplinear.store.locks import writing
 
@@ -66,7 +67,8 @@ def _sweep(args, plan, cost, out: Path) -> int:
     planned = counter.total_runs
     added = f", {runs - planned} of them added by grid extension" if runs > planned else ""
     print(
-        f"{len(files)} groups, {runs} runs{added}, in {out}/groups; next: deeplinear report {out}"
+        f"{counted(len(files), 'group')}, {counted(runs, 'run')}{added}, in {out}/groups; "
+        f"next: deeplinear report {out}"
     )
     return 0
 
@@ -91,7 +93,7 @@ class _SweepCounter:
         if finished:
             progress.say(
                 f"resuming: {self.groups_before} of {len(plan.groups)} groups "
-                f"({self.runs_before} of {self.total_runs} runs) done before"
+                f"({self.runs_before} of {counted(self.total_runs, 'run')}) done before"
             )
 
     def __call__(self, done: int, total: int, group) -> None:
@@ -105,7 +107,8 @@ class _SweepCounter:
         self.progress.count(
             done,
             total,
-            f"[{done}/{total}] {group.name}: {self.runs_here} of {self.total_runs} runs done "
+            f"[{done}/{total}] {group.name}: {self.runs_here} of "
+            f"{counted(self.total_runs, 'run')} done "
             f"here{added}{before}, ETA {left:.0f} s",
         )
 

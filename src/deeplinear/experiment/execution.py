@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from deeplinear.core.backend import jax
 from deeplinear.core.limits import Limits, check
+from deeplinear.core.words import counted
 from deeplinear.diagnostics import probes
 from deeplinear.diagnostics.floors import reported_loss
 from deeplinear.diagnostics.sharpness import DEFAULT_ITERATIONS, SharpnessProbe
@@ -334,7 +335,7 @@ def run_methods(
             run_info(method, config.seed, rate, spec.hyperparameters)
             for rate in spec.learning_rates
         ]
-        head = f"{spec.name}: {len(spec.learning_rates)} runs × {spec.steps} steps"
+        head = f"{spec.name}: {counted(len(spec.learning_rates), 'run')} × {spec.steps} steps"
         found = kept.batch(index, method, setup, spec.learning_rates) if kept else None
         if found is not None:
             say(f"{head} — finished by an interrupted run, kept ({kept.folder})")

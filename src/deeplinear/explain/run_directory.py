@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from deeplinear.core import accurate
 from deeplinear.core.backend import jax
+from deeplinear.core.words import counted
 from deeplinear.diagnostics import theory
 from deeplinear.diagnostics.curvature import critical_point
 from deeplinear.errors import UsageError
@@ -263,7 +264,8 @@ def explain_run(
     series = run_series(table)
     if progress is not None:  # after the checks: a refused directory gets its one line only
         progress(
-            f"explain: {directory}: {len(series)} runs, continued up to {budget_steps:,} steps"
+            f"explain: {directory}: {counted(len(series), 'run')}, continued up to "
+            f"{budget_steps:,} steps"
         )
     comparison = theory_comparison(config, setup, series)
     verdicts, continuations = [], {}

@@ -23,6 +23,7 @@ from pathlib import Path
 import altair as alt
 import numpy as np
 
+from deeplinear.core.words import counted
 from deeplinear.report import confidence
 from deeplinear.report.rows import counted_recovery_targets, point_text, shown
 from deeplinear.store.directories import write_atomic
@@ -517,7 +518,8 @@ def render(
     options = f"chosen by {document['select'].replace('_', ' ')}, median over seeds"
     body = [
         f"<h1>{html.escape(title)}</h1><dl>{_provenance(meta)}</dl>",
-        f"<p>{runs} runs in {len(rows)} groups. Best learning rate per method and axis point "
+        f"<p>{counted(runs, 'run')} in {counted(len(rows), 'group')}. Best learning rate per "
+        "method and axis point "
         f"({html.escape(options)}; targets relative to the initial loss: "
         f"{', '.join(f'{t:g}' for t in targets)}). Medians over seeds with their "
         f"{confidence.DESCRIPTION}; inf = not reached.</p>",
