@@ -336,7 +336,7 @@ def read_npz(path: str | Path, field: str, names, shapes: dict | None = None, nd
             f"{field} = {str(path)!r} is damaged ({_one_line(error)}): write it again with np.savez"
         ) from None
     for name, array in out.items():
-        array = array.astype(np.float64)
+        array = array.astype(np.float64, copy=False)  # no copy of a float64 array (10⁸: 0.8 GB)
         if not np.all(np.isfinite(array)):
             raise UsageError(f"{field}: {name} has non-finite values (NaN or inf): fix the data")
         out[name] = array
