@@ -94,15 +94,13 @@ def _completion(shape, rank: int, observations: int, method: str, checkpoints: i
     )  # fmt: skip
 
 
-def test_a_completion_at_scale_is_estimated_at_what_its_arrays_hold():
-    """10⁵ × 10⁵, rank 10, 10⁷ entries (issue 22's ≤ 8 GiB): the estimate covers the entries,
-    their two by-line layouts and the factors, and holds no n × n Gram of a layer (ALS was
-    estimated at 640 GB for the n² Grams of its fully observed form; gn-cg's partial products
-    counted n1 × n1 as well)."""
-    n, m = 100_000, 10_000_000
-    need = budget.estimate_run(_completion((n, n), 10, m, "als")).bytes
-    held = m * (4 + 4 + 8 + 8) + 2 * (1.25 * m) * 20 + 2 * n * 10 * 8
-    assert held < need < 8 * 2**30
+def test_a_completion_at_scale_is_estimated_at_what_it_was_measured_to_hold():
+    """10⁵ × 10⁵, rank 10, 10⁷ entries, ALS (issue 22's ≤ 8 GiB): `deeplinear run` peaked at
+    6.76 GiB resident here (/usr/bin/time, BENCHMARKS.md). The estimate covers that and not
+    far more: it counted the n1 × n1 Grams of the fully observed form (640 GB), then missed
+    the loop's own gradient over Ω (3.53 GiB)."""
+    need = budget.estimate_run(_completion((100_000, 100_000), 10, 10_000_000, "als")).bytes
+    assert 6.76 <= need / 2**30 <= 1.25 * 6.76
 
 
 def test_a_completion_gets_no_dense_jacobian_spectrum_it_would_wait_minutes_for():

@@ -135,6 +135,19 @@ def compile_seconds(method, d: Dims) -> float:
     return COMPILE_SECONDS + COMPILE_PER_LAYER * size
 
 
+def _loop_gradient_values(d: Dims) -> float:
+    """What the loop's own loss gradient (every record, and every step for a first-order
+    method) holds on a completion: the factors' rows gathered over Ω and the adjoint's
+    products, m (d0 + dL) each, and half as much again (XLA's buffers). Calibrated on the peak
+    resident memory of ALS runs here, 1.02, 3.08 and 6.76 GiB at 10⁴², 2·10⁴² and 10⁵² (10⁶,
+    4·10⁶, 10⁷ entries, r = 10; estimated 1.05, 3.15 and 8.0 GiB with it, 0.61, 1.36 and
+    3.53 without)."""
+    if not isinstance(d.k, Measurements) or d.k.dense:
+        return 0.0
+    (_, d0), (dL, _) = d.shapes[0], d.shapes[-1]
+    return 3 * d.k.count * (d0 + dL)
+
+
 def batch(method, d: Dims, runs: int, steps: int, record_every: int, checkpoints: int = 0):
     """(working bytes, record bytes, seconds without compiling) of ``runs`` runs in one batch."""
     check_method(method, d.shapes, d.k)  # a method from outside the lab: its step, traced
@@ -143,6 +156,7 @@ def batch(method, d: Dims, runs: int, steps: int, record_every: int, checkpoints
     keep = checkpoints > 0 and spectrum_fits(d.parameters, residuals)
     probe = 3 * sum(h * h for h in d.widths[1:-1])  # the probe's W_iᵀW_i, h × h per junction
     per_run = method.memory_values(d.shapes, d.k) + 3 * d.parameters + probe
+    per_run += _loop_gradient_values(d)
     records = rows * _record_values(d) * 3 + (rows * d.parameters if keep else 0)
     seconds = method.updates(steps) * _step_seconds(method, d, runs)
     seconds += (rows - 1) * _record_seconds(d, runs)
