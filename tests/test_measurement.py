@@ -295,7 +295,8 @@ BAD_VALUES = st.sampled_from([-1, 0, 1.5, math.nan, math.inf, "x", True, [1], {"
 @given(
     key=st.sampled_from(
         ["rows", "cols", "rank", "probability", "observations", "condition_number", "noise",
-         "frobenius_norm", "largest_singular_value", "vectors", "target", "law", "measurements"]
+         "frobenius_norm", "largest_singular_value", "vectors", "target", "law", "measurements",
+         "oversampling", "min_per_line"]
     ),
     value=BAD_VALUES,
 )  # fmt: skip
@@ -303,7 +304,7 @@ def test_generated_bad_measured_run_files_are_refused(key, value):
     data = _run_file()
     if key == "measurements":
         data["problem"] = {"kind": "sensing", "rows": 10, "cols": 10, "rank": 2}
-    if key == "observations":
+    if key in ("observations", "oversampling"):
         data["problem"].pop("probability")
     data["problem"][key] = value
     try:
@@ -326,6 +327,15 @@ def test_generated_bad_measured_run_files_are_refused(key, value):
         ({"target": "gaussian_product", "condition_number": 3}, "does not apply"),
         ({"path": "x.npz"}, "does not apply with problem.path"),
         ({"rows": None}, "problem.rows is missing"),
+        ({"oversampling": 1.5}, "exactly one of problem.probability"),
+        ({"oversampling": 0, "probability": None}, "problem.oversampling"),
+        ({"oversampling": -1.5, "probability": None}, "problem.oversampling"),
+        ({"oversampling": 9.0, "probability": None}, "ρ ≤ 8.824 for rank 2"),
+        # 40 × 30, rank 2, ρ = 1.05: 143 entries, and 3 in each of 40 rows needs 120 (fine), 4
+        # needs 160: refused before any sampling
+        ({"oversampling": 1.05, "probability": None, "min_per_line": 4}, "needs at least 4"),
+        ({"min_per_line": 31}, "problem.min_per_line must be ≤ 30"),
+        ({"min_per_line": 0}, "problem.min_per_line"),
     ],
 )
 def test_measured_run_file_cases(change, words):
@@ -506,3 +516,36 @@ def test_a_completion_run_names_the_conditioning_of_m_not_a(tmp_path):
         header = done.stdout.splitlines()[0]
         assert words in header and "κ(A)" not in header, header
         assert "als: 1 run × 3 steps" in done.stderr, done.stderr  # it said "1 runs"
+
+
+def test_oversampling_draws_rho_times_the_degrees_of_freedom():
+    """ρ = 1.5 at 40 × 30, rank 2: round(1.5 · 2 · 68) = 204 distinct entries, and the summary
+    reports the ρ drawn (counted from the entries themselves)."""
+    data = _run_file(oversampling=1.5)
+    data["problem"].pop("probability")
+    setup = execution.build(config.parse(data))
+    obs = setup.problem.measurements
+    keep = np.asarray(obs.weights) > 0
+    assert keep.sum() == 204 == np.unique(obs.rows[keep] * 30 + obs.cols[keep]).size
+    summary = execution.problem_summary(setup)
+    assert summary["oversampling"] == pytest.approx(204 / (2 * 68)) and summary["draws"] == 1
+
+
+def test_min_per_line_draws_again_until_every_row_and_column_is_covered():
+    """At ρ = 1.1 (150 entries on 40 + 30 lines) the first draw of seed 0 leaves lines with
+    fewer than 2 entries; with min_per_line = 2 the sample is drawn again until none does, and
+    the draws are counted. Checked against the counts of the entries themselves."""
+    shape, rank = (40, 30), 2
+    plain = _run_file(oversampling=1.1)
+    plain["problem"].pop("probability")
+    first = execution.build(config.parse(plain)).problem.measurements
+    rows_count = np.bincount(first.rows[first.weights > 0], minlength=shape[0])
+    cols_count = np.bincount(first.cols[first.weights > 0], minlength=shape[1])
+    assert min(rows_count.min(), cols_count.min()) < 2  # the case the option is for
+    covered = dict(plain, problem=dict(plain["problem"], min_per_line=2))
+    setup = execution.build(config.parse(covered))
+    obs, keep = setup.problem.measurements, setup.problem.measurements.weights > 0
+    assert np.bincount(obs.rows[keep], minlength=shape[0]).min() >= 2
+    assert np.bincount(obs.cols[keep], minlength=shape[1]).min() >= 2
+    assert keep.sum() == round(1.1 * rank * (70 - rank))
+    assert execution.problem_summary(setup)["draws"] > 1

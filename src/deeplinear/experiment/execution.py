@@ -381,6 +381,8 @@ def problem_summary(setup: Setup) -> dict:
             "shape": list(problem.shape),
             "measurements": problem.count,
             "fraction": problem.fraction,
+            "oversampling": problem.oversampling,
+            "draws": problem.draws,  # samples drawn for problem.min_per_line
             "noise": problem.noise,
             "singular_values": s.tolist(),
             "rank": problem.rank,

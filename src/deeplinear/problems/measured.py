@@ -50,6 +50,7 @@ class MeasuredProblem:
     s: np.ndarray | None = None
     V: np.ndarray | None = None
     noise: float = 0.0
+    draws: int = 1  # samples drawn until every line had ``min_per_line`` entries (completion)
 
     @property
     def has_truth(self) -> bool:
@@ -68,6 +69,15 @@ class MeasuredProblem:
     def fraction(self) -> float:
         """m / (n1 n2): the sampling rate p of a completion problem."""
         return self.count / (self.shape[0] * self.shape[1])
+
+    @property
+    def oversampling(self) -> float | None:
+        """ρ = m / (r (n1 + n2 − r)): the measurements per degree of freedom of the truth's
+        rank (None without a truth)."""
+        if not self.has_truth:
+            return None
+        r, (n1, n2) = self.rank, self.shape
+        return self.count / (r * (n1 + n2 - r))
 
     @property
     def singular_values(self) -> np.ndarray:
@@ -191,6 +201,23 @@ def capacity(shape: tuple[int, int], probability: float) -> int:
     return min(n, math.ceil(mean + 7 * math.sqrt(mean * (1 - probability)) + 1))
 
 
+def oversampled_count(shape: tuple[int, int], rank: int, oversampling: float) -> int:
+    """|Ω| = ρ · r (n1 + n2 − r), rounded: ρ times the degrees of freedom of a rank-r
+    n1 × n2 matrix (ρ = 1 is the information limit; MatrixIRLS's experiments sweep 1.05–4)."""
+    n1, n2 = shape
+    return max(1, round(oversampling * rank * (n1 + n2 - rank)))
+
+
+MAX_DRAWS = 1000  # ``min_per_line``: samples drawn before giving up
+
+
+def _lines_short(index: np.ndarray, shape, least: int) -> int:
+    """How many rows and columns of the sample ``index`` hold fewer than ``least`` entries."""
+    rows, cols = np.divmod(index, shape[1])
+    short = np.bincount(rows, minlength=shape[0]) < least
+    return int(short.sum() + (np.bincount(cols, minlength=shape[1]) < least).sum())
+
+
 def sample_entries(rng, shape, *, probability=None, observations=None) -> np.ndarray:
     """Linear indices (row-major) of the observed entries, in drawing order."""
     n1, n2 = shape
@@ -220,11 +247,24 @@ def _distinct(rng, n: int, count: int) -> np.ndarray:
 
 def completion_problem(
     rng, shape, truth, *, probability=None, observations=None, noise: float = 0.0,
-    name: str = "completion",
+    name: str = "completion", min_per_line: int = 0,
 ) -> MeasuredProblem:  # fmt: skip
-    """Entries of M = U diag(s) Vᵀ sampled as ``sample_entries`` does, plus N(0, noise²)."""
+    """Entries of M = U diag(s) Vᵀ sampled as ``sample_entries`` does, plus N(0, noise²);
+    drawn again (at most ``MAX_DRAWS`` times) until every row and column holds at least
+    ``min_per_line`` entries, the draws counted."""
     U, s, V = truth
-    index = sample_entries(rng, shape, probability=probability, observations=observations)
+    draws = 0
+    while True:
+        draws += 1
+        index = sample_entries(rng, shape, probability=probability, observations=observations)
+        if not min_per_line or not _lines_short(index, shape, min_per_line):
+            break
+        if draws < MAX_DRAWS:
+            continue
+        raise UsageError(
+            f"problem.min_per_line = {min_per_line}: no sample of {MAX_DRAWS} had that many "
+            "entries in every row and column; observe more entries or lower min_per_line"
+        )
     if index.size == 0:
         raise UsageError("problem.probability is too small: no entry was observed; raise it")
     rows, cols = np.divmod(index, shape[1])
@@ -240,7 +280,7 @@ def completion_problem(
         shape,
         np.concatenate([np.ones(index.size), np.zeros(pad)]),
     )
-    return MeasuredProblem(name, tuple(shape), measurements, U, s, V, noise)
+    return MeasuredProblem(name, tuple(shape), measurements, U, s, V, noise, draws)
 
 
 def sensing_problem(

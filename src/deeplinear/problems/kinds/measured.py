@@ -29,6 +29,7 @@ from deeplinear.problems.measured import (
     dense_truth_values,
     measured_dims,
     npz_measured_problem,
+    oversampled_count,
     read_measured_npz,
     sensing_problem,
     target_factors,
@@ -183,33 +184,68 @@ class Completion(AbstractMeasuredKind):
             **MEASURED_KEYS,
             "probability": number(None, 0, strict=True, doc="≤ 1"),
             "observations": integer(None, doc="≤ rows·cols"),
+            "oversampling": number(
+                None, 0, strict=True, doc="ρ: ρ · rank · (rows + cols − rank) entries"
+            ),
+            "min_per_line": integer(
+                None, doc="resample until every row and column has this many entries"
+            ),
         }
     )
 
     @classmethod
     def _check_sample(cls, problem: dict) -> None:
-        given = [key for key in ("probability", "observations") if key in problem]
+        given = [k for k in ("probability", "observations", "oversampling") if k in problem]
         if len(given) != 1:
             raise UsageError(
                 "a completion problem needs exactly one of problem.probability (each entry "
-                "observed with this probability) and problem.observations (this many entries)"
+                "observed with this probability), problem.observations (this many entries) "
+                "and problem.oversampling (ρ times the rank's degrees of freedom)"
             )
+        n1, n2 = problem["rows"], problem["cols"]
         if given == ["probability"]:
             p = require_number(problem["probability"], "problem.probability", 0, strict=True)
             if p > 1:
                 raise UsageError(f"problem.probability must be in (0, 1], got {p!r}")
+        elif given == ["oversampling"]:
+            rho = require_number(problem["oversampling"], "problem.oversampling", 0, strict=True)
+            dof = problem["rank"] * (n1 + n2 - problem["rank"])
+            if oversampled_count((n1, n2), problem["rank"], rho) > n1 * n2:
+                raise UsageError(
+                    f"problem.oversampling = {rho:g} asks for more than the rows·cols = "
+                    f"{n1 * n2} entries (ρ ≤ {n1 * n2 / dof:.4g} for rank {problem['rank']})"
+                )
         else:
             count = require_int(problem["observations"], "problem.observations", 1)
-            if count > problem["rows"] * problem["cols"]:
+            if count > n1 * n2:
                 raise UsageError(
-                    f"problem.observations must be ≤ rows·cols = "
-                    f"{problem['rows'] * problem['cols']}, got {count}"
+                    f"problem.observations must be ≤ rows·cols = {n1 * n2}, got {count}"
                 )
+        cls._check_min_per_line(problem)
+
+    @classmethod
+    def _check_min_per_line(cls, problem: dict) -> None:
+        """``min_per_line`` k needs k entries in each of max(rows, cols) lines: refused here,
+        before any sampling, when the sample cannot hold that many."""
+        if "min_per_line" not in problem:
+            return
+        n1, n2 = problem["rows"], problem["cols"]
+        least = require_int(problem["min_per_line"], "problem.min_per_line", 1, min(n1, n2))
+        expected = cls.sample_count(problem)
+        if expected < least * max(n1, n2):
+            raise UsageError(
+                f"problem.min_per_line = {least} needs at least {least} · max(rows, cols) = "
+                f"{least * max(n1, n2)} entries, and the sample has {expected:.6g}: observe "
+                "more entries or lower min_per_line"
+            )
 
     @classmethod
     def count(cls, problem: dict) -> int:
         if "observations" in problem:
             return problem["observations"]
+        if "oversampling" in problem:
+            shape = (problem["rows"], problem["cols"])
+            return oversampled_count(shape, problem["rank"], problem["oversampling"])
         return capacity((problem["rows"], problem["cols"]), problem["probability"])
 
     @classmethod
@@ -219,17 +255,23 @@ class Completion(AbstractMeasuredKind):
             return None
         if "observations" in problem:
             return problem["observations"]
+        if "oversampling" in problem:
+            return cls.count(problem)
         return problem.get("probability", 0) * problem.get("rows", 0) * problem.get("cols", 0)
 
     @classmethod
     def sample(cls, rng, shape, truth, problem: dict, noise: float):
+        observations = problem.get("observations")
+        if "oversampling" in problem:
+            observations = cls.count(problem)
         return completion_problem(
             rng,
             shape,
             truth,
             probability=problem.get("probability"),
-            observations=problem.get("observations"),
+            observations=observations,
             noise=noise,
+            min_per_line=problem.get("min_per_line", 0),
         )
 
 
