@@ -80,8 +80,12 @@ def test_fits_the_observations_but_does_not_recover(tmp_path):
     assert np.linalg.matrix_rank(other) <= RANK
     assert np.array_equal(other[rows, cols], M[rows, cols]) and not np.allclose(other, M)
     out, _ = execute(tmp_path, "free", run_file('path = "obs.npz"', "scaled-gd", 0.4, 500))
-    explain(out, budget_steps=2000, figures=False)
+    explained = explain(out, budget_steps=2000, figures=False)
     record = verdicts(out)
+    # said before any verdict: row 0 (and only it) holds fewer than r entries
+    assert explained.lines()[0].startswith("not identifiable: row 0 with fewer than r = 2")
+    counts = record["identifiability"]
+    assert not counts["identifiable"] and counts["short_rows"] == [0] and counts["short_cols"] == []
     assert record["floor"]["value"] == 0.0 and record["floor"]["known"]
     (verdict,) = record["verdicts"]
     assert verdict["kind"] == "converged"
@@ -96,7 +100,9 @@ def test_a_well_posed_completion_is_fitted_and_recovered(tmp_path):
     """368 of 600 entries of a rank-2 30 × 20 matrix: ScaledGD recovers M to round-off; both
     verdicts say so (recovery to 1e-12, checked against M formed densely here)."""
     out, result = execute(tmp_path, "posed", run_file(DRAWN, "scaled-gd", 0.4, 500))
-    explain(out, budget_steps=0, figures=False, recovery_target=1e-12)
+    explained = explain(out, budget_steps=0, figures=False, recovery_target=1e-12)
+    assert verdicts(out)["identifiability"]["identifiable"]
+    assert not any("identifiable" in line for line in explained.lines())
     (verdict,) = verdicts(out)["verdicts"]
     assert verdict["kind"] == "converged", verdict["headline"]
     recovery = verdict["recovery"]

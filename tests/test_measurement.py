@@ -549,3 +549,48 @@ def test_min_per_line_draws_again_until_every_row_and_column_is_covered():
     assert np.bincount(obs.cols[keep], minlength=shape[1]).min() >= 2
     assert keep.sum() == round(1.1 * rank * (70 - rank))
     assert execution.problem_summary(setup)["draws"] > 1
+
+
+# -- identifiability ------------------------------------------------------------------------------
+
+
+def test_identifiability_counts_at_their_boundaries_and_the_non_uniqueness_they_claim():
+    """A row with r − 1 entries: M is not determined — built here, a second rank-r matrix
+    that agrees on every observed entry and differs in that row; with r entries the row is
+    fine. ρ exactly 1 passes, one entry fewer does not."""
+    from deeplinear.diagnostics.identifiability import identifiability
+
+    rng = np.random.default_rng(0)
+    n1, n2, r = 12, 10, 3
+    U, V = rng.standard_normal((n1, r)), rng.standard_normal((n2, r))
+    mask = np.ones((n1, n2), bool)
+    mask[4, r - 1 :] = False  # row 4: r − 1 entries
+    rows, cols = np.nonzero(mask)
+    counts = identifiability(rows, cols, np.ones(rows.size), (n1, n2), r)
+    assert not counts.identifiable and counts.short_rows.tolist() == [4]
+    assert counts.short_cols.size == 0 and "row 4 with fewer than r = 3" in counts.lines()[0]
+    seen = V[cols[rows == 4]]  # the r − 1 feature rows row 4 is observed through
+    z = np.linalg.svd(seen)[2][-1]  # ⊥ to all of them
+    other = U.copy()
+    other[4] += z
+    M, M2 = U @ V.T, other @ V.T
+    assert np.allclose(M[mask], M2[mask], atol=1e-12) and not np.allclose(M, M2)
+    mask[4, r - 1] = True  # r entries: this row is no longer short
+    rows, cols = np.nonzero(mask)
+    assert identifiability(rows, cols, np.ones(rows.size), (n1, n2), r).identifiable
+    # ρ: r (n1 + n2 − r) = 57 entries exactly (each line ≥ r), then one fewer; padding ignored
+    dof = r * (n1 + n2 - r)
+    grid = np.zeros((n1, n2), bool)
+    for i in range(n1):
+        grid[i, [(i + k) % n2 for k in range(r)]] = True
+    extra = [(i, j) for i in range(n1) for j in range(n2) if not grid[i, j]]
+    for i, j in extra[: dof - grid.sum()]:
+        grid[i, j] = True
+    rows, cols = np.nonzero(grid)
+    weights = np.ones(rows.size)
+    exact = identifiability(rows, cols, weights, (n1, n2), r)
+    assert exact.oversampling == 1.0 and exact.identifiable
+    weights[rows.size - 1] = 0.0  # now padding
+    short = identifiability(rows, cols, weights, (n1, n2), r)
+    assert short.count == dof - 1 and not short.identifiable
+    assert short.lines()[0].startswith(f"not identifiable: ρ = {(dof - 1) / dof:.3g} < 1")

@@ -24,6 +24,7 @@ from deeplinear.core.backend import jax
 from deeplinear.core.words import counted
 from deeplinear.diagnostics import theory
 from deeplinear.diagnostics.curvature import critical_point
+from deeplinear.diagnostics.identifiability import identifiability
 from deeplinear.errors import UsageError
 from deeplinear.experiment import config as configs
 from deeplinear.experiment import execution
@@ -31,6 +32,7 @@ from deeplinear.explain.judging import Context, RunRecord, judge_run, recovery_t
 from deeplinear.loop import runner
 from deeplinear.methods import make_method
 from deeplinear.objectives.measurement import is_measured
+from deeplinear.problems.measured import MeasuredProblem
 from deeplinear.report import plots
 from deeplinear.store import directories
 from deeplinear.store.jsonfiles import dumps, jsonable
@@ -222,9 +224,10 @@ class Explanation:
     theory: dict
     files: list[Path]
     titles: dict[int, str] = field(default_factory=dict)  # a line before the verdict at index
+    problem_lines: list[str] = field(default_factory=list)  # before every verdict
 
     def lines(self) -> list[str]:
-        out = []
+        out = list(self.problem_lines)
         for index, v in enumerate(self.verdicts):
             if index in self.titles:
                 out.append(self.titles[index])
@@ -268,6 +271,7 @@ def explain_run(
             f"{budget_steps:,} steps"
         )
     comparison = theory_comparison(config, setup, series)
+    counts = identifiability_of(setup)
     verdicts, continuations = [], {}
     for index, spec in enumerate(config.methods):
         method = make_method(spec.name, **spec.hyperparameters)
@@ -301,17 +305,29 @@ def explain_run(
             verdict = judge_run(record, context, comparison)
             verdicts.append(verdict)
         if index < len(config.methods) - 1:  # an interrupted explain keeps what it finished
-            _write_verdicts(directory, context, setup, verdicts, comparison, complete=False)
+            _write_verdicts(directory, context, setup, verdicts, comparison, counts, False)
     files = []
     if figures:
         files = plots.explain_figures(
             series, spectra, continuations, verdicts, comparison, directory, floor
         )
-    path = _write_verdicts(directory, context, setup, verdicts, comparison)
-    return Explanation(verdicts, comparison, [path, *files])
+    path = _write_verdicts(directory, context, setup, verdicts, comparison, counts)
+    problem_lines = [] if counts is None else counts.lines()
+    return Explanation(verdicts, comparison, [path, *files], problem_lines=problem_lines)
 
 
-def _write_verdicts(directory, context, setup, verdicts, comparison, complete=True) -> Path:
+def identifiability_of(setup):
+    """The identifiability counts of a completion's Ω (``diagnostics.identifiability``) at the
+    truth's rank, or the model's narrowest width without a truth; None for other problems."""
+    problem = setup.problem
+    if not isinstance(problem, MeasuredProblem) or problem.kind != "completion":
+        return None
+    obs = problem.measurements
+    rank = problem.rank if problem.has_truth else int(min(setup.widths))
+    return identifiability(obs.rows, obs.cols, obs.weights, problem.shape, rank)
+
+
+def _write_verdicts(directory, context, setup, verdicts, comparison, counts, complete=True):
     """``verdicts.json``: the verdicts, what they were judged against and the theory; written
     after every method too (``complete`` false until the last)."""
     payload = {
@@ -319,6 +335,7 @@ def _write_verdicts(directory, context, setup, verdicts, comparison, complete=Tr
         "target": context.target,
         "relative_to": context.relative_to,
         "recovery_target": context.recovery_target if setup.probe is not None else None,
+        "identifiability": None if counts is None else counts.record(),
         "floor": setup.floor.as_dict(),
         "verdicts": [jsonable(v.record(), private=False) for v in verdicts],
         "theory": jsonable(comparison, private=False),
