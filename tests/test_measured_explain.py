@@ -285,3 +285,32 @@ def test_explain_and_the_report_default_to_one_recovery_target(tmp_path):
     assert verdicts(out)["recovery_target"] == pytest.approx(recovery_goals(plan)[-1])
     explain(out, budget_steps=0, figures=False, target=1e-6)  # an explicit loss target
     assert verdicts(out)["recovery_target"] == pytest.approx(1e-3)  # √ of it, as for a run
+
+
+def test_a_sweep_says_which_seeds_cannot_determine_m_before_their_verdicts(tmp_path):
+    """An axis over ρ: at 0.8 no method can recover M (77 entries for the 96 degrees of freedom
+    of rank 2 at 30 × 20), and explain says so for each seed, before the group's verdicts; at
+    ρ = 2 only a line with fewer than r entries could make it say so, and it names the lines."""
+    path = tmp_path / "rho.toml"
+    path.write_text(
+        f"seeds = 2\ntargets = [1e-6]\nsteps = 20\nrecord_every = 10\n[problem]\n"
+        f'kind = "completion"\nrows = {SHAPE[0]}\ncols = {SHAPE[1]}\nrank = {RANK}\n'
+        f'oversampling = 2.0\n[model]\nhidden = [{RANK}]\n[init]\nkind = "spectral_estimate"\n'
+        '[axes]\n"problem.oversampling" = [0.8, 2.0]\n[[methods]]\nname = "gd"\n'
+        "learning_rates = [0.4]\n"
+    )
+    out = tmp_path / "rho"
+    sweep.run(sweep.load(path), out)
+    lines = explain(out, budget_steps=0, figures=False).lines()
+    dof = RANK * (SHAPE[0] + SHAPE[1] - RANK)
+    rho = round(0.8 * dof) / dof
+    said = "\n".join(lines)
+    for seed in (0, 1):
+        assert f"seed {seed}: not identifiable: ρ = {rho:.3g} < 1" in said, said
+    assert said.count(" < 1 (") == 2  # ρ = 2 never reads as below 1
+    for verdict in verdicts(out)["verdicts"]:
+        counts = verdict["identifiability"]
+        low = verdict["axis"]["problem.oversampling"] == 0.8
+        assert counts["oversampling"] == pytest.approx(rho if low else 2.0, rel=1e-2)
+        short = counts["short_rows"] or counts["short_cols"]
+        assert counts["identifiable"] == (not low and not short)

@@ -12,8 +12,10 @@ import numpy as np
 
 from deeplinear.diagnostics import theory
 from deeplinear.diagnostics.floors import Floor, recovery_resolution
+from deeplinear.diagnostics.identifiability import identifiability
 from deeplinear.errors import UsageError
 from deeplinear.objectives.measurement import is_measured
+from deeplinear.problems.measured import MeasuredProblem
 from deeplinear.verdict import (
     Verdict,
     default_recovery_target,
@@ -145,3 +147,14 @@ def learned_modes(data: dict, extend) -> np.ndarray | None:
     if learned is None or np.ndim(learned) != 2 or not np.all(np.isfinite(learned[-1])):
         return None
     return learned[-1]
+
+
+def identifiability_of(setup):
+    """The identifiability counts of a completion's Ω (``diagnostics.identifiability``) at the
+    truth's rank, or the model's narrowest width without a truth; None for other problems."""
+    problem = setup.problem
+    if not isinstance(problem, MeasuredProblem) or problem.kind != "completion":
+        return None
+    obs = problem.measurements
+    rank = problem.rank if problem.has_truth else int(min(setup.widths))
+    return identifiability(obs.rows, obs.cols, obs.weights, problem.shape, rank)

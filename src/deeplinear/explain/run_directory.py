@@ -24,15 +24,19 @@ from deeplinear.core.backend import jax
 from deeplinear.core.words import counted
 from deeplinear.diagnostics import theory
 from deeplinear.diagnostics.curvature import critical_point
-from deeplinear.diagnostics.identifiability import identifiability
 from deeplinear.errors import UsageError
 from deeplinear.experiment import config as configs
 from deeplinear.experiment import execution
-from deeplinear.explain.judging import Context, RunRecord, judge_run, recovery_target_for
+from deeplinear.explain.judging import (
+    Context,
+    RunRecord,
+    identifiability_of,
+    judge_run,
+    recovery_target_for,
+)
 from deeplinear.loop import runner
 from deeplinear.methods import make_method
 from deeplinear.objectives.measurement import is_measured
-from deeplinear.problems.measured import MeasuredProblem
 from deeplinear.report import plots
 from deeplinear.store import directories
 from deeplinear.store.jsonfiles import dumps, jsonable
@@ -314,17 +318,6 @@ def explain_run(
     path = _write_verdicts(directory, context, setup, verdicts, comparison, counts)
     problem_lines = [] if counts is None else counts.lines()
     return Explanation(verdicts, comparison, [path, *files], problem_lines=problem_lines)
-
-
-def identifiability_of(setup):
-    """The identifiability counts of a completion's Ω (``diagnostics.identifiability``) at the
-    truth's rank, or the model's narrowest width without a truth; None for other problems."""
-    problem = setup.problem
-    if not isinstance(problem, MeasuredProblem) or problem.kind != "completion":
-        return None
-    obs = problem.measurements
-    rank = problem.rank if problem.has_truth else int(min(setup.widths))
-    return identifiability(obs.rows, obs.cols, obs.weights, problem.shape, rank)
 
 
 def _write_verdicts(directory, context, setup, verdicts, comparison, counts, complete=True):

@@ -33,7 +33,13 @@ from deeplinear.core.backend import jax
 from deeplinear.diagnostics import probes, theory
 from deeplinear.errors import UsageError
 from deeplinear.experiment import budget, execution
-from deeplinear.explain.judging import Context, RunRecord, judge_run, recovery_target_for
+from deeplinear.explain.judging import (
+    Context,
+    RunRecord,
+    identifiability_of,
+    judge_run,
+    recovery_target_for,
+)
 from deeplinear.explain.run_directory import (
     Explanation,
     continue_member,
@@ -211,9 +217,12 @@ def _explain_group(directory, plan, group, rate, series, context, progress):
         steps = configs_[0].methods[0].steps
         say(f"explain: rebuilding {group.name} at η = {rate:g} ({len(ids)} × {steps:,} steps)")
         rebuilt = _rebuild(method, setups, configs_[0], rate)
-    verdicts, records, notes = [], [], {}
+    verdicts, records, notes, lines = [], [], {}, []
     for member, run in enumerate(zip(configs_, setups, ids, local)):
         config, run_id = run[0], run[2]
+        counts = identifiability_of(run[1])
+        if counts is not None and not counts.identifiable:
+            lines += [f"  seed {config.seed}: {line}" for line in counts.lines()]
         data = series[run_id]
         continued = rebuilt if finite[member] else None
         verdict, comparison = _judge_member(
@@ -230,9 +239,10 @@ def _explain_group(directory, plan, group, rate, series, context, progress):
                 "method": spec.name,
                 "learning_rate": rate,
                 "seed": config.seed,
+                "identifiability": None if counts is None else counts.record(),
             }
         )
-    return verdicts, records, notes
+    return verdicts, records, notes, lines
 
 
 def _write_verdicts(
@@ -287,9 +297,12 @@ def explain_sweep(
     for group in plan.groups:
         rate = rates[group.id]
         found = _explain_group(directory, plan, group, rate, series, context, progress)
-        titles[len(verdicts)] = (
-            f"{group.name}: best η = {rate:g} by {plan.select.replace('_', ' ')} "
-            f"({plan.targets[0]:g}), {len(group.seeds)} seed{'s' * (len(group.seeds) > 1)}"
+        titles[len(verdicts)] = "\n".join(
+            [
+                f"{group.name}: best η = {rate:g} by {plan.select.replace('_', ' ')} "
+                f"({plan.targets[0]:g}), {len(group.seeds)} seed{'s' * (len(group.seeds) > 1)}",
+                *found[3],  # seeds whose Ω cannot determine M: said before their verdicts
+            ]
         )
         verdicts += found[0]
         records += found[1]
