@@ -307,10 +307,18 @@ def test_a_sweep_says_which_seeds_cannot_determine_m_before_their_verdicts(tmp_p
     said = "\n".join(lines)
     for seed in (0, 1):
         assert f"seed {seed}: not identifiable: ρ = {rho:.3g} < 1" in said, said
-    assert said.count(" < 1 (") == 2  # ρ = 2 never reads as below 1
+    titled = [line for line in said.splitlines() if line.startswith("  seed ")]
+    assert len(titled) == 2 and all("ρ = 0.802 < 1" in line for line in titled), titled
     for verdict in verdicts(out)["verdicts"]:
         counts = verdict["identifiability"]
         low = verdict["axis"]["problem.oversampling"] == 0.8
         assert counts["oversampling"] == pytest.approx(rho if low else 2.0, rel=1e-2)
         short = counts["short_rows"] or counts["short_cols"]
         assert counts["identifiable"] == (not low and not short)
+        recovery = verdict["recovery"]
+        if low:  # no ETA, no "stalled" or "too short" (it said "too short" here: run longer)
+            assert recovery["eta_steps"] is None and recovery["kind"] in (
+                "does not recover", "diverged", "unstable", "recovered"
+            ), recovery  # fmt: skip
+            if recovery["kind"] == "does not recover":
+                assert "no method could: not identifiable" in recovery["headline"]

@@ -106,7 +106,7 @@ def judge_recovery(run_data: dict, verdict, setup, floor, extend, *, target, bud
     if "recovery_error" not in run_data or not is_measured(setup.objective):
         return None
     handle = None if extend is None else extend.recovery_handle
-    return judge_recovery_of(
+    recovery = judge_recovery_of(
         run_data["step"],
         np.asarray(run_data["recovery_error"], dtype=np.float64),
         fit=verdict,
@@ -117,6 +117,29 @@ def judge_recovery(run_data: dict, verdict, setup, floor, extend, *, target, bud
         budget_steps=budget_steps,
         noise=float(getattr(setup.problem, "noise", 0.0) or 0.0),
     )
+    return not_identifiable(recovery, identifiability_of(setup))
+
+
+PREDICTIONS = ("recovering linearly", "recovering sublinearly", "recovery stalled", "too short")
+
+
+def not_identifiable(recovery, counts):
+    """``recovery`` where Ω can determine M; where it cannot (``counts`` not identifiable), a
+    verdict that predicted recovery (an ETA, "stalled", "too short") says instead that no
+    number of steps recovers M: what the run measured (recovered, unstable, diverged) stands."""
+    if counts is None or counts.identifiable or recovery.kind not in PREDICTIONS:
+        return recovery
+    why = counts.lines()[0].removeprefix("not identifiable: ").split(": no method")[0]
+    error = "" if recovery.error is None else f"; ‖W − M‖/‖M‖ = {recovery.error:.3g}"
+    headline = (
+        f"does not recover M, and no method could: not identifiable from these entries ({why})"
+        f"{error} at step {recovery.step}"
+    )
+    evidence = [f"instead of: {recovery.headline}", *recovery.evidence]
+    return dataclasses.replace(
+        recovery, kind="does not recover", headline=headline, eta_steps=None, eta_method=None,
+        evidence=evidence,
+    )  # fmt: skip
 
 
 def recovery_target_for(target: float, given: float | None) -> float:
