@@ -504,7 +504,12 @@ def test_a_completion_run_names_the_conditioning_of_m_not_a(tmp_path):
     arrays = {"rows": rows, "cols": cols, "values": values, "shape": np.array([30, 20])}
     np.savez(tmp_path / "given.npz", **arrays, U=U, s=np.array([4.0, 1.0]), V=V)
     np.savez(tmp_path / "bare.npz", **arrays)
-    for name, words in (("given", "true κ(M) = 4 (over its rank 2)"), ("bare", "κ(M) unknown")):
+    one = (rows != 7) | (cols == cols[rows == 7][0])  # row 7 keeps one entry: < r = 2
+    short = {key: arrays[key][one] for key in ("rows", "cols", "values")}
+    np.savez(tmp_path / "short.npz", **short, shape=arrays["shape"], U=U, s=[4.0, 1.0], V=V)
+    cases = (("given", "true κ(M) = 4 (over its rank 2)"), ("bare", "κ(M) unknown"),
+             ("short", "true κ(M) = 4"))  # fmt: skip
+    for name, words in cases:
         path = tmp_path / f"{name}.toml"
         path.write_text(
             f'steps = 3\ncheckpoints = 0\n[problem]\nkind = "completion"\npath = "{name}.npz"\n'
@@ -516,6 +521,8 @@ def test_a_completion_run_names_the_conditioning_of_m_not_a(tmp_path):
         header = done.stdout.splitlines()[0]
         assert words in header and "κ(A)" not in header, header
         assert "als: 1 run × 3 steps" in done.stderr, done.stderr  # it said "1 runs"
+        said = done.stdout.splitlines()[1]  # identifiability, as explain says it
+        assert said.startswith("not identifiable: row 7 with") == (name == "short"), said
 
 
 def test_oversampling_draws_rho_times_the_degrees_of_freedom():

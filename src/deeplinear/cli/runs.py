@@ -51,6 +51,11 @@ def run_command(args) -> int:
     problem = result.setup.problem
     print(f"{config.name or args.config}: {problem.name}, widths {result.setup.widths}, "
           f"{_conditioning(problem)}")  # fmt: skip
+    from deeplinear.explain.judging import identifiability_of
+
+    counts = identifiability_of(result.setup)  # as explain says it, before any verdict
+    for line in [] if counts is None else counts.lines():
+        print(line)
     print("\n".join(lines))
     print(
         "(final loss: the final weights' loss in double-double near the reachable minimum "
