@@ -565,7 +565,10 @@ def test_identifiability_counts_at_their_boundaries_and_the_non_uniqueness_they_
     """A row with r − 1 entries: M is not determined — built here, a second rank-r matrix
     that agrees on every observed entry and differs in that row; with r entries the row is
     fine. ρ exactly 1 passes, one entry fewer does not."""
-    from deeplinear.diagnostics.identifiability import identifiability
+    from deeplinear.diagnostics.identifiability import identifiability, line_counts
+
+    def counted_at(rows, cols, weights, shape, rank):
+        return identifiability(*line_counts(rows, cols, weights, shape), shape, rank)
 
     rng = np.random.default_rng(0)
     n1, n2, r = 12, 10, 3
@@ -573,7 +576,7 @@ def test_identifiability_counts_at_their_boundaries_and_the_non_uniqueness_they_
     mask = np.ones((n1, n2), bool)
     mask[4, r - 1 :] = False  # row 4: r − 1 entries
     rows, cols = np.nonzero(mask)
-    counts = identifiability(rows, cols, np.ones(rows.size), (n1, n2), r)
+    counts = counted_at(rows, cols, np.ones(rows.size), (n1, n2), r)
     assert not counts.identifiable and counts.short_rows.tolist() == [4]
     assert counts.short_cols.size == 0 and "row 4 with fewer than r = 3" in counts.lines()[0]
     seen = V[cols[rows == 4]]  # the r − 1 feature rows row 4 is observed through
@@ -584,7 +587,7 @@ def test_identifiability_counts_at_their_boundaries_and_the_non_uniqueness_they_
     assert np.allclose(M[mask], M2[mask], atol=1e-12) and not np.allclose(M, M2)
     mask[4, r - 1] = True  # r entries: this row is no longer short
     rows, cols = np.nonzero(mask)
-    assert identifiability(rows, cols, np.ones(rows.size), (n1, n2), r).identifiable
+    assert counted_at(rows, cols, np.ones(rows.size), (n1, n2), r).identifiable
     # ρ: r (n1 + n2 − r) = 57 entries exactly (each line ≥ r), then one fewer; padding ignored
     dof = r * (n1 + n2 - r)
     grid = np.zeros((n1, n2), bool)
@@ -595,9 +598,9 @@ def test_identifiability_counts_at_their_boundaries_and_the_non_uniqueness_they_
         grid[i, j] = True
     rows, cols = np.nonzero(grid)
     weights = np.ones(rows.size)
-    exact = identifiability(rows, cols, weights, (n1, n2), r)
+    exact = counted_at(rows, cols, weights, (n1, n2), r)
     assert exact.oversampling == 1.0 and exact.identifiable
     weights[rows.size - 1] = 0.0  # now padding
-    short = identifiability(rows, cols, weights, (n1, n2), r)
+    short = counted_at(rows, cols, weights, (n1, n2), r)
     assert short.count == dof - 1 and not short.identifiable
     assert short.lines()[0].startswith(f"not identifiable: ρ = {(dof - 1) / dof:.3g} < 1")

@@ -17,6 +17,19 @@ import numpy as np
 SHOWN = 8  # the row and column indices a line names at most
 
 
+def degrees_of_freedom(shape: tuple[int, int], rank: int) -> int:
+    """r (n1 + n2 − r): the dimension of the rank-r n1 × n2 matrices (ρ's denominator)."""
+    return rank * (shape[0] + shape[1] - rank)
+
+
+def line_counts(rows, cols, weights, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The observed entries (weight > 0) in each row and in each column."""
+    keep = np.asarray(weights) > 0
+    n1, n2 = shape
+    per_row = np.bincount(np.asarray(rows)[keep], minlength=n1)
+    return per_row, np.bincount(np.asarray(cols)[keep], minlength=n2)
+
+
 @dataclass(frozen=True)
 class Identifiability:
     """The counts behind the verdict: rank r judged at, m, ρ, and the rows and columns of Ω
@@ -33,10 +46,8 @@ class Identifiability:
         """ρ ≥ 1 and every row and column with at least r entries (necessary, not sufficient)."""
         return self.oversampling >= 1 and self.short_rows.size == 0 and self.short_cols.size == 0
 
-    def lines(self) -> list[str]:
-        """What explain prints before judging any run: nothing when identifiable."""
-        if self.identifiable:
-            return []
+    def reasons(self) -> list[str]:
+        """Why Ω cannot determine M (empty when identifiable): ρ below 1, the short lines."""
         why = []
         if self.oversampling < 1:
             why.append(
@@ -49,9 +60,15 @@ class Identifiability:
                 more = f", … ({short.size} in all)" if short.size > SHOWN else ""
                 noun = name if short.size == 1 else name + "s"
                 why.append(f"{noun} {shown}{more} with fewer than r = {self.rank} entries")
+        return why
+
+    def lines(self) -> list[str]:
+        """What explain prints before judging any run: nothing when identifiable."""
+        if self.identifiable:
+            return []
         return [
-            "not identifiable: " + "; ".join(why) + ": no method can recover M from these "
-            "entries (what the runs fit is one of many rank-r matrices that agree on them)"
+            "not identifiable: " + "; ".join(self.reasons()) + ": no method can recover M from "
+            "these entries (what the runs fit is one of many rank-r matrices that agree on them)"
         ]
 
     def record(self) -> dict:
@@ -66,15 +83,14 @@ class Identifiability:
         }
 
 
-def identifiability(rows, cols, weights, shape: tuple[int, int], rank: int) -> Identifiability:
-    """The counts of Ω (entries with weight > 0) against rank ``rank`` (module docstring)."""
-    keep = np.asarray(weights) > 0
-    rows, cols = np.asarray(rows)[keep], np.asarray(cols)[keep]
-    n1, n2 = shape
-    per_row = np.bincount(rows, minlength=n1)
-    per_col = np.bincount(cols, minlength=n2)
-    m = int(keep.sum())
-    rho = m / (rank * (n1 + n2 - rank))
+def identifiability(per_row, per_col, shape: tuple[int, int], rank: int) -> Identifiability:
+    """The counts of Ω (``line_counts``) against rank ``rank`` (module docstring)."""
+    per_row, per_col = np.asarray(per_row), np.asarray(per_col)
+    m = int(per_row.sum())
     return Identifiability(
-        rank, m, rho, np.flatnonzero(per_row < rank), np.flatnonzero(per_col < rank)
+        rank,
+        m,
+        m / degrees_of_freedom(shape, rank),
+        np.flatnonzero(per_row < rank),
+        np.flatnonzero(per_col < rank),
     )

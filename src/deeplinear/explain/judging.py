@@ -129,7 +129,7 @@ def not_identifiable(recovery, counts):
     number of steps recovers M: what the run measured (recovered, unstable, diverged) stands."""
     if counts is None or counts.identifiable or recovery.kind not in PREDICTIONS:
         return recovery
-    why = counts.lines()[0].removeprefix("not identifiable: ").split(": no method")[0]
+    why = "; ".join(counts.reasons())
     error = "" if recovery.error is None else f"; ‖W − M‖/‖M‖ = {recovery.error:.3g}"
     headline = (
         f"does not recover M, and no method could: not identifiable from these entries ({why})"
@@ -178,6 +178,5 @@ def identifiability_of(setup):
     problem = setup.problem
     if not isinstance(problem, MeasuredProblem) or problem.kind != "completion":
         return None
-    obs = problem.measurements
     rank = problem.rank if problem.has_truth else int(min(setup.widths))
-    return identifiability(obs.rows, obs.cols, obs.weights, problem.shape, rank)
+    return identifiability(*problem.line_counts, problem.shape, rank)

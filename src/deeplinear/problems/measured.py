@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from deeplinear.core.backend import jax, jnp
 from deeplinear.diagnostics.floors import Floor, measured_minimum
+from deeplinear.diagnostics.identifiability import degrees_of_freedom, line_counts
 from deeplinear.diagnostics.probes import RecoveryProbe
 from deeplinear.errors import UsageError
 from deeplinear.objectives.measurement import Completion, Sensing, completion, count
@@ -76,8 +78,14 @@ class MeasuredProblem:
         rank (None without a truth)."""
         if not self.has_truth:
             return None
-        r, (n1, n2) = self.rank, self.shape
-        return self.count / (r * (n1 + n2 - r))
+        return self.count / degrees_of_freedom(self.shape, self.rank)
+
+    @cached_property
+    def line_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """The observed entries in each row and each column (completion; computed once: each
+        run's recovery verdict asks)."""
+        obs = self.measurements
+        return line_counts(obs.rows, obs.cols, obs.weights, self.shape)
 
     @property
     def singular_values(self) -> np.ndarray:
@@ -204,8 +212,7 @@ def capacity(shape: tuple[int, int], probability: float) -> int:
 def oversampled_count(shape: tuple[int, int], rank: int, oversampling: float) -> int:
     """|Ω| = ρ · r (n1 + n2 − r), rounded: ρ times the degrees of freedom of a rank-r
     n1 × n2 matrix (ρ = 1 is the information limit; MatrixIRLS's experiments sweep 1.05–4)."""
-    n1, n2 = shape
-    return max(1, round(oversampling * rank * (n1 + n2 - rank)))
+    return max(1, round(oversampling * degrees_of_freedom(shape, rank)))
 
 
 MAX_DRAWS = 1000  # ``min_per_line``: samples drawn before giving up
@@ -214,8 +221,8 @@ MAX_DRAWS = 1000  # ``min_per_line``: samples drawn before giving up
 def _lines_short(index: np.ndarray, shape, least: int) -> int:
     """How many rows and columns of the sample ``index`` hold fewer than ``least`` entries."""
     rows, cols = np.divmod(index, shape[1])
-    short = np.bincount(rows, minlength=shape[0]) < least
-    return int(short.sum() + (np.bincount(cols, minlength=shape[1]) < least).sum())
+    per_row, per_col = line_counts(rows, cols, np.ones(index.size), shape)
+    return int((per_row < least).sum() + (per_col < least).sum())
 
 
 def sample_entries(rng, shape, *, probability=None, observations=None) -> np.ndarray:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import ClassVar, final
 
 from deeplinear.core.checks import require_choice, require_int, require_number
+from deeplinear.diagnostics.identifiability import degrees_of_freedom
 from deeplinear.errors import UsageError
 from deeplinear.problems.dense import singular_values
 from deeplinear.problems.kinds._base import (
@@ -209,7 +210,7 @@ class Completion(AbstractMeasuredKind):
                 raise UsageError(f"problem.probability must be in (0, 1], got {p!r}")
         elif given == ["oversampling"]:
             rho = require_number(problem["oversampling"], "problem.oversampling", 0, strict=True)
-            dof = problem["rank"] * (n1 + n2 - problem["rank"])
+            dof = degrees_of_freedom((n1, n2), problem["rank"])
             if oversampled_count((n1, n2), problem["rank"], rho) > n1 * n2:
                 raise UsageError(
                     f"problem.oversampling = {rho:g} asks for more than the rows·cols = "
