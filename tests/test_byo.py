@@ -194,3 +194,27 @@ def test_recorded_columns_are_the_union_of_method_columns():
         for name, kind in cls.columns.items():
             assert columns[name] == kind
     assert "optimistix_result" in columns
+
+
+def test_optax_transformations_are_named_from_optax_and_unique():
+    from deeplinear.methods._optax_names import readable_name
+
+    chained = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-3))
+    named = optax.named_chain(("clip", optax.clip_by_global_norm(1.0)), ("opt", optax.sgd(1e-3)))
+    assert readable_name(optax.adam(1e-2)) == "optax.adam"
+    assert readable_name(optax.adam(optax.exponential_decay(1e-2, 10, 0.5))) == "optax.adam"
+    assert readable_name(optax.nadam(1e-2)) == "optax.nadam"  # adam's components, its defaults
+    assert readable_name(optax.lion(1e-3)) == "optax.lion"
+    assert readable_name(optax.sgd(0.1, momentum=0.9)) == "optax.sgd"
+    assert readable_name(chained) == "chain(clip_by_global_norm, adam)"
+    assert readable_name(named) == "named_chain(clip=clip_by_global_norm, opt=sgd)"
+    assert readable_name(optax.clip_by_global_norm(1.0)) == "optax.clip_by_global_norm"
+
+    lion, clipped = dl.run(optax.lion(3e-5), steps=2), dl.run(chained, steps=2)
+    assert lion.method.name == "optax.lion" and clipped.method.name == readable_name(chained)
+    assert set(np.asarray(lion.table["method"])) == {"optax.lion"}
+    # the same name with other settings: a suffix; the same settings again: the same name
+    first = dl.run(optax.rmsprop(1e-4), steps=2).method.name
+    other = dl.run(optax.rmsprop(2e-4), steps=2).method.name
+    again = dl.run(optax.rmsprop(1e-4), steps=2).method.name
+    assert first == "optax.rmsprop" and other == "optax.rmsprop#2" and again == first

@@ -42,6 +42,7 @@ from deeplinear.errors import UsageError
 from deeplinear.methods._base import AbstractMethod, Hyper, choice, declarations
 from deeplinear.methods._contract import abstract_arguments
 from deeplinear.methods._optax import AbstractOptaxMethod
+from deeplinear.methods._optax_names import readable_name, settings, unique_name
 from deeplinear.methods._peers import AbstractOptimistixMethod
 from deeplinear.methods.cost import loss_flops
 
@@ -147,7 +148,8 @@ _CLASSES: dict[int, tuple[object, type[AbstractMethod]]] = {}  # id(wrapped) →
 
 
 def _class_name(name: str) -> str:
-    return "".join(part.capitalize() for part in name.replace(".", "-").split("-") if part)
+    parts = "".join(c if c.isalnum() else "-" for c in name).split("-")
+    return "".join(part[:1].upper() + part[1:] for part in parts if part)
 
 
 def is_solver(obj) -> bool:
@@ -165,10 +167,18 @@ def _from_optimistix(cls: type) -> bool:
 
 
 def default_name(obj) -> str:
-    """A method name for an unregistered foreign object: ``optax.adam``, ``optimistix.Dogleg``,
-    ``optax-transformation``."""
+    """A method name for an unregistered foreign object, unique in this process: a factory
+    ``optax.adam``, a transformation named from optax (``optax.lion``, ``chain(clip_by_global_norm,
+    adam)``; ``_optax_names``), ``optimistix.Dogleg``; ``…#2`` for the second object of that
+    name whose settings differ."""
     if isinstance(obj, optax.GradientTransformation):
-        return "optax-transformation"
+        return unique_name(readable_name(obj), settings(obj))
+    return unique_name(_plain_name(obj), settings(obj))
+
+
+def _plain_name(obj) -> str:
+    if isinstance(obj, optax.GradientTransformation):
+        return readable_name(obj)
     if callable(obj) and not is_solver(obj) and hasattr(obj, "__qualname__"):
         module = (getattr(obj, "__module__", None) or "").split(".")[0]
         qualname = obj.__qualname__.replace("<lambda>", "lambda").replace(".<locals>", "")
@@ -288,12 +298,12 @@ def _factory_class(factory: Callable, name: str, where: str) -> type[AbstractMet
         "factory_parameters": tuple(f[0] for f in fields),
     }
     cls = _make_class(name, AbstractOptaxFactory, namespace, fields, factory)
-    cls.description = f"optax factory {default_name(factory)}"
+    cls.description = f"optax factory {_plain_name(factory)}"
     return cls
 
 
 def _make_class(name, base, namespace, fields, obj) -> type[AbstractMethod]:
-    reference = default_name(obj)
+    reference = _plain_name(obj)
     namespace = {
         **namespace,
         "name": name,
