@@ -66,7 +66,14 @@ def test_axis_order_is_numeric_with_population_last():
 def test_a_method_keeps_its_colour_whatever_else_is_in_the_sweep():
     first = method_colours(["gd", "adam", "lm"])
     assert first == {"gd": PALETTE[0], "adam": PALETTE[1], "lm": PALETTE[2]}
-    assert len(set(method_colours([f"m{i}" for i in range(20)]).values())) == 20
+    # the colour follows the name, not the order or the company
+    assert method_colours(["lm", "scaled-gd", "gd"])["gd"] == PALETTE[0]
+    assert method_colours(["mine", "gd"])["mine"] == method_colours(["mine", "als"])["mine"]
+    assert method_colours(["b", "a"]) == method_colours(["a", "b"])
+    # two names that hash to one entry: both shown, distinct, whatever their order
+    names = [f"m{i}" for i in range(20)]
+    assert len(set(method_colours(names).values())) == 20
+    assert method_colours(names) == method_colours(names[::-1])
 
 
 def test_report_writes_summary_files_table_and_page(swept):
@@ -114,9 +121,31 @@ def test_report_writes_summary_files_table_and_page(swept):
     charts = json.loads(page.split("const CHARTS=")[1].split(";const")[0].split(";\n")[0])
     assert [c["id"] for c in charts] == ["curves", "axis0", "profile0", "profile1"]
     ranges = {json.dumps(s["encoding"]["color"]["scale"]["range"]) for s in _unit_specs(charts)}
-    assert ranges == {json.dumps([PALETTE[0], PALETTE[1]])}
-    for name in ("curves", "profile-0.001", "profile-1e-06", "axis-problem.condition_number"):
-        assert (swept / f"{name}.png").stat().st_size > 0 and (swept / f"{name}.svg").exists()
+    colours = method_colours(["gd", "lm"])
+    assert ranges == {json.dumps([colours[e["method"]] for e in document["ranking"]])}
+    assert document["colours"] == {e["method"]: colours[e["method"]] for e in document["ranking"]}
+    assert [line["colour"] for line in lines] == [colours[r["method"]] for r in rows]
+    figures = json.loads((swept / "figures.json").read_text())
+    names = {f["name"] for f in figures["figures"]}
+    assert names == {"curves", "profile-0.001", "profile-1e-06", "axis-problem.condition_number"}
+    for figure in figures["figures"]:
+        assert figure["caption"] and figure["files"] == [f"{figure['name']}.{x}" for x in
+                                                         ("svg", "png", "pdf")]  # fmt: skip
+        for name in figure["files"]:
+            assert (swept / name).stat().st_size > 0 and name in page
+        pdf = (swept / f"{figure['name']}.pdf").read_bytes()
+        assert pdf.startswith(b"%PDF") and b"/Title" in pdf and b"/Subject" in pdf  # metadata
+        if figure["name"] == "curves":  # an ASCII title is stored as it is (others UTF-16)
+            assert b"(Loss curves)" in pdf
+        svg = (swept / f"{figure['name']}.svg").read_text()
+        assert f"<dc:title>{figure['title']}</dc:title>" in svg
+    # ranked within each point by the sweep's rule (time to 1e-3, then the final loss)
+    for point in {r["axis_point"] for r in rows}:
+        here = [r for r in rows if r["axis_point"] == point]
+        keys = [tuning.score(best[r["group"]].runs, "time_to_target", 1e-3) for r in here]
+        assert [r["rank"] for r in here] == [1 + sum(k < key for k in keys) for key in keys]
+        assert keys == sorted(keys)
+    assert table.splitlines()[0].startswith("rank") and "★1" in table
 
 
 def _unit_specs(charts):
@@ -185,14 +214,14 @@ def test_the_verdict_column_counts_a_run_that_rises_back_as_not_reached():
     table = pa.table(rows)
     summaries = run_summaries(table, [1e-6])
     assert [np.isfinite(r["steps@1e-06"]) for r in summaries] == [True, False]
-    text = _verdicts(run_series(table), summaries, {}, 1e-6)
-    assert "reached 1e-06 ×1" in text and "not judged" in text  # the second: no floor given
+    kinds = _verdicts(run_series(table), summaries, {}, 1e-6)
+    assert kinds["reached 1e-06"] == 1 and any("not judged" in k for k in kinds)  # no floor
 
 
 def test_the_extension_note_names_the_rate_that_diverged():
     """'stopped: diverged' said the added rates diverged where a rate of the sweep file's grid
     had: the note names the neighbour that bounds the best and where it came from."""
-    from deeplinear.report.page import _extension
+    from deeplinear.report.table import _extension
 
     record = {"added": [0.05, 0.025], "side": "low", "stopped": "diverged"}
     row = {"learning_rate": 0.4, "grid": [0.025, 0.05, 0.1, 0.2, 0.4, 0.8], "excluded": [0.8]}

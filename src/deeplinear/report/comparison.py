@@ -8,7 +8,9 @@ share of its batch's wall time (batch time ÷ batch size). Per group (axis point
 best learning rate is ``tuning.best_settings``' (by the sweep's ``select``), flagged when it lies
 on its grid's edge or the sweep extended the grid. The performance profile (Dolan & Moré 2002)
 puts each method, at its best learning rate, on every problem (axis point × seed): ρ(τ) is the
-fraction of problems it solves within τ times the fastest method's time; one per target.
+fraction of problems it solves within τ times the fastest method's time; one per target, and
+one per recovery target (seconds until ‖W − M‖_F/‖M‖_F first falls to it) where the sweep
+declares them.
 """
 
 from __future__ import annotations
@@ -76,6 +78,21 @@ def best_configs(table, summaries, target, select, extensions) -> dict:
             "excluded": list(b.excluded),  # rates that diverged on some seed
         }
     return best
+
+
+def recovery_times(best, series, goals) -> None:
+    """Set ``recovery_steps@t`` and ``recovery_seconds@t`` (charged) on every best run: the
+    first recorded row with ‖W − M‖_F/‖M‖_F ≤ t (inf if none), for each recovery target t."""
+    for entry in best.values():
+        for r in entry["runs"]:
+            data = series[r["run_id"]]
+            error = np.asarray(data.get("recovery_error", np.full(len(data["step"]), np.nan)),
+                               dtype=float)  # fmt: skip
+            seconds = charged_seconds(data)
+            for t in goals:
+                hit = np.flatnonzero(error <= t)
+                r[f"recovery_steps@{t:g}"] = float(data["step"][hit[0]]) if hit.size else np.inf
+                r[f"recovery_seconds@{t:g}"] = float(seconds[hit[0]]) if hit.size else np.inf
 
 
 def performance_profile(best, target, measure="seconds"):

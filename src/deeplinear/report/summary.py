@@ -83,19 +83,12 @@ def summary_rows(best, targets, orders: dict) -> list[dict]:
     return rows
 
 
-def recovery_steps(curve, target: float) -> float:
-    """The first recorded step at which ‖W − M‖_F/‖M‖_F ≤ ``target`` (inf if never)."""
-    error = np.asarray(curve["recovery_error"], dtype=float)
-    hit = np.flatnonzero(error <= target)
-    return float(curve["step"][hit[0]]) if hit.size else math.inf
-
-
-def recovery_cells(series, entry, goals) -> list[dict]:
-    """Per recovery target: seeds that reached it and the median steps [interval] to it."""
-    curves = [series[r["run_id"]] for r in entry["runs"]]
+def recovery_cells(entry, goals) -> list[dict]:
+    """Per recovery target: seeds that reached it and the median steps [interval] to it (the
+    runs' ``recovery_steps@t``, ``comparison.recovery_times``)."""
     cells = []
     for t in goals:
-        steps = [recovery_steps(c, t) for c in curves]
+        steps = [r[f"recovery_steps@{t:g}"] for r in entry["runs"]]
         m, lo, hi = confidence.median_interval(steps)
         solved = int(sum(np.isfinite(steps)))
         cells.append({"target": t, "solved": solved, "steps": {"median": m, "low": lo, "high": hi}})
@@ -114,7 +107,7 @@ def _interval(cell) -> str:
 
 def summary_table(rows, targets) -> str:
     """The summary as aligned text for the terminal."""
-    head = ["method", "axis point", "best η"]
+    head = ["rank", "method", "axis point", "best η"]
     for t in targets:
         head += [f"steps to {t:g}", f"seconds to {t:g}"]
     head.append("final loss")
@@ -130,7 +123,9 @@ def summary_table(rows, targets) -> str:
             rate += f" (edge: {row['edge']})"
         if row["extended"]:
             rate += " (extended)"
-        cells = [row["method"], row["axis_point"], rate]
+        rank = row.get("rank")
+        cells = ["" if rank is None else f"{'★' if rank == 1 else ' '}{rank}", row["method"],
+                 row["axis_point"], rate]  # fmt: skip
         for cell in row["targets"]:
             cells += [_interval(cell["steps"]), _interval(cell["seconds"])]
         cells.append(_interval(row["final_loss"]))
@@ -157,7 +152,7 @@ def summary_csv(rows) -> str:
     """One line per best configuration; ``inf`` where the target was not reached."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    head = ["method", "axis_point", "learning_rate", "edge", "extended", "seeds"]
+    head = ["rank", "method", "colour", "axis_point", "learning_rate", "edge", "extended", "seeds"]
     for cell in rows[0]["targets"] if rows else ():
         t = f"{cell['target']:g}"
         head.append(f"solved@{t}")
@@ -173,7 +168,8 @@ def summary_csv(rows) -> str:
             head += [f"recovery_steps@{t:g}{end}" for end in ("", "_low", "_high")]
     writer.writerow(head)
     for row in rows:
-        line = [row["method"], row["axis_point"], repr(row["learning_rate"]), row["edge"] or ""]
+        line = [row.get("rank", ""), row["method"], row.get("colour", ""), row["axis_point"]]
+        line += [repr(row["learning_rate"]), row["edge"] or ""]
         line += [str(row["extended"]).lower(), row["seeds"]]
         for cell in row["targets"]:
             line.append(cell["solved"])

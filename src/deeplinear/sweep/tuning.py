@@ -101,8 +101,9 @@ def run_summaries(table, targets) -> list[dict]:
     return out
 
 
-def _score(rows, select: str, target: float) -> tuple:
-    """The median-across-seeds key that ``select`` minimises, for the runs of one rate."""
+def score(rows, select: str, target: float) -> tuple:
+    """The median-across-seeds key that ``select`` minimises, for the runs of one rate (the
+    report ranks methods by the same key)."""
     finals = float(np.median([r["final"] if np.isfinite(r["final"]) else np.inf for r in rows]))
     if select == "final_loss":
         return (finals,)
@@ -146,7 +147,7 @@ def _choose(rows, select: str, target: float) -> tuple[float, tuple, list[float]
     summaries: the best score among the eligible rates."""
     diverged = divergences(rows)
     rates = list(diverged)
-    scores = {rate: _score([r for r in rows if r["learning_rate"] == rate], select, target)
+    scores = {rate: score([r for r in rows if r["learning_rate"] == rate], select, target)
               for rate in eligible(diverged)}  # fmt: skip
     rate = min(scores, key=scores.__getitem__)  # the first (smallest) of equal scores
     return rate, scores[rate], rates, diverged
@@ -217,7 +218,7 @@ def best_settings(
     out = []
     for group in sorted({r["group"] for r in summaries}):
         rows = [r for r in summaries if r["group"] == group]
-        rate, score, rates, diverged = _choose(rows, select, target)
+        rate, key, rates, diverged = _choose(rows, select, target)
         record = extensions.get(group)
         allowed = set(eligible(diverged))
         out.append(
@@ -226,7 +227,7 @@ def best_settings(
                 point=rows[0]["point"],
                 method=rows[0]["method"],
                 learning_rate=rate,
-                metric=score[0],
+                metric=key[0],
                 select=select,
                 target=target,
                 grid=tuple(rates),
