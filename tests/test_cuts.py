@@ -259,6 +259,42 @@ def test_a_resumed_sweep_counts_the_runs_done_before(tmp_path, monkeypatch, caps
     assert f"[2/2] {last.name}: 3 of 6 runs done here, 3 before, ETA 0 s" in err
 
 
+def test_a_batchs_steps_reach_the_heartbeat_with_their_rate_and_eta():
+    """``Progress.steps`` prints nothing itself; the heartbeat carries the count, and the rate
+    and ETA once a second chunk has given a rate (none from the first alone: its compile)."""
+    stream = io.StringIO()
+    with Progress(stream, interactive=False, heartbeat=0.2) as progress:
+        progress.say("gd: 3 runs × 4000 steps")
+        progress.steps(1000, 4000)
+        assert stream.getvalue() == "gd: 3 runs × 4000 steps\n"
+        time.sleep(0.3)
+        progress.steps(2000, 4000)
+        time.sleep(0.3)
+        progress.steps(4000, 4000)
+        time.sleep(0.3)
+    beats = [line for line in stream.getvalue().splitlines() if "so far" in line]
+    head = "  … gd: 3 runs × 4000 steps — "
+    assert re.fullmatch(head + r"1,000/4,000 steps — \d+ s so far", beats[0]), beats
+    later = [line for line in beats if "2,000/4,000" in line]
+    assert later and re.fullmatch(
+        head + r"2,000/4,000 steps, [\d,]+ steps/s, ETA [0-9] s — \d+ s so far", later[0]
+    ), beats  # 1000 steps in 0.3 s: about 3,300 steps/s, 2000 left: under a second or two
+    assert re.fullmatch(head + r"4,000 steps done, [\d,.]+ steps/s — \d+ s so far", beats[-1])
+
+
+def test_the_status_line_draws_a_batchs_steps_as_a_bar():
+    stream = io.StringIO()
+    with Progress(stream, interactive=True, heartbeat=0.2) as progress:
+        progress.begin("gd: 3 runs × 4000 steps")
+        progress.steps(1000, 4000)
+        time.sleep(0.1)
+        progress.steps(2000, 4000)
+        time.sleep(0.3)
+    text = stream.getvalue()
+    assert re.search(r"\[#{10}\.{10}\] 2,000/4,000 steps, [\d,]+ steps/s, ETA \d+ s · gd", text)
+    assert "so far" not in text
+
+
 def test_begin_names_a_phase_without_printing_it():
     stream = io.StringIO()
     with Progress(stream, interactive=False, heartbeat=0.2) as progress:
@@ -270,10 +306,12 @@ def test_begin_names_a_phase_without_printing_it():
 
 def test_a_sweep_read_through_a_pipe_is_never_silent_for_longer_than_the_heartbeat(tmp_path):
     """The README's promise on logs: a line for any silence over the heartbeat (5 s; 0.5 here),
-    read as a pipe reader sees it, from the first line to the exit (the intervals doubled)."""
+    read as a pipe reader sees it, from the first line to the exit (the intervals doubled); and
+    inside a batch the lines count its steps (they said only "N s so far" for 15 minutes),
+    with the rate and an ETA once a rate is known."""
     sweep_file = tmp_path / "sweep.toml"
     sweep_file.write_text(
-        'seeds = 2\nsteps = 100000\nrecord_every = 100\n[problem]\nkind = "notebook"\n'
+        'seeds = 2\nsteps = 300000\nrecord_every = 100\n[problem]\nkind = "notebook"\n'
         '[model]\nhidden = [6]\n[init]\nkind = "notebook"\n[[methods]]\nname = "adam"\n'
         "learning_rates = [0.001, 0.01]\n"
     )
@@ -283,8 +321,22 @@ def test_a_sweep_read_through_a_pipe_is_never_silent_for_longer_than_the_heartbe
         [*command, str(tmp_path / "out")], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
         text=True, env=env,
     )  # fmt: skip
-    stamps = [time.monotonic() for _ in iter(child.stderr.readline, "")]
+    lines, stamps = [], []
+    for line in iter(child.stderr.readline, ""):
+        lines.append(line.rstrip("\n"))
+        stamps.append(time.monotonic())
     stamps.append(time.monotonic())  # the exit
     assert child.wait(timeout=300) == 0
     gaps = np.diff(stamps)
     assert len(stamps) >= 3 and gaps.max() <= 1.4, gaps  # 0.5 s, checked every 0.125 s
+    counted = re.compile(
+        r"  … base\|adam: 4 runs — ([\d,]+)/300,000 steps(, [\d.,]+ steps/s, ETA (\d+) s)? — "
+        r"\d+ s so far"
+    )
+    found = [m for m in map(counted.fullmatch, lines) if m]
+    assert len(found) >= 2, lines
+    done = [int(m[1].replace(",", "")) for m in found]
+    assert any(b > a for a, b in zip(done, done[1:])), lines  # the count moves within a batch
+    etas = [int(m[3]) for m in found if m[3] is not None]
+    assert etas and max(etas) < 60, lines  # a rate known after the first chunk; an honest ETA
+    assert not found[0][0].startswith("  … estimated"), lines

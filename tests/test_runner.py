@@ -38,6 +38,29 @@ def test_chunking_does_not_change_results(setup):
     np.testing.assert_array_equal(whole.grad_norm, parts.grad_norm)
 
 
+def test_a_slow_chunk_is_followed_by_shorter_ones_with_the_same_rows(setup, monkeypatch):
+    """A chunk over 2 · CHUNK_SECONDS shortens the rest (so a slow batch reports its steps every
+    few seconds); the steps are the same steps, to the bit."""
+    from deeplinear.loop import programs
+
+    assert programs.shortened([40, 40, 20], 40, 1.0) == [40, 40, 20]  # fast: as planned
+    assert programs.shortened([40, 40, 20], 40, 10.0) == [5] * 20  # 10 s: 8× shorter
+    assert programs.shortened([40, 7], 40, 5.0) == [10] * 4 + [7]
+    objective, weights = setup
+    method = make_method("adam")
+    whole = runner.run(method, objective, weights, [1e-2], 60, chunk_steps=25).curves[0]
+    monkeypatch.setattr(programs, "CHUNK_SECONDS", 1e-9)  # every chunk "slow"
+    counts = []
+    short = runner.run(
+        method, objective, weights, [1e-2], 60, chunk_steps=25, fast=False,
+        progress=lambda done, total: counts.append(done),
+    ).curves[0]  # fmt: skip
+    assert counts[:3] == [25, 26, 27] and counts[-1] == 60  # one record per chunk after the first
+    np.testing.assert_array_equal(whole.loss, short.loss)
+    np.testing.assert_array_equal(whole.grad_norm, short.grad_norm)
+    assert np.all(np.diff(short.seconds) >= 0)
+
+
 def test_record_every_keeps_every_kth_step(setup):
     objective, weights = setup
     method = make_method("gd")

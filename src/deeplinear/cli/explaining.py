@@ -32,7 +32,7 @@ def _explain(args, directory: Path) -> int:
             relative_to=args.relative_to,
             budget_steps=args.budget,
             figures=not args.no_figures,
-            progress=progress.say,
+            progress=progress,  # lines, and the continued runs' steps
             recovery_target=args.recovery_target,
         )
     print("\n".join(result.lines()))

@@ -35,7 +35,7 @@ def run_command(args) -> int:
                 config,
                 out,
                 force=True,
-                progress=progress.say,
+                progress=progress,  # lines, and each batch's steps after every chunk
                 command=["deeplinear", *sys.argv[1:]],
                 setup=setup,
             )
@@ -102,7 +102,7 @@ def _reproduce(args, out: str) -> int:
             rcond=args.rcond,
             force=True,  # claimed above
             check=args.check,
-            progress=progress.say,
+            progress=progress,
             command=["deeplinear", *sys.argv[1:]],
         )
         progress.say("writing the summary")

@@ -52,6 +52,7 @@ def _sweep(args, plan, cost, out: Path) -> int:
         progress.say(f"estimated {cost.describe()} (the largest group's memory)")
         use_cache(args, progress.say)
         counter = _SweepCounter(plan, out, progress)
+        progress.begin("sweep: starting (the worker's imports, the first group's compile)")
         stall = args.stall_seconds or sweep.STALL_SECONDS
         files = sweep.run(
             plan,
@@ -60,6 +61,7 @@ def _sweep(args, plan, cost, out: Path) -> int:
             progress=counter,
             notice=lambda line: progress.say(f"deeplinear: {line}"),
             stall_seconds=stall,
+            steps=counter.steps,
         )
     from deeplinear.store.groups import group_runs
 
@@ -90,11 +92,20 @@ class _SweepCounter:
         self.runs_before = sum(self.size[g.id] for g in finished)
         self.runs_here = 0
         self.added = 0  # runs a grid extension added past the planned grid (this invocation)
+        self.running = None  # the group whose steps the progress line counts
         if finished:
             progress.say(
                 f"resuming: {self.groups_before} of {len(plan.groups)} groups "
                 f"({self.runs_before} of {counted(self.total_runs, 'run')}) done before"
             )
+
+    def steps(self, group, done: int, total: int) -> None:
+        """A chunk of ``group``'s batch done: ``done`` of its ``total`` steps (the heartbeat and
+        the status line say them, with the rate and the ETA)."""
+        if group.id != self.running:
+            self.running = group.id
+            self.progress.begin(f"{group.name}: {counted(self.size.get(group.id, 0), 'run')}")
+        self.progress.steps(done, total)
 
     def __call__(self, done: int, total: int, group) -> None:
         planned = self.size.get(group.id, 0)
@@ -114,12 +125,16 @@ class _SweepCounter:
 
 
 def report_command(args) -> int:
+    from deeplinear.core.progress import Progress
     from deeplinear.report.sweep_report import write_report
 
     writable_directory(
         args.directory, "report", "report.html, summary.csv, summary.json and its figures"
     )
-    path = write_report(args.directory, out=sys.stdout)
+    # plain heartbeat lines on stderr (no status line: the report prints its table on stdout)
+    with Progress(interactive=False) as progress:
+        progress.begin(f"report {args.directory}: reading the groups, drawing the figures")
+        path = write_report(args.directory, out=sys.stdout)
     print(f"wrote {path}, {path.parent / 'summary.csv'}, {path.parent / 'summary.json'} and the "
           "figures (PNG, SVG)")  # fmt: skip
     return 0

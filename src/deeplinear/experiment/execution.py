@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from deeplinear.core.backend import jax
 from deeplinear.core.limits import Limits, check
+from deeplinear.core.progress import steps_of
 from deeplinear.core.words import counted
 from deeplinear.diagnostics import probes
 from deeplinear.diagnostics.floors import reported_loss
@@ -323,7 +324,9 @@ def run_methods(
     spectra: list[dict] | None = None,
 ) -> list[tuple[list[RunInfo], runner.BatchResult]]:
     """Every method of ``config`` as one batch from ``setup``'s weights: the runs' identities
-    and the batch's result (``results.batches_table`` makes them a table). With
+    and the batch's result (``results.batches_table`` makes them a table); ``progress`` takes
+    lines, and each batch's steps where it counts them (``progress.steps_of``: a ``Progress``).
+    With
     ``keep_weights`` each run's Gauss-Newton spectra at ``config.checkpoints`` rows go into
     ``spectra`` (and the recorded weights are dropped); ``kept`` (``partial.Kept``) takes the
     batches an interrupted run finished, continues its checkpoint and keeps each new batch."""
@@ -347,7 +350,7 @@ def run_methods(
             result = runner.run(
                 method, setup.objective, setup.weights, spec.learning_rates, spec.steps,
                 record_every=config.record_every, probe=probe, keep_weights=keep_weights,
-                checkpoints=checkpoints,
+                checkpoints=checkpoints, progress=steps_of(progress),
             )  # fmt: skip
             say(f"  compiled in {result.compile_seconds:.2f} s, ran in {result.run_seconds:.2f} s")
             rows = _batch_spectra(infos, result, setup, config.checkpoints, keep_weights)

@@ -28,7 +28,9 @@ def explain(
 
     ``target`` (default 1e-10, or a sweep's first target) is relative to the initial loss, or
     with ``relative_to="excess"`` to the initial excess over the reachable minimum.
-    ``progress`` receives a line every few seconds while a run is being continued.
+    ``progress`` receives a line every few seconds while a run is being continued; one with a
+    ``steps(done, total)`` method (a ``core.progress.Progress``) gets a line per continued run
+    and its steps after every chunk instead.
     ``recovery_target`` (default √target) is the recovery error ‖W − M‖_F/‖M‖_F the recovery
     verdict of a measured problem with a truth judges against.
     """

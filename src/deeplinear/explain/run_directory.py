@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from deeplinear.core import accurate
 from deeplinear.core.backend import jax
+from deeplinear.core.progress import steps_of
 from deeplinear.core.words import counted
 from deeplinear.diagnostics import theory
 from deeplinear.diagnostics.curvature import critical_point
@@ -131,7 +132,7 @@ class Continuation:
         return np.asarray(self.probe.measure(self._current())["mode_learned"])
 
     def _report(self, done: int, total: int) -> None:
-        self.progress(self.step + done)
+        self.progress(self.step + done, done, total)
 
     def _current(self) -> tuple:
         return tuple(np.asarray(w)[0] for w in self.weights)
@@ -401,12 +402,22 @@ def continue_member(method, setup, batch, member: int, rate, step, progress, run
 
 
 def _throttled(progress, run_id: str):
-    """A step callback that passes a line to ``progress`` at most every ``PROGRESS_SECONDS``."""
+    """A step callback (``report(step, done, total)``: the run's step, and the steps done of the
+    segment running) for ``progress``: where it counts steps (``progress.steps_of``: a
+    ``Progress``), a line naming the run, then every chunk's count; else a line at most every
+    ``PROGRESS_SECONDS``."""
     if progress is None:
         return None
     last = [time.monotonic()]
+    counter, named = steps_of(progress), []
 
-    def report(step: int) -> None:
+    def report(step: int, done: int, total: int) -> None:
+        if counter is not None:
+            if not named:
+                named.append(run_id)
+                progress(f"explain: continuing {run_id} from step {step - done:,}")
+            counter(done, total)
+            return
         now = time.monotonic()
         if now - last[0] >= PROGRESS_SECONDS:
             last[0] = now

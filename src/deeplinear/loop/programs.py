@@ -92,6 +92,25 @@ def chunk_sizes(steps: int, record_every: int, chunk_steps: int) -> list[int]:
     return sizes
 
 
+CHUNK_SECONDS = 2.0  # a chunk that took over twice this is followed by shorter ones (progress)
+
+
+def shortened(rest: list[int], size: int, seconds: float) -> list[int]:
+    """The chunks after one of ``size`` records that took ``seconds``: ``rest`` as it was, or,
+    where that chunk took more than twice ``CHUNK_SECONDS``, the same records in chunks of
+    ``size / 2^k`` (each about ``CHUNK_SECONDS`` long; halvings keep the compiled lengths few),
+    so a slow batch still reports its steps every few seconds. The steps are the same steps:
+    chunks only decide where the loop stops to time and report."""
+    if not rest or seconds <= 2 * CHUNK_SECONDS or size <= 1:
+        return rest
+    halvings = int(np.ceil(np.log2(seconds / CHUNK_SECONDS)))
+    per_chunk = max(1, size >> halvings)
+    if per_chunk >= max(rest):
+        return rest
+    total = sum(rest)
+    return [per_chunk] * (total // per_chunk) + ([total % per_chunk] if total % per_chunk else [])
+
+
 @dataclass
 class Drive:
     """What ``drive`` leaves: the carry after the last chunk, each chunk's records (the record
@@ -118,7 +137,9 @@ def drive(
 ) -> Drive:
     """Advance ``carry`` chunk by chunk. ``make(carry, records)`` returns the chunk's program as
     a thunk (its compile timed apart); the thunk returns ``(carry, records, end)``. Stops after
-    the chunk in which every member's loss became non-finite.
+    the chunk in which every member's loss became non-finite. ``progress(steps_done, steps)``
+    after every chunk; a chunk slower than ``2 · CHUNK_SECONDS`` is followed by shorter ones
+    (``shortened``), so the counts arrive every few seconds.
 
     ``on_chunk(drive)`` sees the drive after every chunk (a checkpoint: ``resumed`` continues
     it); ``resume``, such a drive, continues with the chunks not yet done — the same chunks,
@@ -128,8 +149,13 @@ def drive(
     if resume is not None:
         carry, pieces, times = resume.carry, list(resume.pieces), list(resume.times)
         done, compile_seconds = resume.records_done, resume.compile_seconds
-    for index, size in enumerate(sizes):
-        if sum(sizes[:index]) < done:
+        if sum(resume.sizes) == sum(sizes):
+            sizes = list(resume.sizes)  # the chunks it drove, shortened ones included
+    index = 0
+    while index < len(sizes):
+        size = sizes[index]
+        index += 1
+        if sum(sizes[: index - 1]) < done:
             continue  # done before the interruption
         start = time.perf_counter()
         go = make(carry, size)
@@ -141,6 +167,7 @@ def drive(
         times.append(times[-1] + time.perf_counter() - start)
         pieces.append(records)
         done += size
+        sizes = sizes[:index] + shortened(sizes[index:], size, times[-1] - times[-2])
         if progress:
             progress(done * record_every, steps)
         if np.all(np.any(~np.isfinite(records[0][:, :, 0]), axis=1)) or done == sum(sizes):

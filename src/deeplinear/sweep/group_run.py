@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 GROUP_KEY = b"deeplinear.group"  # run_group's table: its grid_extension and time alone (JSON)
 
 
-def run_group(sweep: Sweep, group: Group, beat: Callable[[], None] | None = None) -> pa.Table:
+def run_group(sweep: Sweep, group: Group, beat: Callable[..., None] | None = None) -> pa.Table:
     """All seeds and learning rates of one group, as one table (with axis and group columns),
     its grid extended past the edge where the group asks (``group.extensions``), and one run
     timed alone (column ``seconds_alone``). The table's schema metadata ``GROUP_KEY`` holds
@@ -37,10 +37,11 @@ def run_group(sweep: Sweep, group: Group, beat: Callable[[], None] | None = None
 
     In-loop methods run every seed × learning rate as one batch of one compiled program (each
     member with its own problem); out-of-loop peers (SciPy) run one seed at a time. ``beat`` is
-    called whenever a chunk of steps or a seed is done (the watchdog's heartbeat).
+    called whenever a chunk of steps (``beat(steps_done, steps)``: the batch's) or a seed
+    (``beat()``) is done: the watchdog's heartbeat and the progress line's step counts.
     """
 
-    beat = beat or (lambda: None)
+    beat = beat or (lambda *count: None)
     method = make_method(group.method.name, **group.method.hyperparameters)
     table = rates_table(sweep, group, method, group.method.learning_rates, beat)
     extra, rates = {}, list(group.method.learning_rates)

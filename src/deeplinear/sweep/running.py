@@ -102,6 +102,7 @@ def run(
     progress: Callable[[int, int, Group], None] | None = None,
     notice: Callable[[str], None] | None = None,
     stall_seconds: float | None = None,
+    steps: Callable[[Group, int, int], None] | None = None,
 ) -> list[Path]:
     """Run every group not yet on disk; return the group files (old and new).
 
@@ -116,7 +117,8 @@ def run(
     A group whose file does not match its checksum is run again; ``notice`` (default: a line on
     stderr) says which. Methods given to ``register`` go to the worker and to Ray's tasks with
     the sweep (by reference); one that another process cannot import is refused before anything
-    runs (one line).
+    runs (one line). ``steps(group, done, total)``: the steps of the batch a group runs, after
+    every chunk (here and in the worker; not from Ray's tasks).
     """
 
     directory = Path(directory)
@@ -129,10 +131,10 @@ def run(
     say = notice or (lambda line: print(f"deeplinear: {line}", file=sys.stderr, flush=True))
     with locks.writing(directory):  # one writer for the life of the sweep
         claim(directory, sweep, force)
-        return _run(sweep, directory, ray, progress, say, stall_seconds, methods)
+        return _run(sweep, directory, ray, progress, say, stall_seconds, methods, steps)
 
 
-def _run(sweep, directory, ray, progress, say, stall_seconds, methods) -> list[Path]:
+def _run(sweep, directory, ray, progress, say, stall_seconds, methods, steps) -> list[Path]:
     files = [group_file(directory, g) for g in sweep.groups]
     for path in [directory / "manifest.json", directory / "sweep.toml", *files,
                  *map(checksum_file, files)]:  # fmt: skip
@@ -144,15 +146,24 @@ def _run(sweep, directory, ray, progress, say, stall_seconds, methods) -> list[P
     finish = _Finish(sweep, files, progress, done=len(files) - len(todo))
     if ray is None and stall_seconds is None:
         for index in todo:
-            finish(index, run_group(sweep, sweep.groups[index]))
+            counted = _counter(steps, sweep.groups[index])
+            finish(index, run_group(sweep, sweep.groups[index], beat=counted))
     elif ray is None:
         if todo:
             with Worker(sweep, stall_seconds, run_group, methods) as worker:
                 for index in todo:
-                    finish(index, worker.run(index))
+                    finish(index, worker.run(index, _counter(steps, sweep.groups[index])))
     else:
         _run_on_ray(sweep, ray, todo, finish, stall_seconds, methods)
     return _recorded(directory, sweep, manifest, files)
+
+
+def _counter(steps, group: Group) -> Callable[..., None] | None:
+    """``steps`` for one group: a beat with a count (steps done, total) passed on, one without
+    (a seed done) dropped."""
+    if steps is None:
+        return None
+    return lambda *count: steps(group, *count) if len(count) == 2 else None
 
 
 def _start(directory: Path, sweep: Sweep) -> dict:

@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -152,9 +153,10 @@ class Worker:
             label = "(starting)" if group is None else _label(group)
             raise WorkerDiedError(label, self._ended()) from None
 
-    def run(self, index: int) -> pa.Table:
+    def run(self, index: int, steps: Callable[[int, int], None] | None = None) -> pa.Table:
         """Group ``index``'s table; else GroupStalledError, WorkerDiedError or the group's own
-        error (a UsageError as it is; others with the worker's traceback as a note)."""
+        error (a UsageError as it is; others with the worker's traceback as a note).
+        ``steps(done, total)``: the steps of the batch it runs, after every chunk."""
         group = self.sweep.groups[index]
         if not self._ready:
             self._await_ready(group)
@@ -167,6 +169,8 @@ class Worker:
                 message = self._inbox.recv()
             except (EOFError, OSError):
                 raise WorkerDiedError(_label(group), self._ended()) from None
+            if message[0] == "beat" and len(message) == 3 and steps is not None:
+                steps(*message[1:])
             if message[0] == "done":
                 return unsealed(message[1], f"the worker running group {_label(group)}")
             if message[0] == "error":
@@ -221,8 +225,8 @@ def _child(inbox_fd: int, outbox_fd: int, parent: int) -> None:
             "of an importable module"
         )
 
-    def beat() -> None:
-        outbox.send(("beat",))
+    def beat(*count: int) -> None:  # (steps done, steps) after a chunk; () after a seed
+        outbox.send(("beat", *(int(n) for n in count)))
 
     outbox.send(("ready",))
     while (index := inbox.recv()) is not None:
