@@ -236,6 +236,26 @@ def test_run_file_errors_name_the_field(tmp_path):
     assert_usage_error(cli("run", str(bad), "--out", str(tmp_path / "o")), "problem.colour")
 
 
+REFUSED_METHOD = (
+    'seed = 0\nsteps = 100\n[problem]\nkind = "notebook"\n[model]\nhidden = [6]\n'
+    '[init]\nkind = "notebook"\n[[methods]]\nname = "gd"\nlearning_rates = [1e-3]\n'
+    '[[methods]]\nname = "nuclear-norm"\nlearning_rates = [1.0]\n'
+)
+
+
+def test_a_method_the_problem_refuses_says_one_line_before_any_estimate(tmp_path):
+    """nuclear-norm needs a measured problem: refused once the problem is built, before the
+    estimate (it came after "estimated …" and the first batch) and before --out is claimed."""
+    run_file = tmp_path / "run.toml"
+    run_file.write_text(REFUSED_METHOD)
+    message = "nuclear-norm cannot run on this problem: it needs a completion or sensing problem"
+    assert_usage_error(cli("run", str(run_file), "--out", str(tmp_path / "run")), message)
+    sweep_file = tmp_path / "sweep.toml"
+    sweep_file.write_text(REFUSED_METHOD.replace("seed = 0", "seeds = 1"))
+    assert_usage_error(cli("sweep", str(sweep_file), "--out", str(tmp_path / "sweep")), message)
+    assert not (tmp_path / "run").exists() and not (tmp_path / "sweep").exists()
+
+
 def test_explain_finds_npz_files_next_to_the_original_run_file(tmp_path):
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "target.npz", A=rng.standard_normal((5, 4)))

@@ -14,7 +14,7 @@ def run_command(args) -> int:
     from deeplinear.core.progress import Progress
     from deeplinear.experiment.budget import estimate_run
     from deeplinear.experiment.config import load
-    from deeplinear.experiment.execution import build, execute, experiment_identity
+    from deeplinear.experiment.execution import build, check_methods, execute, experiment_identity
     from deeplinear.store.directories import claim
 
     apply_limits(args)
@@ -27,8 +27,9 @@ def run_command(args) -> int:
     writable_parts(out, ["state"], files)
     with writing(out), Progress() as progress:  # one writer, from the claim to the last file
         setup = build(config)  # every array read and checked before --out is claimed
+        check_methods(config, setup)  # a method the problem refuses: its one line, no estimate
         claim(out, experiment_identity(config), args.force)
-        progress.say(f"estimated {estimate.describe()}")
+        progress.say(f"estimated {estimate.describe()}")  # once every input is checked
         use_cache(args, progress.say)
         try:
             result = execute(

@@ -37,6 +37,7 @@ def sweep_command(args) -> int:
         )
     if args.ray and args.ray != "local":
         sweep.check_ray_address(args.ray)  # before anything is started or written
+    sweep.check_supported(plan)  # every method on its point's problem, before the estimate
     out = Path(args.out or Path("runs") / Path(args.sweep_file).stem)
     writable_parts(out, ["groups"], ["manifest.json", "sweep.toml"])
     with writing(out):  # one writer, from the claim to the last group

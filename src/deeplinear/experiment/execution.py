@@ -249,11 +249,24 @@ def execute(
 
     check(estimate_run(config), limits or Limits.from_env(), "this run")
     setup = build(config) if setup is None else setup
+    check_methods(config, setup)  # before any batch runs
     if out is None:
         return _execute(config, setup, None, progress, command)
     with locks.writing(out):  # one writer for the life of the run
         return _execute(config, setup, directories.claim(out, experiment_identity(config), force),
                         progress, command)  # fmt: skip
+
+
+def check_methods(config: RunConfig, setup: Setup) -> None:
+    """Refuse, in one line, a method of ``config`` that cannot run on ``setup``'s problem
+    (its ``supports``, the loop's own first check): before an estimate is printed or any batch
+    runs, not after the batches before it."""
+    shapes = cost.shapes_of(setup.weights)
+    for spec in config.methods:
+        method = make_method(spec.name, **spec.hyperparameters)
+        reason = method.supports(setup.objective, shapes)
+        if reason is not None:
+            raise UsageError(f"{method.name} cannot run on this problem: {reason}")
 
 
 def spectrum_fits(setup: Setup) -> bool:

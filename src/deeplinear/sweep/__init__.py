@@ -34,6 +34,7 @@ _EXPORTS = {
     "memory_estimate": "cost",
     "group_columns": "batches",
     "conform": "batches",
+    "check_supported": "batches",
     "Spacing": "grid_extension",
     "EXTENSION_RATES": "grid_extension",
     "run_group": "group_run",

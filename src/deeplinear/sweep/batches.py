@@ -56,7 +56,18 @@ def rates_table(sweep: Sweep, group: Group, method, rates, beat, seeds=None) -> 
     return conform(table, [key for key, _ in group.point])
 
 
-def _batched_table(method, configs_, beat: Callable[[], None]) -> pa.Table:
+def check_supported(sweep: Sweep) -> None:
+    """Refuse, in one line before any group runs, a method that cannot run on its axis point's
+    problem (``execution.check_methods`` on the point's first seed, built once per point)."""
+    point, setup = None, None
+    for group in sweep.groups:
+        config = sweep.run_config(group, group.seeds[0])
+        if setup is None or group.point != point:
+            point, setup = group.point, execution.build(config)
+        execution.check_methods(config, setup)
+
+
+def _batched_table(method, configs_, beat: Callable[..., None]) -> pa.Table:
     """Every seed × learning rate of one method in one vmapped batch."""
 
     members = []  # (setup, seed, rate), seed-major
