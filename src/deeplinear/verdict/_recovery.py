@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from deeplinear.diagnostics.floors import Floor
+from deeplinear.verdict._eta import fmt_range, reaches
 from deeplinear.verdict._evidence import Evidence, classify, steps_to, window_rates
 
 RECOVERY_KINDS = (
@@ -212,11 +213,9 @@ def _extrapolated(evidence, base, kind, shape, floor, spent) -> Recovery:
     done = float(evidence.last - evidence.recorded_until)
     low, high = min(estimates) + done, max(estimates) + done
     words = "recovering linearly" if kind == "converging linearly" else "recovering sublinearly"
-    eta = "never at these rates" if not np.isfinite(low) else _range(low, high) + " more steps"
     headline = (
         f"{words}: ‖W − M‖/‖M‖ = {base['error']:.2g}, falling by {1 - rates[0]:.2g} of itself "
-        "per step; "
-        f"reaches the target {base['target']:.0e} in {eta} (extrapolated){spent}"
+        f"per step; {_eta(base['target'], low, high)} (extrapolated){spent}"
     )
     sources = "; ".join(f"rate {1 - r:.2e}/step on steps {a}–{b}" for r, a, b in fits)
     return Recovery(
@@ -250,8 +249,7 @@ def reconciled(recovery: Recovery, fit) -> Recovery:
     if not needed <= fit.target_loss or (low >= fit_low and high >= fit_high):
         return recovery
     eta = (max(low, fit_low), max(high, fit_high))
-    before = _range(low, high) + " more steps"
-    after = _range(*eta) + " more steps" if np.isfinite(eta[0]) else "never at these rates"
+    before, after = _eta(recovery.target, low, high), _eta(recovery.target, *eta)
     note = (
         f"the error {recovery.target:.0e} needs the loss near {needed:.1e} (quadratic in the "
         f"error), at or below the fit's target {fit.target_loss:.1e}, which the fit reaches in "
@@ -266,8 +264,12 @@ def reconciled(recovery: Recovery, fit) -> Recovery:
     )
 
 
-def _range(low: float, high: float) -> str:
-    def f(n):
-        return "∞" if not np.isfinite(n) else f"{n:.2g}" if n >= 1e4 else f"{n:.0f}"
+_range = fmt_range
 
-    return f"≈{f(low)}" if np.isclose(low, high, rtol=0.05) else f"{f(low)}–{f(high)}"
+
+def _eta(target: float, low: float, high: float) -> str:
+    """``reaches the target 1e-05 in … more steps``, ``no reliable ETA to the target …`` or
+    ``reaches the target … never at these rates`` (``_eta.reaches``)."""
+    if not np.isfinite(low):
+        return f"reaches the target {target:.0e} never at these rates"
+    return reaches(f"the target {target:.0e}", low, high)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from deeplinear.verdict._classification import Finding, Setting
+from deeplinear.verdict._eta import SPAN, fmt_range, fmt_steps, reaches, reliable
 
 
 def words(found: Finding, setting: Setting) -> tuple[str, list[str]]:
@@ -261,13 +262,12 @@ def _extrapolated(found: Finding, setting: Setting):
     first = [f"extrapolated from {how}: " + "; ".join(sources)]
     if high > 4 * max(low, 1):
         first.append(
-            "range wider than ×4: the fitted rates disagree — the rate is still changing as "
-            "modes are learned, so a single line does not predict well"
+            f"range wider than ×{4 if reliable(low, high) else SPAN:.0f}: the fitted rates "
+            "disagree — the rate is still changing as modes are learned, so a single line does "
+            "not predict well"
         )
-    headline = (
-        f"{found.kind} at {1 - rate:.2g} per step; reaches {_target_words(setting)} in "
-        f"{_fmt_range(low, high)} more steps{_seconds_text(found.eta_seconds)} (extrapolated)"
-    )
+    eta = reaches(_target_words(setting), low, high, _seconds_text(found.eta_seconds))
+    headline = f"{found.kind} at {1 - rate:.2g} per step; {eta} (extrapolated)"
     return headline, first, []
 
 
@@ -290,14 +290,7 @@ def _target_words(setting: Setting) -> str:
     return f"{setting.target:.0e} of the {of}"
 
 
-def _fmt_steps(n: float) -> str:
-    return "∞" if not np.isfinite(n) else f"{n:.2g}" if n >= 1e4 else f"{n:.0f}"
-
-
-def _fmt_range(lo: float, hi: float, unit: str = "") -> str:
-    if np.isclose(lo, hi, rtol=0.05):
-        return f"≈{_fmt_steps(lo)}{unit}"
-    return f"{_fmt_steps(lo)}–{_fmt_steps(hi)}{unit}"
+_fmt_steps, _fmt_range = fmt_steps, fmt_range
 
 
 def _seconds_text(seconds) -> str:
@@ -314,11 +307,50 @@ def mode_evidence(mode_learned, width: int | None = None) -> list[str]:
     if mode_learned is None or len(mode_learned) == 0:
         return []
     missing = np.abs(1 - np.asarray(mode_learned, dtype=np.float64))
+    unmeasured = np.flatnonzero(~np.isfinite(missing))
     late = np.flatnonzero(missing > 1e-2)
-    if not late.size:
+    if not late.size and not unmeasured.size:
         return [f"all {missing.size} target modes are ≥ 99 % learned"]
-    parts = ", ".join(f"{i + 1}: {missing[i]:.3g}" for i in late)
-    line = f"modes still missing (1 − fraction learned, as in modes.png): {parts}"
+    if late.size <= MODES_LISTED and not unmeasured.size:
+        parts = ", ".join(f"{i + 1}: {missing[i]:.3g}" for i in late)
+        line = f"modes still missing (1 − fraction learned, as in modes.png): {parts}"
+    else:
+        line = _modes_summary(missing, late, unmeasured)
     if width is not None and width < missing.size:
         line += f"; modes {width + 1}–{missing.size} cannot all be learned at width {width}"
     return [line]
+
+
+MODES_LISTED = 6  # more missing modes than this are summarised, not listed
+
+
+def _modes_summary(missing: np.ndarray, late: np.ndarray, unmeasured: np.ndarray) -> str:
+    """``38 of 50 target modes still missing (…): modes 13–50, 0.021 (mode 13) to 1.3 (mode
+    50); 31 of them ≥ 0.9``: how many, which, the range of what is missing, how many barely
+    learned, in one phrase."""
+    parts = []
+    if late.size:
+        values = missing[late]
+        low, high = late[np.argmin(values)], late[np.argmax(values)]
+        barely = int(np.sum(values >= 0.9))
+        parts.append(
+            f"{late.size} of {missing.size} target modes still missing (1 − fraction learned "
+            f"> 0.01, as in modes.png): modes {_spans(late + 1)}, {missing[low]:.2g} (mode "
+            f"{low + 1}) to {missing[high]:.2g} (mode {high + 1})"
+            + (f"; {barely} of them ≥ 0.9 (barely learned)" if barely else "")
+        )
+    if unmeasured.size:
+        parts.append(f"modes {_spans(unmeasured + 1)} not measured (non-finite)")
+    return "; ".join(parts)
+
+
+def _spans(numbers: np.ndarray) -> str:
+    """``3, 5, 13–50``: sorted integers as runs."""
+    runs, start = [], None
+    for i, n in enumerate(numbers):
+        if start is None:
+            start = n
+        if i + 1 == len(numbers) or numbers[i + 1] != n + 1:
+            runs.append(f"{start}" if start == n else f"{start}–{n}")
+            start = None
+    return ", ".join(runs)
