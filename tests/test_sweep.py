@@ -316,7 +316,7 @@ def test_report_judges_each_axis_point_against_its_own_floor(tmp_path):
     )
     s = plan(text)
     sweep.run(s, tmp_path)
-    floors = _floors(s)
+    floors = _floors(s, {(g.id, seed) for g in s.groups for seed in g.seeds})
     for group in s.groups:
         for seed in group.seeds:
             setup = build(s.run_config(group, seed))
@@ -329,10 +329,11 @@ def test_report_judges_each_axis_point_against_its_own_floor(tmp_path):
             truth = residual + np.sum(sigma[k:] ** 2)  # reduced-rank regression, another route
             assert floors[group.id, seed].value == pytest.approx(truth, rel=1e-8, abs=1e-25)
     page = write_report(tmp_path).read_text()
-    lm_rows = [row.split("</tr>")[0] for row in page.split("<tr>") if row.startswith("<td>lm</td>")]
-    cells = {row.split("</td>")[1][4:]: row for row in lm_rows}
+    rows = json.loads((tmp_path / "summary.json").read_text())["rows"]
+    cells = {r["axis_point"]: r["verdicts"] for r in rows if r["method"] == "lm"}
     assert "converged ×2" in cells["noise=0.5"]  # at the noise floor, not "stalled"
     assert "reached 1e-20 ×2" in cells["noise=0"]
+    assert all(f"within {r['recorded_steps']:,} steps: {r['verdicts']}" in page for r in rows)
 
 
 def test_parse_leaves_the_callers_tables_alone():

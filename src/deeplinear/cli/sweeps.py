@@ -137,5 +137,5 @@ def report_command(args) -> int:
         progress.begin(f"report {args.directory}: reading the groups, drawing the figures")
         path = write_report(args.directory, out=sys.stdout)
     print(f"wrote {path}, {path.parent / 'summary.csv'}, {path.parent / 'summary.json'} and the "
-          "figures (PNG, SVG)")  # fmt: skip
+          "figures (SVG, PNG, PDF; figures.json: their captions)")  # fmt: skip
     return 0

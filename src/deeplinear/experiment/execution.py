@@ -95,12 +95,7 @@ def build(config: RunConfig) -> Setup:
     (``budget``), before drawing or reading any of them."""
 
     check_setup_memory(config)
-    spec, hidden = config.problem, list(config.hidden)
-    rng = _generator(config.generator, config.seed)
-    kind = problem_kind(spec["kind"])
-    context = BuildContext(config.seed, config.generator, rng, config.hidden, config.base_dir)
-    problem, drawn = kind.build(spec, context)
-    widths = [problem.shape[0], *hidden, problem.shape[1]]
+    problem, drawn, widths = _problem(config)
     weights = _initial_weights(config, problem, widths, drawn)
     probe = problem.probe(widths)
     objective = problem.objective()
@@ -109,6 +104,23 @@ def build(config: RunConfig) -> Setup:
         sharpness = SharpnessProbe.for_objective(objective, weights, iterations)
         probe = probes.combine(probe, sharpness)
     return Setup(problem, objective, weights, widths, probe)
+
+
+def _problem(config: RunConfig):
+    """(problem, what its kind drew beside it, the layer widths) of a run file."""
+    spec = config.problem
+    rng = _generator(config.generator, config.seed)
+    context = BuildContext(config.seed, config.generator, rng, config.hidden, config.base_dir)
+    problem, drawn = problem_kind(spec["kind"]).build(spec, context)
+    return problem, drawn, [problem.shape[0], *config.hidden, problem.shape[1]]
+
+
+def reachable_minimum(config: RunConfig):
+    """``Setup.floor`` of the run file without drawing its initial weights (a spectral estimate
+    costs an SVD the floor does not need): the report's verdicts and its curves' line."""
+    check_setup_memory(config)
+    problem, _, widths = _problem(config)
+    return problem.floor(widths, problem.objective())
 
 
 def _initial_weights(config, problem, widths, drawn) -> tuple:

@@ -18,15 +18,12 @@ PANEL_WIDTH = 620  # a curve panel's width in pixels; two panels a row on the 14
 WIDE = 1240  # one panel: the whole row
 
 
-def colour(colours: dict, legend: bool = True):
-    """The method colour encoding; ``legend=False`` for the layers that would add a pale
-    legend symbol (bands)."""
-    scale = alt.Scale(domain=list(colours), range=list(colours.values()))
-    if not legend:
-        return alt.Color("method:N", scale=scale, legend=None)
+def colour(colours: dict):
+    """The method colour encoding, with solid legend symbols: every layer (a band's pale fill
+    too) shares this legend, whose symbols are opaque strokes whatever the layer's opacity."""
     return alt.Color(
         "method:N",
-        scale=scale,
+        scale=alt.Scale(domain=list(colours), range=list(colours.values())),
         legend=alt.Legend(
             orient="bottom",
             title="method",
@@ -58,7 +55,7 @@ def curves_spec(points, colours, x: str, log: bool) -> dict:
     x_enc = alt.X("x:Q", title=title, scale=alt.Scale(type="log" if log else "linear", nice=False))
     y_title = "loss / initial loss (median over seeds, 95% bootstrap band)"
     band = base.mark_area(opacity=0.18, clip=True).encode(
-        x=x_enc, y=alt.Y("low:Q", scale=_log()), y2="high:Q", color=colour(colours, False)
+        x=x_enc, y=alt.Y("low:Q", scale=_log()), y2="high:Q", color=colour(colours)
     )
     line = base.mark_line(clip=True, strokeWidth=2).encode(
         x=x_enc,
@@ -119,7 +116,9 @@ def axis_spec(axis: str, order, metrics, colours) -> dict:
                 opacity=alt.condition("isValid(datum.high)", alt.value(0), alt.value(1)),
             )
         )
-        chart = alt.layer(bars, open_top, line.interactive(bind_x=False, name=f"zoom_{len(charts)}"))
+        chart = alt.layer(
+            bars, open_top, line.interactive(bind_x=False, name=f"zoom_{len(charts)}")
+        )
         charts.append(chart.properties(width=380, height=220, title=title))
     return alt.concat(*charts, columns=3).to_dict()
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from deeplinear.errors import UsageError
-from deeplinear.experiment.execution import build
+from deeplinear.experiment.execution import reachable_minimum
 from deeplinear.report import confidence, page
 from deeplinear.report.answers import answers
 from deeplinear.report.colours import method_colours
@@ -59,7 +59,7 @@ def _floors(plan, needed) -> dict:
             key = (group.label, seed)
             if key not in built:
                 try:
-                    built[key] = build(plan.run_config(group, seed)).floor
+                    built[key] = reachable_minimum(plan.run_config(group, seed))
                 except UsageError:  # e.g. its .npz data moved since the sweep: not judged
                     built[key] = None
             if built[key] is not None:
