@@ -58,6 +58,7 @@ from deeplinear.verdict._evidence import (
     steps_to,
     window_rates,
 )
+from deeplinear.verdict._held_out import HELD_OUT_KINDS, HeldOutVerdict, judge_held_out
 from deeplinear.verdict._recovery import (
     RECOVERY_KINDS,
     Recovery,
@@ -71,6 +72,7 @@ from deeplinear.verdict._wording import mode_evidence, words
 
 __all__ = [
     "ESCAPE_PERTURBATION",
+    "HELD_OUT_KINDS",
     "KINDS",
     "NEAR_CRITICAL",
     "PERTURBED_RUNS",
@@ -80,6 +82,7 @@ __all__ = [
     "Evidence",
     "Finding",
     "Handle",
+    "HeldOutVerdict",
     "Question",
     "Recovery",
     "Setting",
@@ -88,6 +91,7 @@ __all__ = [
     "classify_run",
     "default_recovery_target",
     "judge",
+    "judge_held_out",
     "judge_recovery_of",
     "mode_evidence",
     "steps_to",
