@@ -238,3 +238,10 @@ def test_real_ratings_fit_stopped_early_is_optimization_limited_with_a_measured_
     truth = steps[np.flatnonzero(loss - floor > 1e-4 * floor)[-1] + 1] - 500
     low, high = verdict.eta_steps
     assert low / 1.5 <= truth <= 1.5 * high
+
+
+def test_a_rise_while_the_training_loss_rises_too_is_unstable_not_overfitting():
+    loss, train = falling_train()
+    valid = 0.9 + 0.1 * ((T - 800) / 800) ** 2
+    verdict = judge_held_out(T, loss[::-1], train[::-1], valid)
+    assert verdict.kind == "unstable" and "smaller step size" in verdict.what_would_move_it
