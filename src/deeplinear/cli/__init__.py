@@ -11,6 +11,7 @@ each importing the API inside its command; here ``main``: dispatch, exit statuse
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import os
 import signal
@@ -25,6 +26,8 @@ from deeplinear.errors import UsageError
 EXIT_USAGE = 2
 EXIT_STOPPED = 1  # a sweep group stalled (--stall-seconds) or its worker died
 GRACE_SECONDS = 10.0  # a signal the command cannot take (stuck in native code) ends it this late
+UNWIND_SECONDS = 30.0  # a signal taken but lost (raised where it is ignored) ends it this late
+_UNWOUND = threading.Event()  # the command's interrupt reached ``_command``: it is unwinding
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     shutdown (which would wait for XLA work still in flight, or crash tearing it down); a signal
     once a command succeeded (during that shutdown, where it used to print ``Exception ignored
     in threading._shutdown`` and exit 0) ends it at once; one the command cannot take (stuck in
-    native code) ends it ``GRACE_SECONDS`` later; a second signal ends it at once.
+    native code) ends it ``GRACE_SECONDS`` later, one whose exception was lost (raised inside a
+    callback whose exceptions Python ignores) ``UNWIND_SECONDS`` later; a second signal ends it
+    at once.
     """
     if threading.current_thread() is not threading.main_thread():
         return _command(argv)
@@ -47,17 +52,35 @@ def main(argv: list[str] | None = None) -> int:
     def interrupt(signum, frame):
         if state["handled"]:
             _exit_now(signum)  # a second signal: the user insists
-        state["handled"] = True
+        state["handled"], state["signum"] = True, signum
         raise _Interrupted(signum)
 
     previous = {number: signal.getsignal(number) for number in _SIGNALS}
+    unraisable = sys.unraisablehook
+
+    def lost(record):
+        """An interrupt raised inside a callback whose exceptions Python ignores (XLA's garbage-
+        collector callback): no traceback; delivered again, as if the signal came now, once the
+        callback has returned, so the command unwinds as from any other signal."""
+        if not isinstance(record.exc_value, _Interrupted):
+            unraisable(record)
+            return
+        state["handled"] = False
+        signum = record.exc_value.signum
+        threading.Timer(0.01, _thread.interrupt_main, args=(signum,)).start()
+
     watcher = _watch_native_waits(state) if console else contextlib.nullcontext()
     with watcher:
         for number in _SIGNALS:
             signal.signal(number, interrupt)
+        sys.unraisablehook = lost
         try:
             code = _command(argv)
+            if state["handled"] and not _UNWOUND.is_set():  # its exception was swallowed
+                print(_interrupted_line(state["signum"]), file=sys.stderr, flush=True)
+                code = 128 + state["signum"]
         finally:
+            sys.unraisablehook = unraisable
             for number in _SIGNALS:  # from here on (shutdown): end at once, files are complete
                 signal.signal(number, _exit_now if console else previous[number])
     if console and code != 0:  # interrupted or stopped: XLA work may still be in flight, and
@@ -129,6 +152,13 @@ def _watch_native_waits(state):
                 time.sleep(0.1)
             if not state["handled"]:
                 _exit_now(signum)
+            # the handler ran, but its exception can be swallowed where Python ignores
+            # exceptions (a garbage-collector callback of XLA's): the command never unwinds
+            deadline = time.monotonic() + UNWIND_SECONDS
+            while time.monotonic() < deadline and not _UNWOUND.is_set():
+                time.sleep(0.1)
+            if not _UNWOUND.is_set():
+                _exit_now(signum)
 
     threading.Thread(target=watch, name="deeplinear-signal-watch", daemon=True).start()
     try:
@@ -154,6 +184,7 @@ def _command(argv: list[str] | None) -> int:
         print(f"deeplinear: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt as error:
+        _UNWOUND.set()
         signum = getattr(error, "signum", signal.SIGINT)
         print(_interrupted_line(signum), file=sys.stderr, flush=True)
         return 128 + signum
