@@ -25,6 +25,7 @@ from deeplinear.core.progress import steps_of
 from deeplinear.core.words import counted
 from deeplinear.diagnostics import theory
 from deeplinear.diagnostics.curvature import critical_point
+from deeplinear.diagnostics.held_out import RMSE_COLUMNS as HELD_OUT
 from deeplinear.errors import UsageError
 from deeplinear.experiment import config as configs
 from deeplinear.experiment import execution
@@ -87,6 +88,9 @@ class Continuation:
         # the recovery error along the continuation (measured problems with a truth)
         self.recovery: list[np.ndarray] = []
         self.recovering = probe is not None and "recovery_error" in probe.columns
+        # a ratings run's held-out errors along the continuation (``tuning.HELD_OUT``)
+        self.holding = probe is not None and "validation_rmse" in probe.columns
+        self.held: dict[str, list[np.ndarray]] = {name: [] for name in HELD_OUT}
 
     @property
     def seconds_per_step(self) -> float | None:
@@ -105,7 +109,7 @@ class Continuation:
             state=self.state,
             first_step=self.step,
             progress=None if self.progress is None else self._report,
-            probe=self.probe if self.recovering else None,
+            probe=self.probe if self.recovering or self.holding else None,
         )
         self.weights, self.state = result.final_weights, result.final_state
         self.step += n
@@ -117,7 +121,18 @@ class Continuation:
         self.grads.append(curve.grad_norm[1:])
         if self.recovering:
             self.recovery.append(np.asarray(curve.extras["recovery_error"])[1:])
+        if self.holding:
+            for name in HELD_OUT:
+                self.held[name].append(np.asarray(curve.extras[name])[1:])
         return curve.steps[1:], curve.loss[1:], curve.grad_norm[1:]
+
+    def held_out_series(self) -> dict | None:
+        """(steps, loss and the held-out columns) along the continuation; None when the run has
+        no held-out columns or was not continued."""
+        if not self.holding or not self.steps:
+            return None
+        out = {"step": np.concatenate(self.steps), "loss": np.concatenate(self.loss)}
+        return out | {name: np.concatenate(parts) for name, parts in self.held.items()}
 
     @property
     def recovery_handle(self) -> RecoveryContinuation | None:
@@ -127,8 +142,8 @@ class Continuation:
     @property
     def modes(self) -> np.ndarray | None:
         """How much of each target mode the current end has learned (None without a probe)."""
-        if self.probe is None or not self.steps_taken:
-            return None
+        if self.probe is None or not self.steps_taken or "mode_learned" not in self.probe.columns:
+            return None  # no target modes (a ratings run's probe measures held-out errors)
         return np.asarray(self.probe.measure(self._current())["mode_learned"])
 
     def _report(self, done: int, total: int) -> None:
@@ -318,6 +333,7 @@ def explain_run(
         )
     path = _write_verdicts(directory, context, setup, verdicts, comparison, counts)
     problem_lines = [] if counts is None else counts.lines()
+    problem_lines += getattr(setup.problem, "lines", list)()  # a ratings problem's split
     return Explanation(verdicts, comparison, [path, *files], problem_lines=problem_lines)
 
 

@@ -416,16 +416,51 @@ def sharpness_figure(series: dict, out: Path) -> Path:
 def explain_figures(
     series, spectra, continuations, verdicts, comparison, out_dir: Path, floor
 ) -> list[Path]:
-    """modes.png, prediction.png, gn_spectrum.png; recovery.png where runs record the recovery
-    error (a completion or sensing problem with its truth); sharpness.png where they record the
+    """modes.png (where a target's modes are known), prediction.png, gn_spectrum.png;
+    held_out.png for a ratings run; recovery.png where runs record the recovery error (a
+    completion or sensing problem with its truth); sharpness.png where they record the
     sharpness."""
-    files = [
-        mode_figure(series, comparison, out_dir / "modes.png"),
+    files = []
+    if any("mode_learned" in data for data in series.values()):  # a target's modes known
+        files.append(mode_figure(series, comparison, out_dir / "modes.png"))
+    files += [
         prediction_figure(series, continuations, verdicts, floor, out_dir / "prediction.png"),
         spectrum_figure(spectra, out_dir / "gn_spectrum.png", run_titles(series)),
     ]
+    if any("validation_rmse" in data for data in series.values()):
+        files.append(held_out_figure(series, continuations, verdicts, out_dir / "held_out.png"))
     if any("recovery_error" in data for data in series.values()):
         files.append(recovery_figure(series, continuations, verdicts, out_dir / "recovery.png"))
     if any("sharpness" in data for data in series.values()):
         files.append(sharpness_figure(series, out_dir / "sharpness.png"))
     return files
+
+
+def held_out_figure(series: dict, continuations: dict, verdicts, out: Path) -> Path:
+    """A ratings run's RMSE on its training, validation and test ratings against steps,
+    recorded (solid) and continued by explain (dashed), the best validation step marked."""
+    runs = [(k, v) for k, v in series.items() if "validation_rmse" in v]
+    by_run = {v.run: v for v in verdicts}
+    titles = run_titles(series)
+    fig, axes = _grid(len(runs), "Training and held-out RMSE (clipped predictions)")
+    colours = {"train_rmse": "C0", "validation_rmse": "C1", "test_rmse": "C2"}
+    for ax, (run_id, data) in zip(axes, runs):
+        extend = continuations.get(run_id)
+        more = None if extend is None else extend.held_out_series()
+        for name, colour in colours.items():
+            ax.plot(data["step"], data[name], color=colour, label=name.replace("_", " "))
+            if more is not None:
+                ax.plot(more["step"], more[name], color=colour, ls="--")
+        held = getattr(by_run.get(run_id), "held_out", None)
+        if held is not None and held.best_step is not None:
+            ax.axvline(held.best_step, color="0.4", lw=0.8, ls=":", label="best validation")
+            ax.set_title(f"{titles.get(run_id, run_id)}\n{held.kind}", fontsize=8)
+        else:
+            ax.set_title(titles.get(run_id, run_id), fontsize=8)
+        ax.set_xscale("symlog", linthresh=1.0)
+        ax.set_xlabel("step", fontsize=8)
+        ax.set_ylabel("RMSE", fontsize=8)
+        ax.grid(True, alpha=0.3)
+        if run_id == runs[0][0]:
+            ax.legend(fontsize=6)
+    return _save(fig, out)

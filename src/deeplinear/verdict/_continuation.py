@@ -16,6 +16,7 @@ from typing import Protocol
 import numpy as np
 
 from deeplinear.diagnostics.floors import Floor
+from deeplinear.errors import UsageError
 from deeplinear.verdict._classification import Question
 from deeplinear.verdict._evidence import Evidence, classify
 
@@ -79,7 +80,12 @@ def extend(
 def answer(question: Question, handle, theory: Callable | None):
     """The answer to one question, or None where neither the handle nor a theory can give it."""
     ask = theory if question.name == "theory" else getattr(handle, question.name, None)
-    return None if ask is None else ask(*question.args)
+    if ask is None:
+        return None
+    try:
+        return ask(*question.args)
+    except UsageError:  # a measurement it could not make (ARPACK did not converge): unknown
+        return None
 
 
 def settle(classify_with: Callable[[dict], object], handle, theory: Callable | None):
