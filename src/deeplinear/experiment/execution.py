@@ -38,7 +38,7 @@ from deeplinear.experiment import partial
 from deeplinear.experiment.budget import check_setup_memory, estimate_run
 from deeplinear.experiment.config import RunConfig
 from deeplinear.loop import runner
-from deeplinear.methods import changed_hyperparameters, cost, make_method
+from deeplinear.methods import changed_hyperparameters, cost, make_method, refusal
 from deeplinear.problems import initialization as inits
 from deeplinear.problems.dense import Problem, read_npz
 from deeplinear.problems.kinds import BuildContext, problem_kind
@@ -276,7 +276,7 @@ def check_methods(config: RunConfig, setup: Setup) -> None:
     shapes = cost.shapes_of(setup.weights)
     for spec in config.methods:
         method = make_method(spec.name, **spec.hyperparameters)
-        reason = method.supports(setup.objective, shapes)
+        reason = refusal(method, setup.objective, shapes)
         if reason is not None:
             raise UsageError(f"{method.name} cannot run on this problem: {reason}")
 

@@ -29,7 +29,7 @@ from deeplinear.loop.programs import (
     record,
     start_state,
 )
-from deeplinear.methods import blamed, check_method
+from deeplinear.methods import blamed, check_method, refusal
 from deeplinear.methods.cost import rows_of, shapes_of
 from deeplinear.objectives.measurement import is_measured
 from deeplinear.store.results import Curve
@@ -157,7 +157,7 @@ def _checked(method, objective, weights, learning_rates, steps, record_every) ->
     rates = np.asarray(learning_rates, dtype=np.float64).reshape(-1)
     if rates.shape[0] == 0 or not np.all(np.isfinite(rates)) or np.any(rates <= 0):
         raise UsageError(f"learning rates must be finite and > 0, got {rates.tolist()}")
-    reason = method.supports(objective, shapes_of(weights))
+    reason = refusal(method, objective, shapes_of(weights))
     if reason is not None:  # before anything compiles, in one line
         raise UsageError(f"{method.name} cannot run on this problem: {reason}")
     check_method(method, shapes_of(weights), rows_of(objective))  # traced once, nothing run

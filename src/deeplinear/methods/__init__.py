@@ -24,6 +24,7 @@ from deeplinear.methods._base import declarations as declarations
 from deeplinear.methods._base import flag as flag
 from deeplinear.methods._base import integer as integer
 from deeplinear.methods._base import number as number
+from deeplinear.methods._base import refusal as refusal
 from deeplinear.methods._baselines import NuclearNorm as NuclearNorm
 from deeplinear.methods._baselines import SoftImpute as SoftImpute
 from deeplinear.methods._levenberg_marquardt import GaussNewtonCG as GaussNewtonCG

@@ -50,6 +50,9 @@ class AbstractMethod(abc.ABC):
     # figures: only gradients and elementwise arithmetic (the notebook's figure 1 draws these)
     first_order: ClassVar[bool] = False
     line_style: ClassVar[str] = "-"  # matplotlib line style of its curves ("--": Adam's family)
+    # False: it minimizes the residuals (a Gauss-Newton model, a closed form), so it would
+    # ignore an objective's ``penalty`` (ratings' regularization): ``refusal`` says so
+    penalized: ClassVar[bool] = True
 
     @abc.abstractmethod
     def init(self, weights: PyTree, objective, learning_rate) -> PyTree: ...
@@ -245,3 +248,15 @@ def changed_hyperparameters(method) -> dict:
         for field, (default, _) in declarations(type(method)).items()
         if getattr(method, field) != default
     }
+
+
+def refusal(method, objective, shapes=None) -> str | None:
+    """Why ``method`` cannot run on ``objective`` (layer ``shapes``): a penalty it would
+    ignore (``penalized``), else its own ``supports``; None if it can."""
+    if getattr(objective, "penalty", None) is not None and not method.penalized:
+        return (
+            "it fits the residuals alone and would ignore problem.regularization's penalty: "
+            "use als, gd, adam, scaled-gd or another method that follows the loss, or set "
+            "problem.regularization = 0"
+        )
+    return method.supports(objective, shapes)

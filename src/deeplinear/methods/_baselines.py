@@ -81,6 +81,7 @@ class AbstractBaseline(AbstractMethod):
 @dataclasses.dataclass(frozen=True)
 class NuclearNorm(AbstractBaseline):
     name = "nuclear-norm"
+    penalized = False  # a residual model or closed form: no ratings penalty
     label = "nuclear norm"
     description = (
         "min ‖W‖_* subject to the measurements (penalty λ > 0: ½‖𝒜(W) − y‖² + λ‖W‖_*), "
@@ -198,6 +199,7 @@ class NuclearNorm(AbstractBaseline):
 @dataclasses.dataclass(frozen=True)
 class SoftImpute(AbstractBaseline):
     name = "soft-impute"
+    penalized = False  # a residual model or closed form: no ratings penalty
     label = "soft-impute"
     description = (
         "Z ← S_λ(P_Ω(M) + P_Ω⊥(Z)) on a geometric λ path to shrinkage·σ₁(P_Ω(M)), "

@@ -398,6 +398,7 @@ class LevenbergMarquardt(AbstractDampedGaussNewton):
     cg_max_steps: int = integer(200, 1, 100_000)
 
     name = "lm"
+    penalized = False  # a residual model or closed form: no ratings penalty
     label = "LM-struct"
     description = (
         "Levenberg-Marquardt, adaptive damping; exact O(d³) Schur solve at depth 2, CG beyond"
@@ -442,6 +443,7 @@ class GaussNewtonCG(AbstractDampedGaussNewton):
     precondition: bool = flag(True)
 
     name = "gn-cg"
+    penalized = False  # a residual model or closed form: no ratings penalty
     label = "GN-CG"
     description = "matrix-free Levenberg-Marquardt: preconditioned CG (lineax) on JᵀJ + λI"
     reference = "Martens 2010 (Hessian-free); lineax.CG"

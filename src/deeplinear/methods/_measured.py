@@ -196,18 +196,27 @@ def gram_values(shapes, count: int) -> float:
     return max(sizes)
 
 
+def _penalized(G, objective, counts: str):
+    """G_i + λ n_i I for the objective's ``penalty`` (ALS-WR's normal equations), else G."""
+    penalty = getattr(objective, "penalty", None)
+    if penalty is None:
+        return G
+    n = getattr(penalty, counts)
+    return G + (penalty.lam * n)[:, None, None] * jnp.eye(G.shape[-1], dtype=G.dtype)
+
+
 def rows_least_squares(objective, right, n1: int):
     """argmin over W1 of the completion loss with W2 ⋯ WL = ``right`` (d × n2) fixed:
-    (n1 × d), row by row (module docstring)."""
+    (n1 × d), row by row (module docstring); with a penalty, (G_i + λ n_i I) w_i = b_i."""
     G, b = line_grams(objective.by_row, right.T, n1)
-    return solve_many(G, b)
+    return solve_many(_penalized(G, objective, "row_counts"), b)
 
 
 def columns_least_squares(objective, left, n2: int):
     """argmin over W_L of the completion loss with W1 ⋯ W_{L−1} = ``left`` (n1 × d) fixed:
     (d × n2), column by column."""
     G, b = line_grams(objective.by_col, left, n2)
-    return solve_many(G, b).T
+    return solve_many(_penalized(G, objective, "col_counts"), b).T
 
 
 def layer_design(objective, left, right, shape):

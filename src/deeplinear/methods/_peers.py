@@ -122,6 +122,7 @@ class OptimistixLM(AbstractOptimistixMethod):
     linear_solver: str = choice("qr", *LINEAR_SOLVERS)
 
     name = "optimistix-lm"
+    penalized = False  # a residual model or closed form: no ratings penalty
     label = "optx-LM"
     description = "optimistix.LevenbergMarquardt, one solver step per step (lr ignored)"
     reference = "optimistix (Rader, Lyons & Kidger 2024)"
@@ -132,6 +133,7 @@ class OptimistixLM(AbstractOptimistixMethod):
 @dataclasses.dataclass(frozen=True)
 class OptimistixGN(AbstractOptimistixMethod):
     name = "optimistix-gn"
+    penalized = False  # a residual model or closed form: no ratings penalty
     label = "optx-GN"
     description = "optimistix.GaussNewton with lineax.SVD() (lr ignored)"
     reference = "optimistix (Rader, Lyons & Kidger 2024)"
@@ -142,6 +144,7 @@ class OptimistixGN(AbstractOptimistixMethod):
 @dataclasses.dataclass(frozen=True)
 class OptimistixDogleg(AbstractOptimistixMethod):
     name = "optimistix-dogleg"
+    penalized = False  # a residual model or closed form: no ratings penalty
     label = "optx-Dogleg"
     description = "optimistix.Dogleg trust region with lineax.SVD() (lr ignored)"
     reference = "optimistix (Rader, Lyons & Kidger 2024); Nocedal & Wright 2006, §4.1"

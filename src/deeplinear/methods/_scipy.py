@@ -125,6 +125,7 @@ class AbstractScipyMethod(AbstractMethod):
 @dataclasses.dataclass(frozen=True)
 class ScipyLM(AbstractScipyMethod):
     name = "scipy-lm"
+    penalized = False  # a residual model or closed form: no ratings penalty
     label = "scipy-LM"
     description = "scipy.optimize.least_squares(method='lm'), MINPACK, out of loop (lr ignored)"
     reference = "Moré 1978 (MINPACK); scipy.optimize.least_squares"
@@ -134,6 +135,7 @@ class ScipyLM(AbstractScipyMethod):
 @dataclasses.dataclass(frozen=True)
 class ScipyTRF(AbstractScipyMethod):
     name = "scipy-trf"
+    penalized = False  # a residual model or closed form: no ratings penalty
     label = "scipy-TRF"
     description = "scipy.optimize.least_squares(method='trf'), out of loop (lr ignored)"
     reference = "Branch, Coleman & Li 1999; scipy.optimize.least_squares"

@@ -89,6 +89,7 @@ class SeedLM(AbstractMethod):
     rcond: float | None = number(None, 0, 1, optional=True)
 
     name = "seed-lm"
+    penalized = False  # a residual model or closed form: no ratings penalty
     label = "LM"
     description = "the notebook's method: a fixed fraction η of the minimum-norm Gauss-Newton step"
     reference = "seed notebook (2017); Levenberg 1944, Marquardt 1963"

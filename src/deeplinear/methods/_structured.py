@@ -238,6 +238,9 @@ class ALS(AbstractMethod):
         return jnp.asarray(learning_rate, dtype=jnp.float64)
 
     def supports(self, objective, shapes=None):
+        penalty = getattr(objective, "penalty", None)
+        if penalty is not None and shapes is not None and len(shapes) != 2:
+            return "with problem.regularization it solves two layers only (ALS-WR): one hidden"
         if measured.is_measured(objective):
             return measured.dense_layer_reason(objective, shapes)
         return None

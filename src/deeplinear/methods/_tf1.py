@@ -71,6 +71,7 @@ class TF1GD(AbstractGD):
     """TF1's ``GradientDescentOptimizer``: W ← W − fl32(η) ∇f(W)."""
 
     name = "tf1-gd"
+    penalized = False  # a residual model or closed form: no ratings penalty
     label = "GD"
     description = "gradient descent as TF1 ran it (float32 learning rate)"
     reference = "tf.compat.v1.train.GradientDescentOptimizer"
@@ -84,6 +85,7 @@ class TF1Adam(AbstractAdam):
     """TF1's ``AdamOptimizer`` (ε outside the bias correction, float32 hyperparameters)."""
 
     name = "tf1-adam"
+    penalized = False  # a residual model or closed form: no ratings penalty
     label = "ADAM"
     description = "Adam as TF1 ran it (ε convention, float32 hyperparameters and β-powers)"
     reference = "tf.compat.v1.train.AdamOptimizer; Kingma & Ba 2015"

@@ -62,9 +62,28 @@ def _residual(objective, weights) -> jax.Array:
 
 
 def _loss(objective, weights) -> jax.Array:
-    """Σ_k w_k (⟨A_k, W⟩ − y_k)² + r0, without ½."""
+    """Σ_k w_k (⟨A_k, W⟩ − y_k)² + r0 (+ the penalty, where the objective has one), no ½."""
     error = objective.predict(weights) - objective.values
-    return jnp.sum(objective.weights * error**2) + objective.floor
+    total = jnp.sum(objective.weights * error**2) + objective.floor
+    penalty = getattr(objective, "penalty", None)
+    return total if penalty is None else total + penalty.value(weights)
+
+
+class Penalty(NamedTuple):
+    """λ (Σ_i n_i ‖left_i‖² + Σ_j n_j ‖right_{:, j}‖²), left = W1 ⋯ W_{L−1}, right = W_L: a
+    ridge on the two factors weighted by each line's observed count n_i (ALS-WR, Zhou,
+    Wilkinson, Schreiber & Pan 2008), so a user with many ratings is not shrunk more than one
+    with few relative to their data term."""
+
+    lam: jax.Array  # λ ≥ 0, scalar
+    row_counts: jax.Array  # (n1,) n_i: observed entries in row i
+    col_counts: jax.Array  # (n2,) n_j
+
+    def value(self, weights) -> jax.Array:
+        left, right = _left_right(weights)
+        rows = jnp.sum(self.row_counts * jnp.sum(left**2, axis=1))
+        cols = jnp.sum(self.col_counts * jnp.sum(right**2, axis=0))
+        return self.lam * (rows + cols)
 
 
 def _notebook_loss(objective, weights) -> jax.Array:
@@ -155,8 +174,9 @@ def line_sums(lines: Lines, features, count: int, with_rhs: bool = True):
 
 
 class Completion(NamedTuple):
-    """Observed entries (rows[k], cols[k]) of M with values y_k: f(W) = Σ w_k (W_ij − y_k)² + r0,
-    with Ω laid out by row and by column (``Lines``; built by ``completion``)."""
+    """Observed entries (rows[k], cols[k]) of M with values y_k: f(W) = Σ w_k (W_ij − y_k)² + r0
+    (+ ``penalty``), with Ω laid out by row and by column (``Lines``; built by
+    ``completion``)."""
 
     rows: jax.Array  # (m,) int32
     cols: jax.Array  # (m,) int32
@@ -165,6 +185,7 @@ class Completion(NamedTuple):
     floor: jax.Array  # r0, scalar (0: nothing irreducible is known)
     by_row: Lines | None = None
     by_col: Lines | None = None
+    penalty: Penalty | None = None  # a ridge on the factors (ratings: ``regularization``)
 
     def predict(self, weights) -> jax.Array:
         """W[rows_k, cols_k] for every k: gathered from the two factors (no dense W), or from W
@@ -204,7 +225,8 @@ def laid_out(objective, shape):
     if not isinstance(objective, Completion) or objective.by_row is not None:
         return objective
     o = objective
-    return completion(o.rows, o.cols, o.values, shape, o.weights, float(np.asarray(o.floor)))
+    out = completion(o.rows, o.cols, o.values, shape, o.weights, float(np.asarray(o.floor)))
+    return out._replace(penalty=o.penalty)
 
 
 class Sensing(NamedTuple):
