@@ -117,13 +117,13 @@ def test_an_unknown_kind_is_refused_with_the_list_of_kinds():
         config.parse({"problem": {"kind": "galaxy"}, "model": {"hidden": [2]}, "methods": methods})
     assert str(error.value) == (
         "problem.kind must be one of 'notebook', 'spectral', 'npz', 'completion', 'sensing', "
-        "got 'galaxy'"
+        "'ratings', got 'galaxy'"
     )
     assert "diagonal" not in kinds.PROBLEM_KINDS  # the toy kind stayed in its tests
 
 
 def test_an_unknown_kind_lists_a_registered_one_too(diagonal):
-    with pytest.raises(UsageError, match="'sensing', 'diagonal', got 'galaxy'"):
+    with pytest.raises(UsageError, match="'sensing', 'ratings', 'diagonal', got 'galaxy'"):
         kinds.problem_kind("galaxy")
 
 

@@ -57,11 +57,15 @@ def run_command(args) -> int:
     counts = identifiability_of(result.setup)  # as explain says it, before any verdict
     for line in [] if counts is None else counts.lines():
         print(line)
+    for line in getattr(problem, "lines", list)():  # a ratings problem's split and baselines
+        print(line)
     print("\n".join(lines))
     print(
         "(final loss: the final weights' loss in double-double near the reachable minimum "
         f"{floor.value:.2e}, else the loop's float64 value; * best loss within its round-off)"
     )
+    for line in _held_out_lines(result.table):
+        print(line)
     print(
         f"\nwrote {out}/curves.parquet, gn_spectrum.parquet, state/; next: deeplinear explain {out}"
     )
@@ -112,6 +116,22 @@ def _reproduce(args, out: str) -> int:
     return 0
 
 
+def _held_out_lines(table) -> list[str]:
+    """A ratings run's RMSEs at its last record, per run (nothing for other problems)."""
+    if "validation_rmse" not in table.column_names:
+        return []
+    from deeplinear.store.results import run_series
+
+    out = ["RMSE at the last record (predictions clipped to the scale):"]
+    for data in run_series(table).values():
+        errors = ", ".join(
+            f"{split} {float(data[f'{split}_rmse'][-1]):.4f}"
+            for split in ("train", "validation", "test")
+        )
+        out.append(f"  {data['run'][0]}: {errors}")
+    return out
+
+
 def _conditioning(problem) -> str:
     """``true κ(A) = …`` of the target the run fits: A for a fully observed problem, M for a
     measured one (whose truth may not be given)."""
@@ -119,6 +139,8 @@ def _conditioning(problem) -> str:
 
     if not isinstance(problem, MeasuredProblem):
         return f"true κ(A) = {problem.condition_number:.3g}"
+    if problem.kind == "ratings":
+        return "no truth: judged on its held-out ratings"
     if not problem.has_truth:
         return "κ(M) unknown (no truth given)"
     return f"true κ(M) = {problem.condition_number:.3g} (over its rank {problem.rank})"

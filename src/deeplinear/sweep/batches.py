@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from deeplinear.core.backend import jax
 from deeplinear.diagnostics import probes as diagnostics
+from deeplinear.diagnostics.held_out import HeldOutProbe
 from deeplinear.diagnostics.sharpness import SharpnessProbe
 from deeplinear.experiment import execution
 from deeplinear.loop import runner
@@ -134,7 +135,8 @@ def with_final_loss(table: pa.Table, finals: dict[str, float]) -> pa.Table:
 def group_columns() -> dict[str, pa.DataType]:
     """Every column a run may add to the results schema: the probes' (``diagnostics.Probe`` of
     a fully observed problem, ``diagnostics.RecoveryProbe`` of a measured one: recovery error,
-    effective rank, singular values), the loop's (``runner.LOOP_COLUMNS``: flops) and every
+    effective rank, singular values; ``diagnostics.HeldOutProbe`` of a ratings problem: the
+    RMSE and MAE of each split), the loop's (``runner.LOOP_COLUMNS``: flops) and every
     registered method's (``methods.recorded_columns``), so all group files share one schema and
     the groups/ folder reads as one Parquet dataset (pyarrow, pandas, polars, duckdb); the
     sharpness probe's (``[diagnostics] sharpness = true``) too."""
@@ -143,6 +145,7 @@ def group_columns() -> dict[str, pa.DataType]:
         **diagnostics.Probe.columns,
         **diagnostics.RecoveryProbe.columns,
         **SharpnessProbe.columns,
+        **HeldOutProbe.columns,
         **runner.LOOP_COLUMNS,
         **recorded_columns(),
         "final_loss": pa.float64(),  # each run's reported final loss (``with_final_loss``)

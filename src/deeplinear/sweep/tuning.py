@@ -16,6 +16,8 @@ Among the eligible rates the best minimises the median across seeds of
 - ``time_to_target``: (steps to the target, final loss) — ties on steps broken by the final loss;
 - ``final_loss``: the final loss (a diverged run's is +inf);
 - ``auc``: (mean log10 of loss / loss₀, final loss),
+- ``validation``: (the validation RMSE at the last record, final loss) — a ratings run's
+  held-out error (the test error is never used to choose),
 
 lexicographically, the smaller rate winning an exact tie. The best is on the grid's ``edge``
 ("low"/"high") when it is the grid's smallest/largest rate: the optimum may lie beyond it, so
@@ -31,9 +33,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from deeplinear.diagnostics.held_out import RMSE_COLUMNS
 from deeplinear.store.results import run_series
 
-SELECT = ("time_to_target", "final_loss", "auc")  # how a group's best learning rate is chosen
+SELECT = ("time_to_target", "final_loss", "auc", "validation")  # how a best rate is chosen
+HELD_OUT = RMSE_COLUMNS  # a ratings run's errors on its train, validation and test ratings
 EDGES = ("low", "high", "single")
 
 
@@ -55,6 +59,12 @@ def _final(series: dict) -> float:
     if stored is not None and stored[-1] is not None and not np.isnan(stored[-1]):
         return float(stored[-1])
     return float(series["loss"][-1])
+
+
+def _last_finite(values) -> float:
+    """The last recorded value (inf where it is not finite: a diverged run)."""
+    value = float(np.asarray(values, dtype=np.float64)[-1])
+    return value if np.isfinite(value) else np.inf
 
 
 def _area(loss) -> float:
@@ -82,6 +92,9 @@ def run_summaries(table, targets) -> list[dict]:
             "auc": _area(loss),
             "diverged": bool(not np.all(np.isfinite(loss))),
         }
+        for name in HELD_OUT:  # a ratings run: its errors at the last record (NaN if absent)
+            if name in series:
+                row[name] = _last_finite(series[name])
         alone = series.get("seconds_alone")
         if alone is not None and not np.isfinite(np.asarray(alone, dtype=np.float64)).all():
             alone = None  # a group file written before the sweep measured it
@@ -109,6 +122,8 @@ def score(rows, select: str, target: float) -> tuple:
         return (finals,)
     if select == "auc":
         return (float(np.median([r["auc"] for r in rows])), finals)
+    if select == "validation":  # held-out error at the end of the run, never the test error
+        return (float(np.median([r.get("validation_rmse", np.inf) for r in rows])), finals)
     return (float(np.median([r[f"steps@{target:g}"] for r in rows])), finals)
 
 

@@ -24,9 +24,10 @@ from deeplinear.problems.kinds._base import (
 from deeplinear.problems.kinds.measured import AbstractMeasuredKind, Completion, Sensing
 from deeplinear.problems.kinds.notebook import Notebook
 from deeplinear.problems.kinds.npz import Npz
+from deeplinear.problems.kinds.ratings import Ratings
 from deeplinear.problems.kinds.spectral import Spectral
 
-BUILT_IN = (Notebook, Spectral, Npz, Completion, Sensing)
+BUILT_IN = (Notebook, Spectral, Npz, Completion, Sensing, Ratings)
 PROBLEM_KINDS: dict[str, type[AbstractProblemKind]] = {cls.name: cls for cls in BUILT_IN}
 DEFAULT_KIND = Notebook.name  # a run file without [problem], or without problem.kind
 

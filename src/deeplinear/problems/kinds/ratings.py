@@ -1,0 +1,199 @@
+"""``kind = "ratings"``: users × items ratings read from a file (or drawn by the lab), split into
+training, validation and test ratings; the training ratings are the completion problem, the
+others are held out and scored at every record (``problems.ratings``)."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import final
+
+from deeplinear.core.checks import check_keys, require_int, require_number
+from deeplinear.errors import UsageError
+from deeplinear.problems import ratings_data, ratings_split, ratings_synthetic
+from deeplinear.problems.kinds._base import (
+    AbstractProblemKind,
+    BuildContext,
+    ProblemDims,
+    choice,
+    declare,
+    flag,
+    integer,
+    number,
+    other,
+)
+from deeplinear.problems.ratings import ratings_problem
+
+SYNTHETIC_KEYS = {"users", "items", "ratings", "rank", "noise", "seed", "popularity"}
+
+
+@final
+class Ratings(AbstractProblemKind):
+    name = "ratings"
+    description = (
+        "a users × items ratings file (or a synthetic one), split into train/validation/test"
+    )
+    measured = True
+    hidden = (10,)
+    init = "spectral_estimate"
+    data_source = "the ratings"
+    smaller_data = "use a smaller ratings file (or fewer synthetic ratings)"
+    keys = declare(
+        {
+            "path": other(
+                "a ratings file: .tsv/.data (user item rating [timestamp], no header), "
+                ".csv (with a header) or .parquet"
+            ),
+            "columns": other("a table naming the file's user, item, rating, timestamp columns"),
+            "scale": other("[lowest, highest] rating (default: the file's own range)"),
+            "drop_invalid": flag(False, "drop duplicates, NaN and out-of-scale rows (counted)"),
+            "synthetic": other("a table: users, items, ratings, rank, noise, seed[, popularity]"),
+            "test_fraction": number(0.1, 0),
+            "validation_fraction": number(0.1, 0),
+            "split": choice("random", "random", "time"),
+            "split_seed": integer(0, 0),
+            "biases": flag(True, "the global mean and user/item biases (baseline predictors)"),
+            "regularization": number(0.0, 0),
+            "bias_regularization": number(0.0, 0),
+        }
+    )
+
+    @classmethod
+    def _check(cls, problem: dict) -> None:
+        given = [k for k in ("path", "synthetic") if k in problem]
+        if len(given) != 1:
+            raise UsageError(
+                "a ratings problem needs exactly one of problem.path (a ratings file) and "
+                "problem.synthetic (a table: users, items, ratings, rank, noise, seed)"
+            )
+        if "path" in problem and (not isinstance(problem["path"], str) or not problem["path"]):
+            raise UsageError(f"problem.path must be a ratings file's path, got {problem['path']!r}")
+        if "synthetic" in problem:
+            _check_synthetic(problem["synthetic"])
+        if "columns" in problem:
+            columns = problem["columns"]
+            if not isinstance(columns, dict) or not all(
+                isinstance(v, str) for v in columns.values()
+            ):
+                raise UsageError(
+                    'problem.columns must be a table of names, e.g. {user = "userId", item = '
+                    '"movieId", rating = "rating", timestamp = "timestamp"}'
+                )
+            check_keys(columns, {"user", "item", "rating", "timestamp"}, "problem.columns")
+        if "scale" in problem:
+            scale = problem["scale"]
+            if not (isinstance(scale, list) and len(scale) == 2):
+                raise UsageError(f"problem.scale must be [lowest, highest], got {scale!r}")
+            lo = require_number(scale[0], "problem.scale[0]")
+            hi = require_number(scale[1], "problem.scale[1]")
+            if hi <= lo:
+                raise UsageError(f"problem.scale must have lowest < highest, got {scale!r}")
+        for key in ("test_fraction", "validation_fraction"):
+            value = cls._fraction(problem, key)
+            problem[key] = value
+        if problem["test_fraction"] + problem["validation_fraction"] >= 1:
+            raise UsageError(
+                "problem.test_fraction + problem.validation_fraction must be < 1 (some ratings "
+                "must be left to train on)"
+            )
+        cls._check_given(problem, "split", "split_seed", "biases", "drop_invalid")
+        cls._check_given(problem, "regularization", "bias_regularization")
+
+    @classmethod
+    def _fraction(cls, problem: dict, key: str) -> float:
+        value = require_number(cls.default(problem, key), f"problem.{key}", 0)
+        if value >= 1:
+            raise UsageError(f"problem.{key} must be in [0, 1), got {value!r}")
+        return value
+
+    @classmethod
+    def dims(cls, problem: dict, base_dir: Path) -> ProblemDims:
+        table, split = loaded(problem, base_dir)
+        shape = (len(table.user_ids), len(table.item_ids))
+        return ProblemDims(shape[0], shape[1], None, len(split.train))
+
+    @classmethod
+    def sample_count(cls, problem: dict) -> float | None:
+        """The training ratings (known once the file is read: None before)."""
+        return None
+
+    @classmethod
+    def check_data(cls, problem: dict, base_dir: Path) -> None:
+        loaded(problem, base_dir)
+
+    @classmethod
+    def build(cls, problem: dict, context: BuildContext):
+        table, split = loaded(problem, context.base_dir)
+        name = Path(problem["path"]).name if "path" in problem else "synthetic ratings"
+        built = ratings_problem(
+            table, split, biases=cls.default(problem, "biases"),
+            regularization=cls.default(problem, "regularization"),
+            bias_regularization=cls.default(problem, "bias_regularization"), name=name,
+        )  # fmt: skip
+        return built, None
+
+
+def _check_synthetic(table) -> None:
+    if not isinstance(table, dict):
+        raise UsageError("problem.synthetic must be a table: users, items, ratings, rank, noise")
+    check_keys(table, SYNTHETIC_KEYS, "problem.synthetic")
+    for key in ("users", "items", "ratings", "rank"):
+        if key not in table:
+            raise UsageError(f"problem.synthetic.{key} is missing (users, items, ratings, rank)")
+        require_int(table[key], f"problem.synthetic.{key}", 1)
+    if table["ratings"] > table["users"] * table["items"]:
+        raise UsageError("problem.synthetic.ratings must be ≤ users · items")
+    for key in ("noise", "popularity"):
+        if key in table:
+            require_number(table[key], f"problem.synthetic.{key}", 0)
+    if "seed" in table:
+        require_int(table["seed"], "problem.synthetic.seed", 0)
+
+
+def loaded(problem: dict, base_dir: Path):
+    """(table, split) of a checked ratings table: read (or drawn) and split once per process
+    for the same file, contents and options."""
+    if "path" in problem:
+        path = (Path(base_dir) / problem["path"]).resolve()
+        try:
+            stat = path.stat()
+        except OSError:
+            raise UsageError(
+                f"problem.path: no ratings file at {path}: give the path of a .tsv, .csv or "
+                ".parquet file (relative to the run file)"
+            ) from None
+        source = (str(path), stat.st_mtime_ns, stat.st_size)
+    else:
+        source = ("synthetic", json.dumps(problem["synthetic"], sort_keys=True))
+    options = json.dumps(
+        {k: problem.get(k) for k in ("columns", "scale", "drop_invalid", "test_fraction",
+                                     "validation_fraction", "split", "split_seed")},
+        sort_keys=True,
+    )  # fmt: skip
+    return _load(source, options)
+
+
+@lru_cache(maxsize=4)
+def _load(source: tuple, options: str):
+    given = json.loads(options)
+    if source[0] == "synthetic":
+        spec = json.loads(source[1])
+        table = ratings_synthetic.synthetic_ratings(
+            users=spec["users"], items=spec["items"], ratings=spec["ratings"],
+            rank=spec["rank"], noise=spec.get("noise", 0.5), seed=spec.get("seed", 0),
+            popularity=spec.get("popularity", 1.0), scale=tuple(given["scale"] or (1, 5)),
+        )  # fmt: skip
+    else:
+        table = ratings_data.read_ratings(
+            source[0], columns=given["columns"], drop_invalid=bool(given["drop_invalid"]),
+            scale=None if given["scale"] is None else tuple(given["scale"]),
+            field="problem.path",
+        )  # fmt: skip
+    split = ratings_split.split(
+        table, test_fraction=given["test_fraction"] if given["test_fraction"] is not None else 0.1,
+        validation_fraction=(given["validation_fraction"]
+                             if given["validation_fraction"] is not None else 0.1),
+        seed=given["split_seed"] or 0, how=given["split"] or "random",
+    )  # fmt: skip
+    return table, split
