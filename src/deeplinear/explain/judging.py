@@ -20,6 +20,7 @@ from deeplinear.verdict import (
     Verdict,
     default_recovery_target,
     judge,
+    judge_held_out,
     judge_recovery_of,
     mode_evidence,
 )
@@ -77,7 +78,24 @@ def judge_run(record: RunRecord, context: Context, comparison: dict) -> Verdict:
         data, verdict, record.setup, record.floor, record.extend,
         target=context.recovery_target, budget_steps=context.budget_steps,
     )  # fmt: skip
+    verdict.held_out = judge_held_out_of(data, record.extend)
     return verdict
+
+
+def judge_held_out_of(run_data: dict, extend=None):
+    """A ratings run's held-out verdict (``verdict.judge_held_out``) on its record and, where
+    ``extend`` continued it, the continuation's records after it; None for other runs."""
+    if "validation_rmse" not in run_data:
+        return None
+    names = ("step", "loss", "train_rmse", "validation_rmse", "test_rmse")
+    series = {name: np.asarray(run_data[name], dtype=np.float64) for name in names}
+    more = None if extend is None else extend.held_out_series()
+    if more is not None:
+        series = {name: np.concatenate([series[name], more[name]]) for name in names}
+    return judge_held_out(
+        series["step"], series["loss"], series["train_rmse"], series["validation_rmse"],
+        test_rmse=series["test_rmse"],
+    )  # fmt: skip
 
 
 def at_record_end(record: RunRecord) -> tuple[Floor, list[str]]:

@@ -139,6 +139,7 @@ class Verdict:
     crossing: dict | None = None  # unstable: first crossing, its spread, how high it rises
     evidence: list[str] = field(default_factory=list)
     recovery: Recovery | None = None  # the recovery verdict, where the truth is known
+    held_out: object | None = None  # a ratings run: ``judge_held_out``'s HeldOutVerdict
 
     @classmethod
     def stating(cls, run: str, found: Finding, setting: Setting, headline, evidence) -> Verdict:
@@ -173,6 +174,10 @@ class Verdict:
         if self.recovery is not None:
             out.append(f"    recovery: {self.recovery.headline}")
             out += [f"        {e}" for e in self.recovery.evidence]
+        if self.held_out is not None:
+            out.append(f"    held-out: {self.held_out.headline}")
+            if self.held_out.what_would_move_it:
+                out.append(f"        what would move it: {self.held_out.what_would_move_it}")
         return out
 
     def record(self) -> dict:
@@ -202,6 +207,7 @@ class Verdict:
             "crossing": self.crossing,
             "evidence": self.evidence,
             "recovery": None if self.recovery is None else self.recovery.record(),
+            "held_out": None if self.held_out is None else self.held_out.record(),
         }
 
 
