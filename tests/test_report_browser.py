@@ -73,6 +73,8 @@ def _check_answers(page, document):
     assert document["answers"]
     for answer in document["answers"]:
         assert answer["sentence"] in shown
+        if answer["measure"] == "held-out":
+            continue
         here = [r for r in document["rows"] if r["axis_point"] == answer["point"]]
         for clause in answer["clauses"]:
             for method in clause["methods"]:

@@ -183,4 +183,4 @@ def test_toy_method_runs_through_a_sweep_and_the_report(toy, tmp_path):
     assert set(steps[toy_rows]) == set(range(0, STEPS + 1, 5))
 
     html = write_report(tmp_path).read_text()
-    assert f"<td>{toy.name}</td>" in html  # its row in the table, not a name in the scripts
+    assert f"</span>{toy.name}</td>" in html  # its row in the table, not a name in the scripts

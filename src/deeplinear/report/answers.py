@@ -151,3 +151,42 @@ def answers(rows, targets, recovery_targets=()) -> list[dict]:
             sentence = _sentence(here, f"‖W − M‖_F/‖M‖_F ≤ {t:g}", recovery_cell)
             out.append(sentence | {"target": t, "measure": "recovery"})
     return out
+
+
+def _rmse(cell) -> str:
+    low, high = cell["low"], cell["high"]
+    if low == high == cell["median"]:
+        return f"{cell['median']:.4f}"
+    return f"{cell['median']:.4f} [{low:.4f}, {high:.4f}]"
+
+
+def held_out_answers(rows) -> list[dict]:
+    """A ratings sweep chosen by validation error (``ranking.selected_by_validation``): per
+    method, where its validation RMSE is lowest and the test RMSE there — the only test error
+    the report shows."""
+    out = []
+    for row in rows:
+        if not row.get("selected") or "test_rmse" not in row:
+            continue
+        seeds = "" if row["seeds"] == 1 else f", medians over {row['seeds']} seeds"
+        text = (
+            f"{row['method']}: the lowest validation RMSE, {_rmse(row['validation_rmse'])}, is "
+            f"at {row['axis_point']} (η = {row['learning_rate']:.3g}); the test RMSE there is "
+            f"{_rmse(row['test_rmse'])}{seeds}{_held_out_verdicts(row)}."
+        )
+        out.append({"point": row["axis_point"], "goal": "held-out error", "measure": "held-out",
+                    "target": None, "winner": [row["method"]], "clauses": [], "sentence": text,
+                    "text": text})  # fmt: skip
+    return out
+
+
+def _held_out_verdicts(row) -> str:
+    """What explain's held-out verdicts say of the row's seeds (empty when not explained)."""
+    kinds: dict = {}
+    for record in row.get("explained") or []:
+        held = record.get("held_out") if isinstance(record, dict) else None
+        if isinstance(held, dict) and held.get("kind"):
+            kinds[held["kind"]] = kinds.get(held["kind"], 0) + 1
+    if not kinds:
+        return ""
+    return "; continued by explain, the held-out error: " + _counted(kinds, sum(kinds.values()))

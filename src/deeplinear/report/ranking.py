@@ -4,11 +4,13 @@ and across points, each method's mean rank, wins and cost relative to the best p
 Within a point the key is the one that chose each method's learning rate (``tuning.score`` on
 the best rate's runs: median steps to the first target then median final loss for
 ``time_to_target``; median final loss for ``final_loss``; median mean log-loss then final loss
-for ``auc``), smaller first; equal keys share a rank (competition ranking: 1, 2, 2, 4). Across
-points (each a problem), a method's **mean rank** and **wins** (points it ranks first) and its
-**relative cost** — the key's first component ÷ the best method's at that point — summarised by
-the median and the worst over points (inf where it never got there; undefined where no method
-did, or the best's cost is 0).
+for ``auc``; median validation RMSE then final loss for ``validation``), smaller first; equal
+keys share a rank (competition ranking: 1, 2, 2, 4). Across points (each a problem), a method's
+**mean rank** and **wins** (points it ranks first) and its **relative cost** — the key's first
+component ÷ the best method's at that point — summarised by the median and the worst over points
+(inf where it never got there; undefined where no method did, or the best's cost is 0). A sweep
+chosen by validation error keeps one test error per method, at its best validation
+(``selected_by_validation``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ RULES = {
     "time_to_target": "median steps to {target:g} (then final loss)",
     "final_loss": "median final loss",
     "auc": "median mean log10(loss / initial) (then final loss)",
+    "validation": "median validation RMSE at the last record (then final loss)",
 }
 
 
@@ -78,3 +81,22 @@ def overall(rows) -> list[dict]:
         )
     out.sort(key=lambda e: (e["mean_rank"], -e["wins"], e["method"]))
     return out
+
+
+def selected_by_validation(rows) -> None:
+    """A ratings sweep chosen by validation error: per method, the one row (axis point) whose
+    median validation RMSE is lowest is ``selected``; the test error of every other row is
+    removed, so nothing downstream can choose by it (no leakage)."""
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == method and "validation_rmse" in r]
+        if not mine:
+            continue
+        best = min(mine, key=lambda r: _finite_or_inf(r["validation_rmse"]["median"]))
+        for r in mine:
+            r["selected"] = r is best
+            if r is not best:
+                r.pop("test_rmse", None)
+
+
+def _finite_or_inf(value) -> float:
+    return value if value is not None and math.isfinite(value) else math.inf

@@ -17,6 +17,7 @@ from deeplinear.report import confidence
 from deeplinear.report.rows import counted_recovery_targets, point_text
 from deeplinear.store.jsonfiles import jsonable
 from deeplinear.sweep.axes import point_label
+from deeplinear.sweep.tuning import HELD_OUT
 
 MEASURES = ("steps", "seconds", "flops")
 
@@ -77,6 +78,10 @@ def summary_rows(best, targets, orders: dict) -> list[dict]:
             row["targets"].append(cell)
         m, lo, hi = confidence.median_interval([r["final"] for r in runs])
         row["final_loss"] = {"median": m, "low": lo, "high": hi}
+        for name in HELD_OUT:  # a ratings sweep: the errors at the last record
+            if name in runs[0]:
+                m, lo, hi = confidence.median_interval([r[name] for r in runs])
+                row[name] = {"median": m, "low": lo, "high": hi}
         row["_key"] = _point_key(entry["point"], orders)
         rows.append(row)
     rows.sort(key=lambda r: r.pop("_key"))
@@ -116,6 +121,8 @@ def summary_table(rows, targets) -> str:
     if recovering:
         head.append("final ‖W − M‖/‖M‖")
         head += [f"steps to ‖W − M‖/‖M‖ ≤ {t:g}" for t in goals]
+    held = [name for name in HELD_OUT if any(name in row for row in rows)]
+    head += [name.replace("_", " ").replace("rmse", "RMSE") for name in held]
     lines = [head]
     for row in rows:
         rate = _g(row["learning_rate"])
@@ -134,6 +141,7 @@ def summary_table(rows, targets) -> str:
             cells.append("—" if cell is None else _interval(cell))
             reached = row.get("recovery_targets") or [None] * len(goals)
             cells += ["—" if c is None else _interval(c["steps"]) for c in reached]
+        cells += [_interval(row[name]) if name in row else "—" for name in held]
         lines.append(cells)
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     text = ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines]
@@ -166,6 +174,9 @@ def summary_csv(rows) -> str:
         for t in goals:
             head += [f"recovery_solved@{t:g}"]
             head += [f"recovery_steps@{t:g}{end}" for end in ("", "_low", "_high")]
+    held = [name for name in HELD_OUT if any(name in row for row in rows)]
+    for name in held:
+        head += [name, f"{name}_low", f"{name}_high"]
     writer.writerow(head)
     for row in rows:
         line = [row.get("rank", ""), row["method"], row.get("colour", ""), row["axis_point"]]
@@ -183,5 +194,8 @@ def summary_csv(rows) -> str:
                 line.append("" if c is None else c["solved"])
                 ends = ("median", "low", "high")
                 line += ["" if c is None else repr(c["steps"][k]) for k in ends]
+        for name in held:
+            cell = row.get(name)
+            line += ["" if cell is None else repr(cell[k]) for k in ("median", "low", "high")]
         writer.writerow(line)
     return out.getvalue()

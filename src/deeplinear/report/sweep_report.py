@@ -17,7 +17,7 @@ import numpy as np
 from deeplinear.errors import UsageError
 from deeplinear.experiment.execution import reachable_minimum
 from deeplinear.report import confidence, page
-from deeplinear.report.answers import answers
+from deeplinear.report.answers import answers, held_out_answers
 from deeplinear.report.colours import method_colours
 from deeplinear.report.comparison import (
     best_configs,
@@ -26,7 +26,7 @@ from deeplinear.report.comparison import (
     run_summaries,
     time_charged,
 )
-from deeplinear.report.ranking import overall, rank_rows, rule_text
+from deeplinear.report.ranking import overall, rank_rows, rule_text, selected_by_validation
 from deeplinear.report.rows import counted_recovery_targets, point_text
 from deeplinear.report.summary import (
     axis_order,
@@ -180,6 +180,8 @@ def _rows(directory, plan, table, groups):
         by_group[group]["final_recovery"] = {"median": m, "low": lo, "high": hi}
         by_group[group]["recovery_targets"] = recovery_cells(best[group], goals)
     rank_rows(rows, best, plan.select, targets[0])
+    if plan.select == "validation":
+        selected_by_validation(rows)
     points = list(dict.fromkeys(r["axis_point"] for r in rows))
     rows.sort(key=lambda r: (points.index(r["axis_point"]), r["rank"]))  # stable: method order
     return summaries, best, series, rows, recovery, _reachable(best, series, floors), orders
@@ -215,7 +217,7 @@ def write_report(directory: str | Path, out=None) -> Path:
         "time_charged": time_charged(table),
         "provenance": {k: v for k, v in meta.items() if k != "groups"}
         | {"created": _created(meta)},
-        "answers": answers(rows, targets, goals),
+        "answers": answers(rows, targets, goals) + held_out_answers(rows),
         "ranking": ranking,
         "colours": colours,
         "rows": [

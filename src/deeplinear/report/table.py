@@ -63,6 +63,8 @@ def summary_html(rows, targets) -> str:
     if recovering:
         head.append("final ‖W − M‖/‖M‖ [95% CI]")
         head += [f"steps to ‖W − M‖/‖M‖ ≤ {t:g} [95% CI]" for t in goals]
+    held = [name for name in ("validation_rmse", "test_rmse") if any(name in r for r in rows)]
+    head += [name.replace("_rmse", " RMSE [95% CI]") for name in held]
     head.append("verdicts across seeds")
     titles = "".join(f"<th title='click to sort'>{html.escape(h)}</th>" for h in head)
     lines = [f"<thead><tr>{titles}</tr></thead>"]
@@ -96,6 +98,9 @@ def summary_html(rows, targets) -> str:
                 else _td(f"{c['solved']}/{r['seeds']}: {_ci(c['steps'])}", c["steps"]["median"])
                 for c in reached
             ]  # fmt: skip
+        for name in held:
+            cell = r.get(name)
+            cells.append(_td("—") if cell is None else _td(_ci(cell), cell["median"]))
         cells.append(_td(_verdict_cell(r)))
         winner = " class='winner'" if rank == 1 else ""
         lines.append(f"<tr{winner}>" + "".join(cells) + "</tr>")
