@@ -119,7 +119,9 @@ def test_held_out_errors_are_the_clipped_predictions_errors(tmp_path):
     measured = setup.probe.measure(setup.weights)
     W = np.asarray(setup.weights[0]) @ np.asarray(setup.weights[1])
     for split in ("train", "validation", "test"):
-        rows, cols, ratings, baseline = problem.splits[split]
+        rows, cols, ratings, baseline, weights = problem.splits[split]
+        keep = weights > 0  # padding (weight 0) to the size the fractions fix
+        rows, cols, ratings, baseline = rows[keep], cols[keep], ratings[keep], baseline[keep]
         predicted = np.clip(baseline + W[rows, cols], *problem.scale)
         rmse = np.sqrt(np.mean((predicted - ratings) ** 2))
         assert float(measured[f"{split}_rmse"]) == pytest.approx(rmse, rel=1e-12)
@@ -129,8 +131,9 @@ def test_held_out_errors_are_the_clipped_predictions_errors(tmp_path):
     obs = problem.measurements
     trained = set(zip(np.asarray(obs.rows).tolist(), np.asarray(obs.cols).tolist()))
     for split in ("validation", "test"):
-        rows, cols, _, _ = problem.splits[split]
-        assert trained.isdisjoint(zip(rows.tolist(), cols.tolist())) and len(rows) > 0
+        rows, cols, _, _, weights = problem.splits[split]
+        held = zip(rows[weights > 0].tolist(), cols[weights > 0].tolist())
+        assert trained.isdisjoint(held) and weights.sum() == problem.about[split] > 0
     assert len(trained) == problem.about["train"] == len(problem.splits["train"][0])
 
 
@@ -231,3 +234,15 @@ def test_run_and_explain_say_the_split_the_baselines_and_the_held_out_verdict(tm
         "optimization-limited", "statistical floor", "overfitting", "unstable"
     )  # fmt: skip
     assert f"held-out: {held['kind']}" in done.stdout and (tmp_path / "out/held_out.png").exists()
+
+
+def test_each_seed_holds_out_other_ratings_of_the_same_sizes(tmp_path):
+    first = setup_of(run_file(), tmp_path).problem
+    second = setup_of(run_file().replace("\nseed = 0", "\nseed = 1"), tmp_path).problem
+    fixed = run_file("split_seed = 0").replace("\nseed = 0", "\nseed = 1")
+    fixed = setup_of(fixed, tmp_path).problem
+    for split in ("validation", "test"):
+        a, b, c = (p.splits[split] for p in (first, second, fixed))
+        assert a[0].shape == b[0].shape  # padded to round(f · m): the seeds stack
+        assert set(zip(a[0].tolist(), a[1].tolist())) != set(zip(b[0].tolist(), b[1].tolist()))
+        assert np.array_equal(a[0], c[0]) and np.array_equal(a[1], c[1])  # split_seed fixes it

@@ -2,7 +2,8 @@
 
 For entries (u_k, i_k) with ratings y_k and a baseline b_k (μ + user bias + item bias, or 0) the
 prediction is ŷ_k = clip(b_k + W[u_k, i_k], lo, hi) with W = left · W_L never formed (a gather
-of O(m d)); each split's RMSE = √(Σ_k (ŷ_k − y_k)² / m) and MAE = Σ_k |ŷ_k − y_k| / m. The
+of O(m d)); each split's RMSE = √(Σ_k w_k (ŷ_k − y_k)² / Σ w_k) and MAE = Σ_k w_k |ŷ_k − y_k| /
+Σ w_k (w_k = 0 pads a split). The
 training split is the entries the loss sums over, so ``train_rmse`` is the fit and
 ``validation_rmse``, ``test_rmse`` are what it generalizes to (NaN for an empty split).
 Predictions are clipped to the rating scale for scoring only: the loss fits the raw values.
@@ -24,12 +25,14 @@ RMSE_COLUMNS = tuple(f"{split}_rmse" for split in SPLITS)  # what sweeps select 
 
 
 class Entries(NamedTuple):
-    """One split's entries: indices, ratings and baselines (host or device arrays)."""
+    """One split's entries: indices, ratings, baselines and weights (1; 0 pads a split to a
+    size fixed by the fractions, so the splits of several seeds stack)."""
 
     rows: jax.Array  # (m,) int32
     cols: jax.Array  # (m,) int32
     ratings: jax.Array  # (m,) the ratings as given
     baseline: jax.Array  # (m,) μ + b_u + c_i at each entry (0 without biases)
+    weights: jax.Array  # (m,) 1 = a held-out rating, 0 = padding
 
 
 class HeldOutProbe(NamedTuple):
@@ -62,4 +65,7 @@ def _errors(left, right, part: Entries, low, high):
         return nan, nan
     predicted = part.baseline + entries(left, right, part.rows, part.cols, dense=False)
     error = jnp.clip(predicted, low, high) - part.ratings
-    return jnp.sqrt(jnp.mean(error**2)), jnp.mean(jnp.abs(error))
+    count = jnp.sum(part.weights)  # 0 (all padding): NaN
+    return jnp.sqrt(jnp.sum(part.weights * error**2) / count), jnp.sum(
+        part.weights * jnp.abs(error)
+    ) / count

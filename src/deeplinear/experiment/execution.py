@@ -269,14 +269,20 @@ def execute(
                         progress, command)  # fmt: skip
 
 
-def check_methods(config: RunConfig, setup: Setup) -> None:
+def check_methods(config: RunConfig, setup: Setup | None = None) -> None:
     """Refuse, in one line, a method of ``config`` that cannot run on ``setup``'s problem
     (its ``supports``, the loop's own first check): before an estimate is printed or any batch
-    runs, not after the batches before it."""
-    shapes = cost.shapes_of(setup.weights)
+    runs, not after the batches before it. Without ``setup``, the problem alone is built (no
+    initial weights: a sweep checks every axis point this way)."""
+    if setup is None:
+        check_setup_memory(config)
+        problem, _, widths = _problem(config)
+        objective, shapes = problem.objective(), list(zip(widths, widths[1:]))
+    else:
+        objective, shapes = setup.objective, cost.shapes_of(setup.weights)
     for spec in config.methods:
         method = make_method(spec.name, **spec.hyperparameters)
-        reason = refusal(method, setup.objective, shapes)
+        reason = refusal(method, objective, shapes)
         if reason is not None:
             raise UsageError(f"{method.name} cannot run on this problem: {reason}")
 

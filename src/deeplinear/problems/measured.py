@@ -53,6 +53,7 @@ class MeasuredProblem:
     V: np.ndarray | None = None
     noise: float = 0.0
     draws: int = 1  # samples drawn until every line had ``min_per_line`` entries (completion)
+    dense_svd_entries: int = 4_000_000  # the spectral estimate's dense SVD up to this n1·n2
 
     @property
     def has_truth(self) -> bool:
@@ -135,11 +136,12 @@ class MeasuredProblem:
 
     def spectral_estimate(self, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(U, s, V): the top-r singular triplets of the back-projection (dense SVD up to
-        4·10⁶ entries, else ARPACK from a fixed start vector: the same result every time)."""
+        ``dense_svd_entries`` entries, else ARPACK from a fixed start vector: the same result
+        every time)."""
         B = self.back_projection()
         n1, n2 = self.shape
         r = min(r, n1, n2)
-        if n1 * n2 <= 4_000_000 or r >= min(n1, n2) - 1:
+        if n1 * n2 <= self.dense_svd_entries or r >= min(n1, n2) - 1:
             dense = B.toarray() if hasattr(B, "toarray") else np.asarray(B)
             U, s, Vt = np.linalg.svd(dense, full_matrices=False)
             return U[:, :r], s[:r], Vt[:r].T

@@ -137,12 +137,20 @@ def ratings_problem(
     residual = ratings - offset
     measurements = completion(users[train], items[train], residual[train], shape)
 
-    def part(index):
+    def part(index, size=None):
+        """The entries of ``index``, padded with weight-0 copies of the first to ``size``."""
         index = np.asarray(index, np.int64)
-        return (users[index].astype(np.int32), items[index].astype(np.int32), ratings[index],
-                offset[index])  # fmt: skip
+        pad = 0 if size is None else max(size - index.size, 0)
+        full = np.r_[index, np.full(pad, index[0] if index.size else 0, np.int64)]
+        weights = np.r_[np.ones(index.size), np.zeros(pad)]
+        if not full.size:
+            return tuple(np.zeros(0, t) for t in (np.int32, np.int32, float, float, float))
+        return (users[full].astype(np.int32), items[full].astype(np.int32), ratings[full],
+                offset[full], weights)  # fmt: skip
 
-    splits = {"train": part(train), "validation": part(split.validation), "test": part(split.test)}
+    sizes = held_out_sizes(split, ratings.size)
+    splits = {"train": part(train), "validation": part(split.validation, sizes["validation"]),
+              "test": part(split.test, sizes["test"])}  # fmt: skip
     about = {
         "train": int(train.size),
         "validation": int(np.size(split.validation)),
@@ -153,10 +161,22 @@ def ratings_problem(
         "baselines": _baselines(splits, ratings[train], offset if biases else None, table.scale),
     }
     return RatingsProblem(
-        name, shape, measurements, splits=splits, scale=tuple(map(float, table.scale)),
+        name, shape, measurements, dense_svd_entries=0, splits=splits, scale=tuple(map(float, table.scale)),
         regularization=float(regularization), baseline=(mu, b, c), user_ids=table.user_ids,
         item_ids=table.item_ids, about=about,
     )  # fmt: skip
+
+
+def held_out_sizes(split, m: int) -> dict[str, int]:
+    """The size each held-out split is padded to: what the split assigns before the cold
+    entries are set aside (round(f · m) for a random split: the same for every seed), so the
+    problems of several seeds (several random splits) stack into one batch."""
+    if split.how != "random":
+        return {"validation": len(split.validation), "test": len(split.test)}
+    return {
+        "validation": round(split.validation_fraction * m),
+        "test": round(split.test_fraction * m),
+    }
 
 
 def _baselines(splits, train_ratings, offset, scale) -> dict:
@@ -166,9 +186,11 @@ def _baselines(splits, train_ratings, offset, scale) -> dict:
     mu = float(np.mean(train_ratings))
     out = {"the global mean": {}, "the biases": {}}
     for name in ("validation", "test"):
-        _, _, ratings, baseline = splits[name]
-        if ratings.size == 0:
+        _, _, ratings, baseline, weights = splits[name]
+        keep = weights > 0
+        if not keep.any():
             continue
+        ratings, baseline = ratings[keep], baseline[keep]
         out["the global mean"][name] = float(np.sqrt(np.mean((np.clip(mu, lo, hi) - ratings) ** 2)))
         if offset is not None:
             error = np.clip(baseline, lo, hi) - ratings

@@ -59,13 +59,10 @@ def rates_table(sweep: Sweep, group: Group, method, rates, beat, seeds=None) -> 
 
 def check_supported(sweep: Sweep) -> None:
     """Refuse, in one line before any group runs, a method that cannot run on its axis point's
-    problem (``execution.check_methods`` on the point's first seed, built once per point)."""
-    point, setup = None, None
+    problem (``execution.check_methods`` on the point's first seed: the problem alone, no
+    initial weights drawn)."""
     for group in sweep.groups:
-        config = sweep.run_config(group, group.seeds[0])
-        if setup is None or group.point != point:
-            point, setup = group.point, execution.build(config)
-        execution.check_methods(config, setup)
+        execution.check_methods(sweep.run_config(group, group.seeds[0]))
 
 
 def _batched_table(method, configs_, beat: Callable[..., None]) -> pa.Table:

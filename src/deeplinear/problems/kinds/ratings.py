@@ -52,7 +52,7 @@ class Ratings(AbstractProblemKind):
             "test_fraction": number(0.1, 0),
             "validation_fraction": number(0.1, 0),
             "split": choice("random", "random", "time"),
-            "split_seed": integer(0, 0),
+            "split_seed": integer(None, 0, doc="default: the run's seed (another split each)"),
             "biases": flag(True, "the global mean and user/item biases (baseline predictors)"),
             "regularization": number(0.0, 0),
             "bias_regularization": number(0.0, 0),
@@ -124,7 +124,7 @@ class Ratings(AbstractProblemKind):
 
     @classmethod
     def build(cls, problem: dict, context: BuildContext):
-        table, split = loaded(problem, context.base_dir)
+        table, split = loaded(problem, context.base_dir, context.seed)
         name = Path(problem["path"]).name if "path" in problem else "synthetic ratings"
         built = ratings_problem(
             table, split, biases=cls.default(problem, "biases"),
@@ -151,9 +151,10 @@ def _check_synthetic(table) -> None:
         require_int(table["seed"], "problem.synthetic.seed", 0)
 
 
-def loaded(problem: dict, base_dir: Path):
+def loaded(problem: dict, base_dir: Path, seed: int = 0):
     """(table, split) of a checked ratings table: read (or drawn) and split once per process
-    for the same file, contents and options."""
+    for the same file, contents and options; the split drawn with ``split_seed``, else with the
+    run's ``seed`` (each seed of a sweep holds out other ratings; the sizes do not change)."""
     if "path" in problem:
         path = (Path(base_dir) / problem["path"]).resolve()
         try:
@@ -166,11 +167,10 @@ def loaded(problem: dict, base_dir: Path):
         source = (str(path), stat.st_mtime_ns, stat.st_size)
     else:
         source = ("synthetic", json.dumps(problem["synthetic"], sort_keys=True))
-    options = json.dumps(
-        {k: problem.get(k) for k in ("columns", "scale", "drop_invalid", "test_fraction",
-                                     "validation_fraction", "split", "split_seed")},
-        sort_keys=True,
-    )  # fmt: skip
+    keys = ("columns", "scale", "drop_invalid", "test_fraction", "validation_fraction", "split")
+    options = {k: problem.get(k) for k in keys}
+    options["split_seed"] = problem.get("split_seed", seed)
+    options = json.dumps(options, sort_keys=True)
     return _load(source, options)
 
 
