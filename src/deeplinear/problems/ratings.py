@@ -161,8 +161,8 @@ def ratings_problem(
         "baselines": _baselines(splits, ratings[train], offset if biases else None, table.scale),
     }
     return RatingsProblem(
-        name, shape, measurements, dense_svd_entries=0, splits=splits, scale=tuple(map(float, table.scale)),
-        regularization=float(regularization), baseline=(mu, b, c), user_ids=table.user_ids,
+        name, shape, measurements, dense_svd_entries=0,  # the spectral estimate by ARPACK
+        splits=splits, scale=tuple(map(float, table.scale)), regularization=float(regularization), baseline=(mu, b, c), user_ids=table.user_ids,
         item_ids=table.item_ids, about=about,
     )  # fmt: skip
 
