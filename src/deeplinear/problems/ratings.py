@@ -162,8 +162,8 @@ def ratings_problem(
     }
     return RatingsProblem(
         name, shape, measurements, dense_svd_entries=0,  # the spectral estimate by ARPACK
-        splits=splits, scale=tuple(map(float, table.scale)), regularization=float(regularization), baseline=(mu, b, c), user_ids=table.user_ids,
-        item_ids=table.item_ids, about=about,
+        splits=splits, scale=tuple(map(float, table.scale)), regularization=float(regularization),
+        baseline=(mu, b, c), user_ids=table.user_ids, item_ids=table.item_ids, about=about,
     )  # fmt: skip
 
 
