@@ -61,6 +61,8 @@ def test_bootstrap_keeps_unreached_targets_infinite():
 
 def test_axis_order_is_numeric_with_population_last():
     assert axis_order([1000, "population", 100, 10000.0]) == [100, 1000, 10000.0, "population"]
+    widths = [[10], [2], [100, 100], [20], [5], [100]]  # not "[10]" < "[2]" as text
+    assert axis_order(widths) == [[2], [5], [10], [20], [100], [100, 100]]
 
 
 def test_a_method_keeps_its_colour_whatever_else_is_in_the_sweep():

@@ -23,8 +23,8 @@ MEASURES = ("steps", "seconds", "flops")
 
 
 def axis_order(values) -> list:
-    """Axis values in plotting order: numbers ascending, then anything else (``population``,
-    tables and lists, by their text)."""
+    """Axis values in plotting order: numbers ascending, then lists of numbers (widths: by
+    length, then by value), then anything else (``population``, tables, by their text)."""
     unique = []
     for value in values:  # tables and lists are not hashable: keep the first of equal values
         if value not in unique:
@@ -32,10 +32,12 @@ def axis_order(values) -> list:
     values = unique
 
     def key(v):
+        if isinstance(v, list) and all(isinstance(x, int | float) for x in v):
+            return (1, 0.0, (len(v), *v), "")  # widths: [2] < [10] < [100, 100]
         try:
-            return (0, float(v), "")
+            return (0, float(v), (), "")
         except (TypeError, ValueError):
-            return (1, 0.0, str(v))
+            return (2, 0.0, (), str(v))
 
     return sorted(values, key=key)
 

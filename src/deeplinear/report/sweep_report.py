@@ -217,7 +217,10 @@ def write_report(directory: str | Path, out=None) -> Path:
         "time_charged": time_charged(table),
         "provenance": {k: v for k, v in meta.items() if k != "groups"}
         | {"created": _created(meta)},
-        "answers": answers(rows, targets, goals) + held_out_answers(rows),
+        # chosen by validation (ratings): the held-out answer; the loss targets say nothing there
+        "answers": held_out_answers(rows)
+        if plan.select == "validation"
+        else answers(rows, targets, goals),
         "ranking": ranking,
         "colours": colours,
         "rows": [
