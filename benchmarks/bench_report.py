@@ -51,8 +51,9 @@ t = pa.concat_tables(tables).to_pydict()
 run, method, rate = np.array(t["run_id"]), np.array(t["method"]), np.array(t["learning_rate"])
 step, loss = np.array(t["step"], float), np.array(t["loss"], float)
 best = {}
-for r in np.unique(run):
-    k = np.flatnonzero(run == r)
+order = np.argsort(run, kind="stable")
+names, starts = np.unique(run[order], return_index=True)
+for k in np.split(order, starts[1:]):  # one run's rows, in step order
     rel = loss[k] / loss[k][0]
     stays = np.logical_and.accumulate((rel <= 1e-10)[::-1])[::-1]
     hit = np.flatnonzero(stays)
