@@ -6,7 +6,7 @@ A sentence lists the methods in rank order (``ranking``); methods with the same 
 clause ("lm and als reach it on all 10 seeds in 10 steps (median)"). A clause says how many
 seeds reached the target and stayed below it within the recorded steps and, where some did not,
 why: the verdicts of ``explain`` when the sweep was explained (the runs continued, with the
-median ETA over seeds where it is reliable: its interval spans at most ×100), else the verdicts
+median ETA over seeds where it is reliable, as the verdicts quote one), else the verdicts
 of the recorded steps. For a completion or sensing sweep with recovery targets there is one
 sentence per recovery target too (‖W − M‖_F/‖M‖_F: no verdict, the count and the steps).
 """
@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-RELIABLE_ETA = 100.0  # an ETA interval wider than this factor is not quoted
+from deeplinear.verdict import reliable_eta
 
 
 def _steps(value: float) -> str:
@@ -42,14 +42,15 @@ def _outcome(solved: int, seeds: int, median: float, horizon: int, plural: bool)
 
 
 def _eta(records) -> str:
-    """The median ETA over the records' seeds, where every interval is finite and reliable."""
+    """The median ETA over the records' seeds, where every interval is one the verdicts quote
+    (``verdict.reliable_eta``: finite, within ×100 and 1e10 steps)."""
     mids = []
     for record in records:
         eta = record.get("eta_steps")
         if not eta or not all(isinstance(v, int | float) and math.isfinite(v) for v in eta):
             return ""
         low, high = max(float(eta[0]), 1.0), max(float(eta[-1]), 1.0)
-        if high / low > RELIABLE_ETA:
+        if not reliable_eta(low, high):
             return " (no reliable ETA)"
         mids.append(math.sqrt(low * high))
     return f" (≈{float(np.median(mids)):.2g} more steps)" if mids else ""

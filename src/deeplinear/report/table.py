@@ -104,14 +104,8 @@ def summary_html(rows, targets) -> str:
         cells.append(_td(_verdict_cell(r)))
         winner = " class='winner'" if rank == 1 else ""
         lines.append(f"<tr{winner}>" + "".join(cells) + "</tr>")
-    return (
-        "<input id='filter' type='search' placeholder='filter rows (method, point, verdict…)'>"
-        "<table id='summary' class='sortable'>"
-        + lines[0]
-        + "<tbody>"
-        + "".join(lines[1:])
-        + "</tbody></table>"
-    )
+    box = "<input id='filter' type='search' placeholder='filter rows (method, point, verdict…)'>"
+    return box + _sortable("summary", lines)
 
 
 def ranking_table(ranking) -> str:
@@ -129,12 +123,13 @@ def ranking_table(ranking) -> str:
                  _td(relative(e["relative_median"]), e["relative_median"]),
                  _td(relative(e["relative_worst"]), e["relative_worst"])]  # fmt: skip
         lines.append("<tr>" + "".join(cells) + "</tr>")
+    return _sortable("ranking", lines)
+
+
+def _sortable(name: str, lines: list[str]) -> str:
+    """A table the page's script sorts: its head line, then its rows in a tbody."""
     return (
-        "<table id='ranking' class='sortable'>"
-        + lines[0]
-        + "<tbody>"
-        + "".join(lines[1:])
-        + "</tbody></table>"
+        f"<table id='{name}' class='sortable'>{lines[0]}<tbody>{''.join(lines[1:])}</tbody></table>"
     )
 
 

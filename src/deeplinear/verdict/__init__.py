@@ -50,6 +50,7 @@ from deeplinear.verdict._classification import (
     classify_run,
 )
 from deeplinear.verdict._continuation import Handle
+from deeplinear.verdict._eta import reliable as reliable_eta
 from deeplinear.verdict._evidence import (
     WINDOWS,
     ZERO_GRADIENT,
@@ -94,6 +95,7 @@ __all__ = [
     "judge_held_out",
     "judge_recovery_of",
     "mode_evidence",
+    "reliable_eta",
     "steps_to",
     "window_rates",
 ]
