@@ -161,7 +161,9 @@ def cli(*args, cwd):
         (run_file("regularization = 0.1", method="gn-cg"), "would ignore problem.regularization"),
         (run_file("regularization = 0.1", hidden="[4, 4]"), "two layers only"),
         (run_file("regularization = -1"), "problem.regularization"),
-        (run_file("scale = [5, 1]"), "lowest < highest"),
+        (run_file("scale = [5, 1]"), "finite with lo < hi"),
+        # the generator's own rule (every user rates), said before anything runs, by its key
+        (run_file().replace("ratings = 3000", "ratings = 100"), "problem.synthetic.ratings"),
     ],
 )
 def test_bad_ratings_input_is_one_line_before_anything_runs(text, words, tmp_path):

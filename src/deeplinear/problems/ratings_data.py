@@ -77,7 +77,8 @@ def _prefix(name: str) -> str:
     return name.rsplit(".", 1)[0] + "." if "." in name else ""
 
 
-def _names(columns, prefix: str) -> dict[str, str] | None:
+def check_columns(columns, prefix: str) -> dict[str, str] | None:
+    """``columns`` (canonical name → the file's), checked; None when not given."""
     if columns is None:
         return None
     check_keys(columns, set(COLUMNS), f"{prefix}columns")
@@ -89,7 +90,8 @@ def _names(columns, prefix: str) -> dict[str, str] | None:
     return dict(columns)
 
 
-def _scale(scale, prefix: str) -> tuple[float, float] | None:
+def check_scale(scale, prefix: str) -> tuple[float, float] | None:
+    """``scale`` as (lo, hi), checked; None when not given."""
     if scale is None:
         return None
     numbers = (
@@ -239,7 +241,7 @@ def read_ratings(
     header, CSV or Parquet with named columns, ``columns`` mapping the canonical names to the
     file's), checked; ``field`` names the file in messages, its prefix the other keys."""
     prefix = _prefix(field)
-    names, given = _names(columns, prefix), _scale(scale, prefix)
+    names, given = check_columns(columns, prefix), check_scale(scale, prefix)
     require_flag(drop_invalid, f"{prefix}drop_invalid")
     raw = read_columns(Path(path), names, field)
     if raw.rows == 0:

@@ -51,7 +51,8 @@ class RatingsSplit:
         return {**{name: len(getattr(self, name)) for name in parts}, "cold": self.cold}
 
 
-def _fractions(test_fraction, validation_fraction, prefix: str) -> tuple[float, float]:
+def check_fractions(test_fraction, validation_fraction, prefix: str) -> tuple[float, float]:
+    """(test, validation) fractions, each in [0, 1) and summing to < 1."""
     fractions = []
     given = {"test_fraction": test_fraction, "validation_fraction": validation_fraction}
     for name, value in given.items():
@@ -125,7 +126,7 @@ def split(
     """``table``'s entries split ``how`` (`HOW`), cold held-out entries dropped (module
     docstring); ``field`` is the prefix of the keys named in messages."""
     prefix = f"{field}." if field else ""
-    test, validation = _fractions(test_fraction, validation_fraction, prefix)
+    test, validation = check_fractions(test_fraction, validation_fraction, prefix)
     require_int(seed, f"{prefix}split_seed", 0)
     require_choice(how, f"{prefix}split", HOW)
     if how == "random":

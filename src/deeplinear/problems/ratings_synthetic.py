@@ -29,20 +29,27 @@ _BLOCK = 1 << 20
 _START, _YEAR = 883_612_800, 365 * 86_400  # 1998-01-01, in seconds
 
 
-def _check(users, items, ratings, rank, noise, seed, scale, popularity) -> tuple[float, float]:
-    where = "synthetic_ratings"
-    require_int(users, f"{where}(users)", 1)
-    require_int(items, f"{where}(items)", 1)
-    require_int(ratings, f"{where}(ratings)", users, users * items)
-    require_int(rank, f"{where}(rank)", 0)
-    require_int(seed, f"{where}(seed)", 0)
-    require_number(noise, f"{where}(noise)", 0)
-    require_number(popularity, f"{where}(popularity)", 0)
+def check_synthetic(
+    users, items, ratings, rank, noise, seed, scale, popularity, field=None
+) -> tuple[float, float]:
+    """The arguments of ``synthetic_ratings`` checked (one line naming ``field.key``, e.g.
+    ``problem.synthetic.ratings``, or ``synthetic_ratings(key)``); the scale (lo, hi)."""
+
+    def where(key: str) -> str:
+        return f"synthetic_ratings({key})" if field is None else f"{field}.{key}"
+
+    require_int(users, where("users"), 1)
+    require_int(items, where("items"), 1)
+    require_int(ratings, where("ratings"), users, users * items)
+    require_int(rank, where("rank"), 0)
+    require_int(seed, where("seed"), 0)
+    require_number(noise, where("noise"), 0)
+    require_number(popularity, where("popularity"), 0)
     if not (isinstance(scale, list | tuple) and len(scale) == 2):
-        raise UsageError(f"{where}(scale) must be (lo, hi), got {scale!r}")
-    lo, hi = (require_number(x, f"{where}(scale)") for x in scale)
+        raise UsageError(f"{where('scale')} must be (lo, hi), got {scale!r}")
+    lo, hi = (require_number(x, where("scale")) for x in scale)
     if not (hi > lo and float(hi - lo).is_integer()):
-        raise UsageError(f"{where}(scale) must be (lo, hi) whole stars apart, got {scale!r}")
+        raise UsageError(f"{where('scale')} must be (lo, hi) whole stars apart, got {scale!r}")
     return lo, hi
 
 
@@ -126,7 +133,7 @@ def synthetic_ratings(
     """``ratings`` distinct (user, item) pairs of ``users`` × ``items`` rated by the model in the
     module docstring, in random order, with integer timestamps and the scores as ``truth``.
     Items nobody rated are left out (as in a real file): ``item_ids`` are the model's indices."""
-    lo, hi = _check(users, items, ratings, rank, noise, seed, scale, popularity)
+    lo, hi = check_synthetic(users, items, ratings, rank, noise, seed, scale, popularity)
     rng = np.random.default_rng(seed)
     keys = _pairs(rng, _counts(rng, users, items, ratings), items, popularity)
     keys = keys[rng.permutation(len(keys))]

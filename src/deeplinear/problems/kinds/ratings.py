@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import final
 
-from deeplinear.core.checks import check_keys, require_int, require_number
+from deeplinear.core.checks import check_keys
 from deeplinear.errors import UsageError
 from deeplinear.problems import ratings_data, ratings_split, ratings_synthetic
 from deeplinear.problems.kinds._base import (
@@ -26,6 +26,7 @@ from deeplinear.problems.kinds._base import (
 from deeplinear.problems.ratings import ratings_problem
 
 SYNTHETIC_KEYS = {"users", "items", "ratings", "rank", "noise", "seed", "popularity"}
+SYNTHETIC_DEFAULTS = {"noise": 0.5, "seed": 0, "popularity": 1.0}  # where the table omits them
 
 
 @final
@@ -69,43 +70,17 @@ class Ratings(AbstractProblemKind):
             )
         if "path" in problem and (not isinstance(problem["path"], str) or not problem["path"]):
             raise UsageError(f"problem.path must be a ratings file's path, got {problem['path']!r}")
+        # the data layer's own checks, named as this table's keys, before anything is read
+        ratings_data.check_columns(problem.get("columns"), "problem.")
+        ratings_data.check_scale(problem.get("scale"), "problem.")
         if "synthetic" in problem:
-            _check_synthetic(problem["synthetic"])
-        if "columns" in problem:
-            columns = problem["columns"]
-            if not isinstance(columns, dict) or not all(
-                isinstance(v, str) for v in columns.values()
-            ):
-                raise UsageError(
-                    'problem.columns must be a table of names, e.g. {user = "userId", item = '
-                    '"movieId", rating = "rating", timestamp = "timestamp"}'
-                )
-            check_keys(columns, {"user", "item", "rating", "timestamp"}, "problem.columns")
-        if "scale" in problem:
-            scale = problem["scale"]
-            if not (isinstance(scale, list) and len(scale) == 2):
-                raise UsageError(f"problem.scale must be [lowest, highest], got {scale!r}")
-            lo = require_number(scale[0], "problem.scale[0]")
-            hi = require_number(scale[1], "problem.scale[1]")
-            if hi <= lo:
-                raise UsageError(f"problem.scale must have lowest < highest, got {scale!r}")
-        for key in ("test_fraction", "validation_fraction"):
-            value = cls._fraction(problem, key)
-            problem[key] = value
-        if problem["test_fraction"] + problem["validation_fraction"] >= 1:
-            raise UsageError(
-                "problem.test_fraction + problem.validation_fraction must be < 1 (some ratings "
-                "must be left to train on)"
-            )
+            _check_synthetic(problem["synthetic"], problem.get("scale"))
+        problem["test_fraction"], problem["validation_fraction"] = ratings_split.check_fractions(
+            cls.default(problem, "test_fraction"), cls.default(problem, "validation_fraction"),
+            "problem.",
+        )  # fmt: skip
         cls._check_given(problem, "split", "split_seed", "biases", "drop_invalid")
         cls._check_given(problem, "regularization", "bias_regularization")
-
-    @classmethod
-    def _fraction(cls, problem: dict, key: str) -> float:
-        value = require_number(cls.default(problem, key), f"problem.{key}", 0)
-        if value >= 1:
-            raise UsageError(f"problem.{key} must be in [0, 1), got {value!r}")
-        return value
 
     @classmethod
     def dims(cls, problem: dict, base_dir: Path) -> ProblemDims:
@@ -134,21 +109,20 @@ class Ratings(AbstractProblemKind):
         return built, None
 
 
-def _check_synthetic(table) -> None:
+def _check_synthetic(table, scale) -> None:
+    """``problem.synthetic``: its keys, then ``synthetic_ratings``' own checks of the values
+    (with the defaults it will be drawn with)."""
     if not isinstance(table, dict):
         raise UsageError("problem.synthetic must be a table: users, items, ratings, rank, noise")
     check_keys(table, SYNTHETIC_KEYS, "problem.synthetic")
     for key in ("users", "items", "ratings", "rank"):
         if key not in table:
             raise UsageError(f"problem.synthetic.{key} is missing (users, items, ratings, rank)")
-        require_int(table[key], f"problem.synthetic.{key}", 1)
-    if table["ratings"] > table["users"] * table["items"]:
-        raise UsageError("problem.synthetic.ratings must be ≤ users · items")
-    for key in ("noise", "popularity"):
-        if key in table:
-            require_number(table[key], f"problem.synthetic.{key}", 0)
-    if "seed" in table:
-        require_int(table["seed"], "problem.synthetic.seed", 0)
+    given = {k: table.get(k, v) for k, v in SYNTHETIC_DEFAULTS.items()}
+    ratings_synthetic.check_synthetic(
+        **{k: table[k] for k in ("users", "items", "ratings", "rank")}, **given,
+        scale=tuple(scale or (1, 5)), field="problem.synthetic",
+    )  # fmt: skip
 
 
 def loaded(problem: dict, base_dir: Path, seed: int = 0):
@@ -181,8 +155,8 @@ def _load(source: tuple, options: str):
         spec = json.loads(source[1])
         table = ratings_synthetic.synthetic_ratings(
             users=spec["users"], items=spec["items"], ratings=spec["ratings"],
-            rank=spec["rank"], noise=spec.get("noise", 0.5), seed=spec.get("seed", 0),
-            popularity=spec.get("popularity", 1.0), scale=tuple(given["scale"] or (1, 5)),
+            rank=spec["rank"], **{k: spec.get(k, v) for k, v in SYNTHETIC_DEFAULTS.items()},
+            scale=tuple(given["scale"] or (1, 5)),
         )  # fmt: skip
     else:
         table = ratings_data.read_ratings(
